@@ -1,0 +1,45 @@
+# The two commands of the README: `make run` and `make test`. Both set themselves up
+# from nothing but python3, git and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint typecheck pytest format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when pyproject.toml changes.
+$(VENV)/.installed-example: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[example]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@ $(VENV)/.installed-example
+
+## run: run the example capsule end to end on the embedded stores, posting results
+run: $(VENV)/.installed-example
+	PATH="$(abspath $(BIN)):$$PATH" code/run --dry_run 0
+
+## test: lint, type-check and run the whole test suite
+test: lint typecheck pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check code tests scripts
+	$(BIN)/ruff format --check code tests scripts
+
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy code/analysis_wrapper
+
+pytest: $(VENV)/.installed-test
+	$(BIN)/pytest
+
+format: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix code tests scripts
+	$(BIN)/ruff format code tests scripts
+
+clean:
+	rm -rf $(VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache
+	find results -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

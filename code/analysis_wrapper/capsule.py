@@ -1,0 +1,162 @@
+"""The capsule's entry point: what ``run_capsule.py`` hands itself to.
+
+:func:`run_analysis_jobs` parses the command line, resolves the code identity, opens
+the stores, runs every job and exits with a code that tells what happened:
+
+- 0: every job succeeded or was skipped (zero jobs included);
+- 1: a job failed, or a store could not be reached;
+- 2: a wrong invocation or configuration (unknown flag, missing input directory,
+  refused dirty tree, a parameter named like a flag).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from pydantic import BaseModel
+
+from .command_line import parse_command_line
+from .errors import StoreError, UsageError
+from .parameters import load_fixed_parameters
+from .plan import Action
+from .provenance import default_experimenter, resolve_code_identity
+from .runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
+from .settings import Capsule, StoreSettings
+from .stores import open_record_store, open_result_store
+
+log = logging.getLogger("analysis_wrapper")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """Send the package's log lines to stderr; called by entry points, never on import."""
+    package_logger = logging.getLogger("analysis_wrapper")
+    if not any(getattr(h, "_analysis_wrapper", False) for h in package_logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+        handler._analysis_wrapper = True  # type: ignore[attr-defined]
+        package_logger.addHandler(handler)
+    package_logger.setLevel(level)
+    package_logger.propagate = False
+
+
+def capsule_of(function: AnalysisFunction) -> Capsule:
+    """The capsule whose ``code/`` folder holds the file that defines ``function``."""
+    return Capsule(Path(inspect.getfile(function)).resolve().parent.parent)
+
+
+def main(
+    analysis: Analysis,
+    argv: Sequence[str] | None = None,
+    capsule: Capsule | None = None,
+) -> int:
+    """Run the capsule once and return its exit code.
+
+    Parameters
+    ----------
+    analysis : Analysis
+        The user's function and models.
+    argv : sequence of str, optional
+        The command line without the program name; ``sys.argv[1:]`` by default.
+    capsule : Capsule, optional
+        The capsule folders; found from where ``analysis.function`` is defined.
+    """
+    capsule = capsule or capsule_of(analysis.function)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        summary = _run(analysis, arguments, capsule)
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except StoreError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    print(summary.one_line())
+    return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
+    options, command_line_parameters = parse_command_line(argv, analysis.parameters_model, capsule)
+    settings = StoreSettings()
+    code = resolve_code_identity(
+        capsule.code_dir, posting=options.posting, allow_dirty=options.allow_dirty
+    )
+    record_store = open_record_store(settings, capsule, read_only=not options.posting)
+    result_store = open_result_store(settings, capsule)
+    log.info(
+        "code %s @ %s; records: %s; results: %s%s",
+        code.url,
+        code.version,
+        record_store.display_url,
+        result_store.url,
+        "" if options.posting else (" (plan only)" if options.plan else " (dry run)"),
+    )
+    context = RunContext(
+        analysis=analysis,
+        options=options,
+        code=code,
+        record_store=record_store,
+        result_store=result_store,
+        fixed_parameters=load_fixed_parameters(options.input_directory),
+        command_line_parameters=command_line_parameters,
+        experimenters=(default_experimenter(capsule.code_dir, settings.codeocean_email),),
+    )
+    try:
+        summary = execute_run(context)
+    finally:
+        record_store.close()
+    if options.plan:
+        print(format_plan_table(summary))
+    return summary
+
+
+def format_plan_table(summary: RunSummary) -> str:
+    """The plan as a plain-text table: job, key (short), action, reason."""
+    rows = [("job", "key", "action", "reason")]
+    for job in summary.jobs:
+        reason = job.reason
+        rows.append((Path(job.job_file).name, (job.key or "-")[:12], job.action, reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True))
+        + ("  " + row[3] if row[3] else "")
+        for row in rows
+    ]
+    counts = {
+        action.value: sum(1 for j in summary.jobs if j.action == action.value) for action in Action
+    }
+    lines.append(", ".join(f"{n} {name}" for name, n in counts.items() if n) or "no jobs")
+    return "\n".join(lines)
+
+
+def run_analysis_jobs(
+    run_analysis: AnalysisFunction,
+    *,
+    parameters_model: type[BaseModel],
+    outputs_model: type[BaseModel] | None = None,
+) -> NoReturn:
+    """Run ``run_analysis`` over every job of the capsule, then exit.
+
+    Call it at the end of ``code/run_capsule.py``; see that file for an example.
+
+    Parameters
+    ----------
+    run_analysis : callable
+        ``run_analysis(job, parameters, results_dir)``, returning an instance of
+        ``outputs_model``, a dict, or ``None``.
+    parameters_model : type of BaseModel
+        The analysis's parameters (usually an ``AnalysisParameters`` subclass).
+    outputs_model : type of BaseModel, optional
+        The analysis's outputs (usually an ``AnalysisOutputs`` subclass).
+    """
+    configure_logging()
+    analysis = Analysis(run_analysis, parameters_model, outputs_model)
+    sys.exit(main(analysis))

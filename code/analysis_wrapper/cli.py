@@ -1,0 +1,94 @@
+"""The ``analysis-wrapper`` command: look at what the capsule has stored.
+
+::
+
+    analysis-wrapper results find [--param KEY=VALUE ...] [--format table|json]
+
+The capsule is the folder holding ``code/run_capsule.py`` above the current folder,
+or ``--capsule DIR``. Exit codes: 0 success, 1 a store failed, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .capsule import EXIT_FAILED, EXIT_OK, EXIT_USAGE, configure_logging
+from .errors import StoreError, UsageError
+from .query import find_records, parse_parameter_filter
+from .records import record_process
+from .stores.base import Record, record_parameters
+
+log = logging.getLogger("analysis_wrapper")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; see analysis-wrapper --help")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for every subcommand."""
+    common = _Parser(add_help=False)
+    common.add_argument("--capsule", help="the capsule folder (default: found from here)")
+    parser = _Parser(prog="analysis-wrapper", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    results = commands.add_parser("results", help="find stored results")
+    actions = results.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    find = actions.add_parser("find", parents=[common], help="list records")
+    find.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only records whose parameter KEY equals VALUE (JSON-typed); repeatable",
+    )
+    find.add_argument("--format", choices=("table", "json"), default="table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``analysis-wrapper`` and return its exit code."""
+    configure_logging(logging.WARNING)
+    try:
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        filters = dict(parse_parameter_filter(text) for text in args.param)
+        records = find_records(filters, capsule=args.capsule)
+    except UsageError as exc:
+        log.error("%s", exc)
+        return EXIT_USAGE
+    except StoreError as exc:
+        log.error("%s", exc)
+        return EXIT_FAILED
+    if args.format == "json":
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    else:
+        print(format_records_table(records))
+    return EXIT_OK
+
+
+def format_records_table(records: list[Record]) -> str:
+    """Records as a plain-text table: key, finished, code version, parameters."""
+    rows = [("key", "finished", "version", "parameters")]
+    for record in records:
+        process = record_process(record)
+        code: dict[str, Any] = dict(process.get("code") or {})
+        parameters = record_parameters(record)
+        rows.append(
+            (
+                str(record.get("_id", ""))[:12],
+                str(process.get("end_date_time") or "")[:19],
+                str(code.get("version") or "")[:12],
+                " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(parameters.items())),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [
+        "  ".join([*(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)), r[3]]) for r in rows
+    ]
+    lines.append(f"{len(records)} record(s)")
+    return "\n".join(lines)

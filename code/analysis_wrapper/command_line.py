@@ -1,0 +1,170 @@
+"""The capsule's command line: the wrapper's flags plus one flag per parameter field.
+
+Code Ocean passes named app-panel parameters the same way (``--name value``), and an
+empty value for a parameter means "not given", so it does not override
+``fixed_parameters`` or the job's own parameters.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from pydantic import BaseModel
+
+from .errors import ConfigError, UsageError
+from .parameters import parse_command_line_value
+from .settings import Capsule, RunOptions
+
+# Every flag the wrapper has or will have; a parameter field may not take one of these
+# names, or the command line would be ambiguous.
+RESERVED_FLAGS = frozenset(
+    {
+        "dry_run",
+        "input_directory",
+        "results_directory",
+        "force",
+        "plan",
+        "allow_dirty",
+        "retry_failed",
+        "executor",
+        "workers",
+        "scheduler_address",
+        "capsule",
+        "help",
+        "version",
+    }
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message}; run with --help to see every flag")
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+
+
+def check_parameter_names(model: type[BaseModel]) -> None:
+    """Refuse a parameters model whose field is named like a wrapper flag.
+
+    Raises
+    ------
+    ConfigError
+        Naming the field and the remedy.
+    """
+    clashes = sorted(set(model.model_fields) & RESERVED_FLAGS)
+    if clashes:
+        raise ConfigError(
+            f"{model.__name__} has field(s) {', '.join(clashes)} named like wrapper flags; "
+            "rename them in the parameters model"
+        )
+
+
+def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.ArgumentParser:
+    """Build the parser for the wrapper's flags and ``model``'s fields."""
+    parser = _Parser(
+        prog="run_capsule.py",
+        description="Run the analysis over every job in <input_directory>/job_dict/.",
+        allow_abbrev=False,
+    )
+    wrapper = parser.add_argument_group("wrapper flags")
+    wrapper.add_argument(
+        "--dry_run",
+        type=_flag,
+        default=True,
+        metavar="0|1",
+        help="1 (default): run, but post nothing to the stores; 0: post results and records",
+    )
+    wrapper.add_argument(
+        "--input_directory",
+        type=Path,
+        default=capsule.data_dir,
+        help=f"holds job_dict/ and analysis_parameters.json (default {capsule.data_dir})",
+    )
+    wrapper.add_argument(
+        "--results_directory",
+        type=Path,
+        default=capsule.results_dir,
+        help=f"each job's files go to <this>/<key>/ (default {capsule.results_dir})",
+    )
+    wrapper.add_argument(
+        "--force", type=_flag, default=False, metavar="0|1", help="run even if a record exists"
+    )
+    wrapper.add_argument(
+        "--plan",
+        type=_flag,
+        default=False,
+        metavar="0|1",
+        help="run nothing: write plan.json saying what would run and why",
+    )
+    wrapper.add_argument(
+        "--allow_dirty",
+        type=_flag,
+        default=False,
+        metavar="0|1",
+        help="post from a work tree with uncommitted changes (version <sha>+dirty.<digest>)",
+    )
+    if model is not None:
+        group = parser.add_argument_group(f"analysis parameters ({model.__name__})")
+        for name, info in model.model_fields.items():
+            group.add_argument(
+                f"--{name}",
+                dest=f"param:{name}",
+                default=None,
+                metavar="VALUE",
+                help=(info.description or "") + " (lists and dicts as JSON)",
+            )
+    return parser
+
+
+def parse_command_line(
+    argv: Sequence[str], model: type[BaseModel] | None, capsule: Capsule
+) -> tuple[RunOptions, dict[str, Any]]:
+    """Parse ``argv`` into run options and the command-line parameter layer.
+
+    Only parameters given with a non-empty value join the layer.
+
+    Raises
+    ------
+    UsageError
+        For an unknown flag or a malformed flag value.
+    ConfigError
+        For a parameter field named like a wrapper flag, or a missing input directory.
+    """
+    if model is not None:
+        check_parameter_names(model)
+    parsed = vars(build_parser(model, capsule).parse_args(list(argv)))
+    parameters: dict[str, Any] = {}
+    for dest, raw in parsed.items():
+        if dest.startswith("param:") and raw is not None and raw.strip() != "":
+            name = dest.removeprefix("param:")
+            assert model is not None
+            parameters[name] = parse_command_line_value(model.model_fields[name], raw)
+    options = RunOptions(
+        input_directory=parsed["input_directory"].resolve(),
+        results_directory=parsed["results_directory"].resolve(),
+        dry_run=parsed["dry_run"],
+        force=parsed["force"],
+        plan=parsed["plan"],
+        allow_dirty=parsed["allow_dirty"],
+    )
+    if not options.input_directory.is_dir():
+        raise ConfigError(
+            f"input directory {options.input_directory} does not exist; pass "
+            "--input_directory DIR (it must hold job_dict/)"
+        )
+    return options, parameters

@@ -1,0 +1,67 @@
+"""The errors this package raises, and what each one means for the exit code.
+
+::
+
+    WrapperError                      base class; never raised itself
+    ├── UsageError        (exit 2)    a wrong invocation or configuration
+    │   ├── ConfigError               a setting or flag that cannot work (names the remedy)
+    │   └── ProvenanceError           the code identity cannot be trusted (e.g. a dirty tree)
+    ├── JobInputError     (job fails) a job file or parameter that is wrong (names file and field)
+    ├── KeyComputationError (job fails) a value that has no canonical form (NaN, Inf)
+    └── StoreError        (exit 1)    a record or result store cannot be reached or written
+        └── RecordExistsError         a record with this key is already stored
+
+Every message is one line that names the file, field or store and says what to do.
+No message ever contains a secret: stores mask credentials before building one.
+"""
+
+from __future__ import annotations
+
+
+class WrapperError(Exception):
+    """Base class for every error this package raises."""
+
+
+class UsageError(WrapperError, ValueError):
+    """A wrong invocation or configuration: the run stops with exit code 2."""
+
+
+class ConfigError(UsageError):
+    """A setting, flag or environment variable that cannot work as given."""
+
+
+class ProvenanceError(UsageError):
+    """The code identity cannot be established or trusted (e.g. uncommitted changes)."""
+
+
+class JobInputError(WrapperError, ValueError):
+    """A job file, or a parameter it leads to, is wrong.
+
+    Parameters
+    ----------
+    path : str
+        The file the problem was found in, as the user knows it.
+    field : str
+        The dotted field path inside that file, or ``""`` for the whole file.
+    problem : str
+        What is wrong and, where there is one, the remedy.
+    """
+
+    def __init__(self, path: str, field: str, problem: str) -> None:
+        self.path = path
+        self.field = field
+        self.problem = problem
+        where = f"{path}: field {field!r}" if field else path
+        super().__init__(f"{where}: {problem}")
+
+
+class KeyComputationError(WrapperError, ValueError):
+    """A value cannot be put into the canonical form the key is computed from."""
+
+
+class StoreError(WrapperError, OSError):
+    """A record or result store cannot be reached, read or written."""
+
+
+class RecordExistsError(StoreError):
+    """A record with the same key already exists in the record store."""

@@ -1,0 +1,230 @@
+"""Job files: the unit of work a dispatcher writes, in both upstream shapes.
+
+A job file is ``<input_directory>/job_dict/<name>.json``. The current upstream shape
+has ``s3_location``, ``asset_name``, ``docdb_record_id``, ``file_location``,
+``distributed_parameters``, ``group_metadata``, ``query`` and ``analysis_code``; the
+older one has ``asset_id`` and no ``docdb_record_id``. Both load into :class:`Job`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import JobInputError
+from .locations import LocationError, normalise_location, resolve_location
+
+log = logging.getLogger(__name__)
+
+JOB_DIR_NAME = "job_dict"
+
+
+class AnalysisCode(BaseModel):
+    """The ``analysis_code`` block a dispatcher may attach (an aind ``Code``, loosely).
+
+    Only ``parameters`` is used: it is one layer of the parameter merge. The rest is
+    kept as written.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    url: str | None = None
+    version: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Job(BaseModel):
+    """One unit of work: which inputs, which parameters.
+
+    Locations are normalised on load (see :mod:`analysis_wrapper.locations`); use
+    :attr:`input_paths` and :attr:`file_paths` to read them in this run.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    s3_location: list[str] = Field(description="Input assets: s3:// URLs or paths.")
+    asset_name: list[str] = Field(default_factory=list)
+    docdb_record_id: list[str] = Field(default_factory=list)
+    asset_id: list[str] | None = Field(default=None, description="Older job shape only.")
+    file_location: list[str] | None = None
+    distributed_parameters: dict[str, Any] | None = None
+    group_metadata: dict[str, Any] | None = None
+    query: str | dict[str, Any] | None = None
+    analysis_code: AnalysisCode | None = None
+
+    _source_file: Path = PrivateAttr(default=Path("<memory>"))
+    _input_directory: Path = PrivateAttr(default=Path("."))
+
+    @field_validator("s3_location", "file_location", mode="after")
+    @classmethod
+    def _normalise(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return [normalise_location(item) for item in value]
+        except LocationError as exc:
+            raise ValueError(str(exc)) from None
+
+    @property
+    def name(self) -> str:
+        """The job file's name without ``.json``."""
+        return self._source_file.stem
+
+    @property
+    def source_file(self) -> Path:
+        """The job file this job was read from."""
+        return self._source_file
+
+    @property
+    def input_directory(self) -> Path:
+        """The run's input directory, against which relative locations resolve."""
+        return self._input_directory
+
+    @property
+    def input_paths(self) -> list[str | Path]:
+        """``s3_location`` resolved for this run: S3 URLs as ``str``, paths as ``Path``."""
+        return [resolve_location(loc, self._input_directory) for loc in self.s3_location]
+
+    @property
+    def file_paths(self) -> list[str | Path]:
+        """``file_location`` resolved for this run, like :attr:`input_paths`."""
+        return [resolve_location(loc, self._input_directory) for loc in self.file_location or []]
+
+    def bind(self, source_file: Path, input_directory: Path) -> Job:
+        """Attach where the job came from; returns ``self``."""
+        self._source_file = source_file
+        self._input_directory = input_directory
+        return self
+
+
+def find_job_files(input_directory: Path) -> list[Path]:
+    """Return every ``*.json`` in ``<input_directory>/job_dict/``, sorted by name.
+
+    A missing ``job_dict`` folder means no jobs. Other files there are ignored, with a
+    warning, since a dispatcher writes only JSON.
+    """
+    job_dir = input_directory / JOB_DIR_NAME
+    if not job_dir.is_dir():
+        log.warning("%s does not exist: there are no jobs to run", job_dir)
+        return []
+    files = sorted(p for p in job_dir.iterdir() if p.suffix == ".json" and p.is_file())
+    ignored = sorted(
+        p.name
+        for p in job_dir.iterdir()
+        if p.suffix != ".json" and not p.name.startswith(".") and p.is_file()
+    )
+    if ignored:
+        log.warning("%s: ignoring files that are not *.json: %s", job_dir, ", ".join(ignored))
+    return files
+
+
+def read_json_file(path: Path) -> Any:
+    """Read a JSON file, turning every way it can be unreadable into one clear error.
+
+    Raises
+    ------
+    JobInputError
+        If the file cannot be read, is not UTF-8, or is not valid JSON.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise JobInputError(str(path), "", f"cannot be read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise JobInputError(
+            str(path),
+            "",
+            f"is not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "save it as UTF-8",
+        ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise JobInputError(
+            str(path),
+            "",
+            f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+        ) from None
+
+
+def load_job(path: Path, input_directory: Path) -> Job:
+    """Load and validate one job file.
+
+    Unknown top-level fields are kept but logged as a warning (a typo is the usual
+    cause).
+
+    Raises
+    ------
+    JobInputError
+        If the file is unreadable, not JSON, or does not fit the job model; the
+        message names the file and the field.
+    """
+    data = read_json_file(path)
+    if not isinstance(data, dict):
+        raise JobInputError(str(path), "", f"must hold a JSON object, not a {type(data).__name__}")
+    try:
+        job = Job.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error_to_input_error(str(path), exc) from None
+    if job.model_extra:
+        log.warning(
+            "%s: unknown field(s) %s ignored; known fields are %s",
+            path,
+            ", ".join(repr(name) for name in sorted(job.model_extra)),
+            ", ".join(sorted(Job.model_fields)),
+        )
+    return job.bind(path, input_directory)
+
+
+def validation_error_to_input_error(
+    path: str, exc: ValidationError, prefix: str = "", sources: dict[str, str] | None = None
+) -> JobInputError:
+    """Turn a pydantic ``ValidationError`` into one line naming file and fields.
+
+    Parameters
+    ----------
+    path : str
+        The file the values came from.
+    exc : ValidationError
+        The error pydantic raised.
+    prefix : str
+        Put before each field path (e.g. ``"parameters."``).
+    sources : dict, optional
+        For each top-level field, where its value came from; named in the message.
+    """
+    errors = exc.errors(include_url=False)
+    problems = []
+    first_field = ""
+    for error in errors:
+        field = _field_path(error["loc"])
+        first_field = first_field or prefix + field
+        message = error["msg"]
+        if error["type"] not in ("missing", "extra_forbidden"):
+            message += f" (got {_short(error.get('input'))})"
+        top = str(error["loc"][0]) if error["loc"] else ""
+        if sources and top in sources:
+            message += f" [from {sources[top]}]"
+        problems.append(f"{prefix}{field}: {message}" if len(errors) > 1 else message)
+    if len(problems) == 1:
+        return JobInputError(path, first_field, problems[0])
+    combined = JobInputError(path, "", "; ".join(problems))
+    combined.field = first_field
+    return combined
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -1,0 +1,232 @@
+"""Where the code identity comes from: git today, Code Ocean next (a later issue).
+
+:func:`resolve_code_identity` is the one entry point the runner uses. It asks each
+source in turn (:func:`git_state` first) and applies the dirty-tree policy: with
+posting on (``--dry_run 0``), uncommitted changes are refused unless
+``--allow_dirty 1``, in which case the version says so:
+``<sha>+dirty.<first 12 hex of sha256(git diff HEAD, untracked paths and bytes)>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import hashlib
+import logging
+import os
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import ProvenanceError
+from .identity import CodeIdentity
+
+log = logging.getLogger(__name__)
+
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
+_MAX_LISTED_CHANGES = 8
+
+
+@dataclass(frozen=True)
+class GitState:
+    """What git says about the work tree that holds the code."""
+
+    toplevel: Path
+    commit: str
+    url: str
+    uncommitted: tuple[str, ...]
+    digest: str | None
+
+    @property
+    def version(self) -> str:
+        """The commit, with ``+dirty.<digest>`` when there are uncommitted changes."""
+        if not self.uncommitted:
+            return self.commit
+        return f"{self.commit}+dirty.{self.digest}"
+
+
+def normalise_remote_url(url: str) -> str:
+    """Put a git remote URL in one form, so SSH and HTTPS clones agree.
+
+    ``git@github.com:Org/Repo.git``, ``ssh://git@github.com/Org/Repo`` and
+    ``https://user:token@github.com/Org/Repo.git`` all become
+    ``https://github.com/Org/Repo``. Credentials are always dropped. Local paths
+    stay paths, without ``.git``.
+    """
+    text = url.strip()
+    match = _SCP_LIKE.match(text)
+    if match and "://" not in text:
+        host, path = match.group("host"), match.group("path")
+        return f"https://{host.lower()}/{_strip_git_suffix(path.strip('/'))}"
+    parts = urlsplit(text)
+    if not parts.scheme or parts.scheme == "file":
+        return (
+            _strip_git_suffix(parts.path.rstrip("/"))
+            if parts.scheme
+            else _strip_git_suffix(text.rstrip("/"))
+        )
+    host = (parts.hostname or "").lower()
+    scheme = parts.scheme.lower()
+    if scheme in ("ssh", "git", "git+ssh", "ssh+git"):
+        scheme, netloc = "https", host
+    else:
+        netloc = host if parts.port is None else f"{host}:{parts.port}"
+    path = _strip_git_suffix(parts.path.rstrip("/"))
+    return urlunsplit((scheme, netloc, path, "", ""))
+
+
+def _strip_git_suffix(path: str) -> str:
+    return path[: -len(".git")] if path.endswith(".git") else path
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    # Never let a configured pager, editor or credential prompt block a run.
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_PAGER": "cat", "LC_ALL": "C"}
+    return subprocess.run(
+        ["git", "-c", "core.quotepath=off", *args],
+        cwd=cwd,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+
+
+def git_state(code_dir: Path) -> GitState | None:
+    """Read the commit, remote and uncommitted changes of the tree holding ``code_dir``.
+
+    Returns ``None`` when ``code_dir`` is not inside a git work tree (or git is not
+    installed).
+
+    Raises
+    ------
+    ProvenanceError
+        If the repository has no commit yet.
+    """
+    try:
+        top = _git(["rev-parse", "--show-toplevel"], code_dir)
+    except FileNotFoundError:
+        return None
+    if top.returncode != 0:
+        return None
+    toplevel = Path(top.stdout.decode().strip())
+    head = _git(["rev-parse", "--verify", "-q", "HEAD"], toplevel)
+    if head.returncode != 0:
+        raise ProvenanceError(
+            f"the git repository at {toplevel} has no commit yet; commit the code first "
+            "(git add -A && git commit -m 'first version')"
+        )
+    commit = head.stdout.decode().strip()
+    uncommitted, untracked = _uncommitted(toplevel, code_dir)
+    digest = _change_digest(toplevel, untracked) if uncommitted else None
+    return GitState(toplevel, commit, _remote_url(toplevel), tuple(uncommitted), digest)
+
+
+def _remote_url(toplevel: Path) -> str:
+    remotes = _git(["remote"], toplevel).stdout.decode().split()
+    if not remotes:
+        return str(toplevel)
+    name = "origin" if "origin" in remotes else remotes[0]
+    url = _git(["remote", "get-url", name], toplevel).stdout.decode().strip()
+    return normalise_remote_url(url) if url else str(toplevel)
+
+
+def _uncommitted(toplevel: Path, code_dir: Path) -> tuple[list[str], list[str]]:
+    """List modified tracked files anywhere, and untracked, unignored files in code/."""
+    status = _git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], toplevel)
+    entries = status.stdout.decode("utf-8", "surrogateescape").split("\0")
+    code_prefix = code_dir.resolve().relative_to(toplevel.resolve()).as_posix()
+    code_prefix = "" if code_prefix == "." else code_prefix + "/"
+    changes: list[str] = []
+    untracked: list[str] = []
+    skip_next = False
+    for entry in entries:
+        if skip_next:  # the source path of a rename or copy
+            skip_next = False
+            continue
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if code == "??":
+            if path.startswith(code_prefix):
+                changes.append(f"?? {path}")
+                untracked.append(path)
+            continue
+        skip_next = code[0] in "RC"
+        changes.append(f"{code.strip()} {path}")
+    return changes, sorted(untracked)
+
+
+def _change_digest(toplevel: Path, untracked: list[str]) -> str:
+    digest = hashlib.sha256(_git(["diff", "HEAD", "--binary"], toplevel).stdout)
+    for path in untracked:
+        digest.update(b"\0untracked\0" + path.encode("utf-8", "surrogateescape") + b"\0")
+        with contextlib.suppress(OSError):  # vanished since git status; its name counts
+            digest.update((toplevel / path).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def resolve_code_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIdentity:
+    """Find out which code is running, and refuse when posting would misattribute it.
+
+    Parameters
+    ----------
+    code_dir : Path
+        The capsule's ``code/`` folder.
+    posting : bool
+        True when results and records will be written (``--dry_run 0``).
+    allow_dirty : bool
+        Run with uncommitted changes anyway, under a ``+dirty`` version.
+
+    Raises
+    ------
+    ProvenanceError
+        When posting with uncommitted changes and without ``allow_dirty``, or when
+        the code version cannot be found while posting.
+    """
+    state = git_state(code_dir)
+    if state is None:
+        if posting:
+            raise ProvenanceError(
+                f"{code_dir} is not in a git work tree, so the code version is unknown and "
+                "results could not be traced to code; run from a git clone of the capsule"
+            )
+        log.warning("%s is not in a git work tree: code version 'unversioned'", code_dir)
+        return CodeIdentity(url=code_dir.resolve().as_posix(), version="unversioned")
+    if state.uncommitted and posting and not allow_dirty:
+        listed = ", ".join(state.uncommitted[:_MAX_LISTED_CHANGES])
+        more = len(state.uncommitted) - _MAX_LISTED_CHANGES
+        if more > 0:
+            listed += f" and {more} more"
+        raise ProvenanceError(
+            f"uncommitted changes in {state.toplevel}: {listed}; commit them "
+            "(git add -A && git commit), or pass --allow_dirty 1 to post under version "
+            f"{state.version}"
+        )
+    if state.uncommitted:
+        log.warning("running with uncommitted changes: version %s", state.version)
+    name = state.url.rstrip("/").rsplit("/", 1)[-1] or None
+    return CodeIdentity(
+        url=state.url,
+        version=state.version,
+        commit=state.commit,
+        name=name,
+        dirty=bool(state.uncommitted),
+    )
+
+
+def default_experimenter(code_dir: Path, codeocean_email: str | None) -> str:
+    """Who ran the analysis: ``CODEOCEAN_EMAIL``, else the git user email, else the OS user."""
+    if codeocean_email:
+        return codeocean_email
+    try:
+        email = _git(["config", "user.email"], code_dir).stdout.decode().strip()
+    except FileNotFoundError:
+        email = ""
+    if email:
+        return email
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,409 @@
+"""One run: prepare every job, decide, run, publish, record (last).
+
+The runner sees the store interfaces and a :class:`CodeIdentity`, never a database or
+cloud client. Per job::
+
+    job file -> Job -> parameters merged + validated -> key (pure)
+    record store: record with _id == key?  -> skip (names the record)
+    run_analysis(job, parameters, <results_directory>/<key>/) -> outputs
+    metadata.nd.json + key.json -> results store (manifest last) -> record (last)
+
+A job that fails is reported and posts nothing; the others go on.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import JobInputError, KeyComputationError, RecordExistsError, WrapperError
+from .identity import CodeIdentity, canonical_json, compute_key, key_preimage
+from .jobs import Job, find_job_files, load_job, validation_error_to_input_error
+from .manifest import build_manifest
+from .parameters import job_layers, merge_layers, validate_parameters
+from .plan import Action, Decision, decide
+from .records import RecordInputs, build_record
+from .settings import RunOptions
+from .stores.base import RecordStore, ResultStore
+
+log = logging.getLogger(__name__)
+
+METADATA_FILE_NAME = "metadata.nd.json"
+KEY_FILE_NAME = "key.json"
+PLAN_FILE_NAME = "plan.json"
+SUMMARY_FILE_NAME = "run_summary.json"
+
+AnalysisFunction = Callable[[Job, Any, Path], Any]
+
+
+class Status(str, enum.Enum):
+    """How a job ended in a run."""
+
+    SUCCEEDED = "succeeded"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The user's side of the contract.
+
+    Parameters
+    ----------
+    function : callable
+        ``run_analysis(job, parameters, results_dir) -> outputs | dict | None``.
+    parameters_model : type of BaseModel
+        Validates the merged parameters.
+    outputs_model : type of BaseModel or None
+        Validates a returned dict; ``None`` accepts any JSON-ready dict.
+    """
+
+    function: AnalysisFunction
+    parameters_model: type[BaseModel]
+    outputs_model: type[BaseModel] | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a run needs besides its jobs; built once, shared by every job."""
+
+    analysis: Analysis
+    options: RunOptions
+    code: CodeIdentity
+    record_store: RecordStore
+    result_store: ResultStore
+    fixed_parameters: Mapping[str, Any]
+    command_line_parameters: Mapping[str, Any]
+    experimenters: tuple[str, ...]
+
+
+@dataclass
+class PlannedJob:
+    """A job file after preparation and decision."""
+
+    job_file: Path
+    decision: Decision
+    job: Job | None = None
+    parameters: BaseModel | None = None
+    preimage: dict[str, Any] | None = None
+    key: str | None = None
+    error: str | None = None
+
+    def plan_entry(self) -> dict[str, Any]:
+        """The job's object in ``plan.json``."""
+        return {
+            "job_file": str(self.job_file),
+            "key": self.key,
+            "action": self.decision.action.value,
+            "reason": self.decision.reason,
+        }
+
+
+@dataclass
+class JobResult:
+    """How one job ended, as listed in ``run_summary.json``."""
+
+    job_file: str
+    key: str | None
+    action: str
+    status: Status
+    seconds: float = 0.0
+    error: str | None = None
+    location: str | None = None
+    reason: str = ""
+
+    def summary_entry(self) -> dict[str, Any]:
+        """The job's object in ``run_summary.json``."""
+        return {
+            "job_file": self.job_file,
+            "key": self.key,
+            "action": self.action,
+            "status": self.status.value,
+            "seconds": round(self.seconds, 3),
+            "error": self.error,
+        }
+
+
+@dataclass
+class RunSummary:
+    """The outcome of a run."""
+
+    dry_run: bool
+    jobs: list[JobResult] = field(default_factory=list)
+
+    def count(self, status: Status) -> int:
+        """How many jobs ended with ``status``."""
+        return sum(1 for job in self.jobs if job.status is status)
+
+    @property
+    def failed(self) -> int:
+        """How many jobs failed."""
+        return self.count(Status.FAILED)
+
+    def as_json(self) -> dict[str, Any]:
+        """The content of ``run_summary.json``."""
+        return {
+            "ran": self.count(Status.SUCCEEDED),
+            "skipped": self.count(Status.SKIPPED),
+            "failed": self.failed,
+            "dry_run": self.dry_run,
+            "jobs": [job.summary_entry() for job in self.jobs],
+        }
+
+    def one_line(self) -> str:
+        """A one-line summary for the end of the log."""
+        mode = "dry run" if self.dry_run else "posted"
+        return (
+            f"{len(self.jobs)} job(s): {self.count(Status.SUCCEEDED)} ran, "
+            f"{self.count(Status.SKIPPED)} skipped, {self.failed} failed ({mode})"
+        )
+
+
+def prepare_job(path: Path, context: RunContext) -> PlannedJob:
+    """Load a job, merge and validate its parameters, and compute its key.
+
+    Never raises for bad input: a job that cannot be prepared comes back with
+    action ``invalid`` and its error in one line.
+    """
+    options = context.options
+    try:
+        job = load_job(path, options.input_directory)
+        merged, sources = merge_layers(
+            job_layers(context.fixed_parameters, job, context.command_line_parameters)
+        )
+        parameters = validate_parameters(
+            context.analysis.parameters_model, merged, sources, str(path)
+        )
+        preimage = key_preimage(
+            context.code,
+            job.s3_location,
+            job.file_location or [],
+            parameters.model_dump(mode="json"),
+        )
+        key = compute_key(preimage)
+    except (JobInputError, KeyComputationError) as exc:
+        message = str(exc) if isinstance(exc, JobInputError) else f"{path}: {exc}"
+        return PlannedJob(path, Decision(Action.INVALID, message), error=message)
+    return PlannedJob(
+        path,
+        Decision(Action.RUN, "not decided yet"),
+        job=job,
+        parameters=parameters,
+        preimage=preimage,
+        key=key,
+    )
+
+
+def plan_run(context: RunContext) -> list[PlannedJob]:
+    """Prepare every job and decide each, looking all keys up in one batch."""
+    planned = [
+        prepare_job(path, context) for path in find_job_files(context.options.input_directory)
+    ]
+    keys = [job.key for job in planned if job.key is not None]
+    existing = context.record_store.get_many(keys) if keys else {}
+    first_with_key: dict[str, Path] = {}
+    for job in planned:
+        if job.key is None:
+            continue
+        earlier = first_with_key.setdefault(job.key, job.job_file)
+        job.decision = decide(
+            existing.get(job.key),
+            force=context.options.force,
+            earlier_job=str(earlier) if earlier != job.job_file else None,
+        )
+    return planned
+
+
+def run_job(planned: PlannedJob, context: RunContext) -> JobResult:
+    """Run one planned job and, unless dry run, publish its files then its record."""
+    name = str(planned.job_file)
+    action = planned.decision.action
+    if action is Action.INVALID:
+        return JobResult(name, None, action.value, Status.FAILED, error=planned.error)
+    if action is Action.SKIP:
+        return JobResult(name, planned.key, action.value, Status.SKIPPED)
+    assert planned.job and planned.parameters and planned.key and planned.preimage
+    started = time.perf_counter()
+    try:
+        location = _run_and_publish(planned, context)
+    except Exception as exc:  # any failure of one job must not stop the others
+        message = _describe_failure(planned, exc)
+        return JobResult(
+            name, planned.key, action.value, Status.FAILED, time.perf_counter() - started, message
+        )
+    return JobResult(
+        name,
+        planned.key,
+        action.value,
+        Status.SUCCEEDED,
+        time.perf_counter() - started,
+        location=location,
+    )
+
+
+def _run_and_publish(planned: PlannedJob, context: RunContext) -> str:
+    assert planned.job and planned.parameters and planned.key and planned.preimage
+    key = planned.key
+    results_dir = context.options.results_directory / key
+    if results_dir.exists():
+        shutil.rmtree(results_dir)  # a fresh folder: nothing of an earlier attempt mixes in
+    results_dir.mkdir(parents=True)
+    start = datetime.now(timezone.utc)
+    returned = context.analysis.function(planned.job, planned.parameters, results_dir)
+    end = datetime.now(timezone.utc)
+    outputs = outputs_to_json(returned, context.analysis.outputs_model, str(planned.job_file))
+    location = context.result_store.location(key)
+    record = build_record(
+        RecordInputs(
+            key=key,
+            location=location,
+            code=context.code,
+            input_data=planned.preimage["input_data"],
+            asset_names=dict(zip(planned.job.s3_location, planned.job.asset_name, strict=False)),
+            file_location=planned.preimage["file_location"],
+            parameters=planned.preimage["parameters"],
+            outputs=outputs,
+            experimenters=context.experimenters,
+            start=start,
+            end=end,
+            query=_query_text(planned.job.query),
+        )
+    )
+    metadata = {name: value for name, value in record.items() if name != "_id"}
+    _write_json(results_dir / METADATA_FILE_NAME, metadata)
+    _write_json(results_dir / KEY_FILE_NAME, {"key": key, "preimage": planned.preimage})
+    if not context.options.posting:
+        return location
+    manifest = build_manifest(key, results_dir)
+    published = context.result_store.publish(key, results_dir, manifest)
+    context.record_store.put(record, replace=context.options.force)  # last: means done
+    return published
+
+
+def outputs_to_json(returned: Any, model: type[BaseModel] | None, job_file: str) -> dict[str, Any]:
+    """Turn what ``run_analysis`` returned into the record's ``output_parameters``.
+
+    An outputs model instance is dumped, a dict is validated with the outputs model
+    (when there is one), and ``None`` means no outputs.
+
+    Raises
+    ------
+    JobInputError
+        If the outputs do not validate or hold a value with no JSON form.
+    """
+    if returned is None:
+        return {}
+    try:
+        if isinstance(returned, BaseModel):
+            value = returned.model_dump(mode="json")
+        elif isinstance(returned, Mapping) and model is not None:
+            value = model.model_validate(dict(returned)).model_dump(mode="json")
+        elif isinstance(returned, Mapping):
+            value = dict(returned)
+        else:
+            raise JobInputError(
+                job_file,
+                "outputs",
+                f"run_analysis returned a {type(returned).__name__}; return the outputs "
+                "model, a dict, or None",
+            )
+    except ValidationError as exc:
+        raise validation_error_to_input_error(job_file, exc, prefix="outputs.") from None
+    try:
+        canonical_json(value)
+    except KeyComputationError as exc:
+        raise JobInputError(job_file, "outputs", str(exc)) from None
+    return value
+
+
+def _query_text(query: str | dict[str, Any] | None) -> str | None:
+    if query is None or isinstance(query, str):
+        return query
+    return json.dumps(query, sort_keys=True)
+
+
+def _describe_failure(planned: PlannedJob, exc: Exception) -> str:
+    if isinstance(exc, JobInputError):
+        log.error("%s", exc)
+        return str(exc)
+    if isinstance(exc, RecordExistsError):
+        message = f"{planned.job_file}: {exc}; another worker finished this key meanwhile"
+        log.error("%s", message)
+        return message
+    if isinstance(exc, WrapperError):
+        message = f"{planned.job_file}: {exc}"
+        log.error("%s", message)
+        return message
+    # An exception from the analysis itself: its traceback is what the scientist needs.
+    message = f"{planned.job_file}: run_analysis raised {type(exc).__name__}: {exc}"
+    log.error("%s", message, exc_info=exc)
+    return message
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def execute_run(context: RunContext) -> RunSummary:
+    """Plan every job, then run, skip or fail each, and write the run's summary files.
+
+    With ``--plan 1`` nothing runs: ``plan.json`` is written and the jobs are
+    returned as skipped or failed.
+    """
+    options = context.options
+    planned = plan_run(context)
+    options.results_directory.mkdir(parents=True, exist_ok=True)
+    if not planned:
+        log.info("no job files in %s: nothing to do", options.input_directory / "job_dict")
+    if options.plan:
+        _write_json(
+            options.results_directory / PLAN_FILE_NAME, [job.plan_entry() for job in planned]
+        )
+        summary = RunSummary(dry_run=True)
+        for job in planned:
+            status = Status.FAILED if job.decision.action is Action.INVALID else Status.SKIPPED
+            summary.jobs.append(
+                JobResult(
+                    str(job.job_file),
+                    job.key,
+                    job.decision.action.value,
+                    status,
+                    error=job.error,
+                    reason=job.decision.reason,
+                )
+            )
+        return summary
+    summary = RunSummary(dry_run=options.dry_run)
+    total = len(planned)
+    for index, job in enumerate(planned, start=1):
+        log.info(
+            "[%d/%d] %s: %s (%s)",
+            index,
+            total,
+            job.job_file.name,
+            job.decision.action.value,
+            job.decision.reason,
+        )
+        result = run_job(job, context)
+        if result.status is Status.SUCCEEDED:
+            log.info(
+                "[%d/%d] %s: succeeded in %.2f s -> %s",
+                index,
+                total,
+                job.job_file.name,
+                result.seconds,
+                result.location,
+            )
+        summary.jobs.append(result)
+    _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
+    return summary

@@ -1,0 +1,122 @@
+"""The two store interfaces the runner sees: records and results.
+
+The runner never imports a database or cloud client. It talks to a
+:class:`RecordStore` (where a record's existence means "done") and a
+:class:`ResultStore` (where each job's files are published, manifest last). Each
+backend is a module of its own, chosen by :func:`analysis_wrapper.stores.open_stores`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+Record = dict[str, Any]
+"""A stored record: an aind-data-schema ``Metadata`` document plus ``_id``."""
+
+PARAMETERS_PATH = ("processing", "data_processes", 0, "code", "parameters")
+"""Where a record keeps the validated parameters."""
+
+
+@dataclass(frozen=True)
+class RecordQuery:
+    """A store-neutral filter on records; every given condition must hold.
+
+    Parameters
+    ----------
+    parameters : mapping
+        Parameter name to value; a record matches when its stored parameter equals
+        the value (numbers compare by value, so ``1`` matches ``1.0``).
+    """
+
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+    def matches(self, record: Record) -> bool:
+        """Tell whether ``record`` satisfies every condition (the reference semantics)."""
+        stored = record_parameters(record)
+        return all(
+            name in stored and _same_value(stored[name], value)
+            for name, value in self.parameters.items()
+        )
+
+
+def record_parameters(record: Record) -> dict[str, Any]:
+    """Return the parameters a record stores, or ``{}`` when it has none."""
+    value: Any = record
+    for step in PARAMETERS_PATH:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _same_value(stored: Any, wanted: Any) -> bool:
+    # bool is an int in Python; a flag must not match the number 1.
+    if isinstance(stored, bool) or isinstance(wanted, bool):
+        return isinstance(stored, bool) and isinstance(wanted, bool) and stored == wanted
+    return bool(stored == wanted)
+
+
+class RecordStore(Protocol):
+    """Records keyed by ``_id`` (the job key). A record is written last: it means done."""
+
+    @property
+    def display_url(self) -> str:
+        """Where the records are, for messages; never holds a secret."""
+        ...
+
+    def get(self, key: str) -> Record | None:
+        """Return the record with ``_id == key``, or ``None``."""
+        ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """Return the records among ``keys`` that exist, by key, in few round trips."""
+        ...
+
+    def put(self, record: Record, *, replace: bool = False) -> None:
+        """Store ``record`` (which has ``_id``).
+
+        Raises
+        ------
+        RecordExistsError
+            If a record with that ``_id`` exists and ``replace`` is false.
+        """
+        ...
+
+    def find(self, query: RecordQuery) -> list[Record]:
+        """Return the records matching ``query``, oldest first."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store may not be used afterwards."""
+        ...
+
+
+class ResultStore(Protocol):
+    """Folders of result files, one per key, each with a ``manifest.json`` written last."""
+
+    @property
+    def url(self) -> str:
+        """The store's base URL (``file:///...`` or ``s3://bucket/prefix``)."""
+        ...
+
+    def location(self, key: str) -> str:
+        """Return the URL of the folder that holds (or will hold) ``key``'s files."""
+        ...
+
+    def publish(self, key: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+        """Copy every file under ``folder`` to ``key``'s location, then the manifest.
+
+        Returns
+        -------
+        str
+            The location the files were published to.
+        """
+        ...
+
+    def read_manifest(self, key: str) -> dict[str, Any] | None:
+        """Return the manifest published for ``key``, or ``None`` if there is none."""
+        ...

@@ -1,0 +1,175 @@
+"""Records in an embedded SQLite file, safe with many processes at once.
+
+One table per collection: ``_id`` (the key, primary key), the record as JSON text, and
+when it was written. WAL mode lets readers go on while a writer commits; the busy
+timeout makes concurrent writers queue instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, RecordExistsError, StoreError
+from .base import PARAMETERS_PATH, Record, RecordQuery
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_BUSY_TIMEOUT_S = 60.0
+_BATCH = 500  # well under SQLite's limit on bound parameters
+
+
+class SqliteRecordStore:
+    """A record store in a SQLite file.
+
+    Parameters
+    ----------
+    path : Path
+        The database file; created (with its folder) on first write.
+    table : str
+        The table (collection) name.
+    read_only : bool
+        Never create or write anything; a missing file reads as an empty store.
+    """
+
+    def __init__(self, path: Path, table: str, *, read_only: bool = False) -> None:
+        if not _TABLE_NAME.match(table):
+            raise ConfigError(
+                f"DOCDB_COLLECTION {table!r} is not a usable table name for the embedded "
+                "store; use letters, digits, '_' and '-'"
+            )
+        self.path = path
+        self.table = table
+        self.read_only = read_only
+        self._connection: sqlite3.Connection | None = None
+        self._table_ready = False
+
+    @property
+    def display_url(self) -> str:
+        """``sqlite:///path#table``."""
+        return f"sqlite:///{self.path.resolve().as_posix().lstrip('/')}#{self.table}"
+
+    def _connect(self) -> sqlite3.Connection | None:
+        """Open the connection once; ``None`` when read-only and nothing exists yet."""
+        if self._connection is not None:
+            return self._connection
+        try:
+            if self.read_only:
+                if not self.path.exists():
+                    return None
+                uri = f"{self.path.resolve().as_uri()}?mode=ro"
+                self._connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._connection = sqlite3.connect(
+                    self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None
+                )
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                self._create_table(self._connection)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open record store {self.display_url}: {exc}") from exc
+        return self._connection
+
+    def _create_table(self, connection: sqlite3.Connection) -> None:
+        connection.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self.table}" ('
+            "_id TEXT PRIMARY KEY, document TEXT NOT NULL, written TEXT NOT NULL)"
+        )
+        self._table_ready = True
+
+    def _has_table(self, connection: sqlite3.Connection) -> bool:
+        if not self._table_ready:
+            row = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self.table,)
+            ).fetchone()
+            self._table_ready = row is not None
+        return self._table_ready
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot {action} record store {self.display_url}: {exc}") from exc
+
+    def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        connection = self._connect()
+        if connection is None or not self._has_table(connection):
+            return []
+        with self._errors("read"):
+            return connection.execute(sql, tuple(args)).fetchall()
+
+    def get(self, key: str) -> Record | None:
+        """Return the record with ``_id == key``, or ``None``."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """Look ``keys`` up in batches of a few hundred."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(wanted), _BATCH):
+            batch = wanted[start : start + _BATCH]
+            marks = ",".join("?" * len(batch))
+            for key, document in self._rows(
+                f'SELECT _id, document FROM "{self.table}" WHERE _id IN ({marks})', batch
+            ):
+                found[key] = json.loads(document)
+        return found
+
+    def put(self, record: Record, *, replace: bool = False) -> None:
+        """Insert ``record``; with ``replace``, overwrite one with the same ``_id``."""
+        if self.read_only:
+            raise StoreError(f"record store {self.display_url} is open read-only")
+        connection = self._connect()
+        assert connection is not None
+        key = record["_id"]
+        document = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        written = datetime.now(timezone.utc).isoformat()
+        sql = f'INSERT INTO "{self.table}" (_id, document, written) VALUES (?, ?, ?)'
+        if replace:
+            sql += (
+                " ON CONFLICT(_id) DO UPDATE SET"
+                " document=excluded.document, written=excluded.written"
+            )
+        try:
+            connection.execute(sql, (key, document, written))
+        except sqlite3.IntegrityError as exc:
+            raise RecordExistsError(
+                f"a record with _id {key} already exists in {self.display_url}"
+            ) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write to record store {self.display_url}: {exc}") from exc
+
+    def find(self, query: RecordQuery) -> list[Record]:
+        """Filter in SQL where the value is a scalar, and check every condition in Python."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for name, value in query.parameters.items():
+            path = _json_path(name)
+            if isinstance(value, bool) or value is None:
+                clauses.append("json_type(document, ?) = ?")
+                args += [path, "null" if value is None else ("true" if value else "false")]
+            elif isinstance(value, str | int | float):
+                clauses.append("json_extract(document, ?) = ?")
+                args += [path, value]
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._rows(f'SELECT document FROM "{self.table}"{where} ORDER BY written, _id', args)
+        records = (json.loads(document) for (document,) in rows)
+        return [record for record in records if query.matches(record)]
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _json_path(parameter: str) -> str:
+    steps = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in PARAMETERS_PATH)
+    quoted = parameter.replace("\\", "\\\\").replace('"', '\\"')
+    return f'${steps}."{quoted}"'

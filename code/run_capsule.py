@@ -1,0 +1,51 @@
+"""YOUR FILE: the analysis that runs once per job.
+
+Edit ``run_analysis`` (and the models in example_analysis_model.py). The framework
+calls it once for every job file in data/job_dict/, with the job's validated
+parameters and an empty folder for its files; it skips jobs already done.
+
+    make run                                   # posts results (embedded stores)
+    python run_capsule.py --plan 1             # what would run, and why
+    python run_capsule.py --isi_violations_cutoff 0.3 --dry_run 1
+"""
+
+from pathlib import Path
+
+from analysis_wrapper import Job, run_analysis_jobs
+from example_analysis_model import UnitFilterOutputs, UnitFilterParameters
+from example_isi_violations import load_session, plot_units, unit_table, write_csv
+
+
+def run_analysis(
+    job: Job, parameters: UnitFilterParameters, results_dir: Path
+) -> UnitFilterOutputs:
+    """Filter one session's units by ISI violations; write a table and a figure."""
+    session = load_session(job.input_paths[0])
+
+    rows = unit_table(session, parameters.refractory_period_ms, parameters.censored_period_ms)
+    for row in rows:
+        row["passes"] = (
+            row["n_spikes"] >= parameters.min_spikes
+            and row["isi_violations_ratio"] < parameters.isi_violations_cutoff
+        )
+    write_csv(rows, results_dir / "units.csv")
+    title = f"{session['session_id']}: cutoff {parameters.isi_violations_cutoff:g}"
+    plot_units(rows, parameters.isi_violations_cutoff, title, results_dir / "units.png")
+
+    passing = [row["unit_id"] for row in rows if row["passes"]]
+    return UnitFilterOutputs(
+        session_id=session["session_id"],
+        subject_id=session.get("subject_id"),
+        units_total=len(rows),
+        units_passing=len(passing),
+        fraction_passing=round(len(passing) / len(rows), 4) if rows else 0.0,
+        passing_unit_ids=passing,
+    )
+
+
+if __name__ == "__main__":
+    run_analysis_jobs(
+        run_analysis,
+        parameters_model=UnitFilterParameters,
+        outputs_model=UnitFilterOutputs,
+    )
