@@ -1,0 +1,130 @@
+"""Shared fixtures: a private copy of the example capsule in a real git repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Variables that choose stores or identities; each test starts without them.
+_ISOLATED_ENV = (
+    "DOCDB_HOST",
+    "DOCDB_DATABASE",
+    "DOCDB_COLLECTION",
+    "DOCDB_VERSION",
+    "ANALYSIS_BUCKET",
+    "CODEOCEAN_EMAIL",
+    "CODEOCEAN_API_TOKEN",
+    "CO_COMPUTATION_ID",
+    "CO_CAPSULE_ID",
+    "CO_PIPELINE_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start every test with no store or Code Ocean variables set."""
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity; return stdout."""
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "test@example.org",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_COMMITTER_EMAIL": "test@example.org",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+@dataclass
+class CapsuleCopy:
+    """A copy of the example capsule, committed in its own git repository."""
+
+    root: Path
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def job_dir(self) -> Path:
+        return self.data / "job_dict"
+
+    @property
+    def store(self) -> Path:
+        return self.root / ".analysis_store"
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``code/run_capsule.py`` with this interpreter; never raises on failure."""
+        return subprocess.run(
+            [sys.executable, "-u", str(self.code / "run_capsule.py"), *args],
+            cwd=cwd or self.code,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def cli(
+        self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the ``analysis-wrapper`` console command; never raises on failure."""
+        return subprocess.run(
+            [sys.executable, "-m", "analysis_wrapper", *args],
+            cwd=cwd or self.root,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    def commit(self, message: str = "change") -> None:
+        """Commit everything in the copy."""
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-q", "-m", message)
+
+
+@pytest.fixture
+def capsule(tmp_path: Path) -> Iterator[CapsuleCopy]:
+    """A fresh, committed copy of the example capsule (code/, data/, results/)."""
+    root = tmp_path / "capsule"
+    root.mkdir()
+    shutil.copytree(
+        REPO_ROOT / "code",
+        root / "code",
+        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "analysis_wrapper"),
+    )
+    shutil.copytree(REPO_ROOT / "data", root / "data")
+    (root / "results").mkdir()
+    (root / "results" / ".gitkeep").touch()
+    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
+    git(root, "init", "-q", "-b", "main")
+    copy = CapsuleCopy(root)
+    copy.commit("example capsule")
+    yield copy
