@@ -72,23 +72,46 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def format_records_table(records: list[Record]) -> str:
-    """Records as a plain-text table: key, finished, code version, parameters."""
-    rows = [("key", "finished", "version", "parameters")]
-    for record in records:
+    """Records as a plain-text table: key, finished, code version, inputs, parameters.
+
+    With several records, only the parameters whose values differ are shown in the
+    table; those all records share are listed once below it.
+    """
+    all_parameters = [record_parameters(record) for record in records]
+    names = sorted({name for parameters in all_parameters for name in parameters})
+    shared = {
+        name: all_parameters[0][name]
+        for name in names
+        if len(records) > 1
+        and all(name in p and p[name] == all_parameters[0][name] for p in all_parameters)
+    }
+    rows = [("key", "finished", "version", "input", "parameters")]
+    for record, parameters in zip(records, all_parameters, strict=True):
         process = record_process(record)
         code: dict[str, Any] = dict(process.get("code") or {})
-        parameters = record_parameters(record)
         rows.append(
             (
                 str(record.get("_id", ""))[:12],
                 str(process.get("end_date_time") or "")[:19],
                 str(code.get("version") or "")[:12],
-                " ".join(f"{k}={json.dumps(v)}" for k, v in sorted(parameters.items())),
+                _inputs(code),
+                _pairs({k: v for k, v in parameters.items() if k not in shared}),
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(r[:3], widths, strict=True)), r[3]]) for r in rows
+        "  ".join([*(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)), r[4]]).rstrip()
+        for r in rows
     ]
-    lines.append(f"{len(records)} record(s)")
+    lines.append(f"{len(records)} record(s)" + (f"; all with {_pairs(shared)}" if shared else ""))
     return "\n".join(lines)
+
+
+def _inputs(code: dict[str, Any]) -> str:
+    assets = code.get("input_data") or []
+    names = [str(a.get("name") or a.get("url") or "") for a in assets if isinstance(a, dict)]
+    return ",".join(names) or "-"
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    return " ".join(f"{name}={json.dumps(value)}" for name, value in sorted(values.items()))

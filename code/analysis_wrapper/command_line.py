@@ -39,7 +39,7 @@ RESERVED_FLAGS = frozenset(
 )
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,8 +49,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message}; run with --help to see every flag")
 
 
-def _flag(text: str) -> bool:
+def _flag(text: str) -> bool | None:
     value = text.strip().lower()
+    if not value:
+        return None  # an empty app-panel field: not given, so the default holds
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -154,13 +156,14 @@ def parse_command_line(
             name = dest.removeprefix("param:")
             assert model is not None
             parameters[name] = parse_command_line_value(model.model_fields[name], raw)
+    defaults = RunOptions(Path(), Path())
     options = RunOptions(
         input_directory=parsed["input_directory"].resolve(),
         results_directory=parsed["results_directory"].resolve(),
-        dry_run=parsed["dry_run"],
-        force=parsed["force"],
-        plan=parsed["plan"],
-        allow_dirty=parsed["allow_dirty"],
+        **{
+            name: getattr(defaults, name) if parsed[name] is None else parsed[name]
+            for name in ("dry_run", "force", "plan", "allow_dirty")
+        },
     )
     if not options.input_directory.is_dir():
         raise ConfigError(

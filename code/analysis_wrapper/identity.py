@@ -105,9 +105,9 @@ def canonical_json(value: Any) -> bytes:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
-    except (TypeError, ValueError) as exc:
+        return text.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) included
         raise KeyComputationError(f"value has no canonical JSON form: {exc}") from exc
-    return text.encode("utf-8")
 
 
 def compute_key(preimage: Mapping[str, Any]) -> str:

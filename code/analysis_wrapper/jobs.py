@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import JobInputError
 from .locations import LocationError, normalise_location, resolve_location
@@ -21,6 +21,17 @@ from .locations import LocationError, normalise_location, resolve_location
 log = logging.getLogger(__name__)
 
 JOB_DIR_NAME = "job_dict"
+
+
+def _normalised(value: str) -> str:
+    try:
+        return normalise_location(value)
+    except LocationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+Location = Annotated[str, AfterValidator(_normalised)]
+"""A location, normalised on load (errors name the list item, e.g. ``s3_location[1]``)."""
 
 
 class AnalysisCode(BaseModel):
@@ -46,11 +57,11 @@ class Job(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    s3_location: list[str] = Field(description="Input assets: s3:// URLs or paths.")
+    s3_location: list[Location] = Field(description="Input assets: s3:// URLs or paths.")
     asset_name: list[str] = Field(default_factory=list)
     docdb_record_id: list[str] = Field(default_factory=list)
     asset_id: list[str] | None = Field(default=None, description="Older job shape only.")
-    file_location: list[str] | None = None
+    file_location: list[Location] | None = None
     distributed_parameters: dict[str, Any] | None = None
     group_metadata: dict[str, Any] | None = None
     query: str | dict[str, Any] | None = None
@@ -58,16 +69,6 @@ class Job(BaseModel):
 
     _source_file: Path = PrivateAttr(default=Path("<memory>"))
     _input_directory: Path = PrivateAttr(default=Path("."))
-
-    @field_validator("s3_location", "file_location", mode="after")
-    @classmethod
-    def _normalise(cls, value: list[str] | None) -> list[str] | None:
-        if value is None:
-            return None
-        try:
-            return [normalise_location(item) for item in value]
-        except LocationError as exc:
-            raise ValueError(str(exc)) from None
 
     @property
     def name(self) -> str:
@@ -203,14 +204,15 @@ def validation_error_to_input_error(
     first_field = ""
     for error in errors:
         field = _field_path(error["loc"])
-        first_field = first_field or prefix + field
+        qualified = (prefix + field) if field else prefix.rstrip(".")
+        first_field = first_field or qualified
         message = error["msg"]
         if error["type"] not in ("missing", "extra_forbidden"):
             message += f" (got {_short(error.get('input'))})"
         top = str(error["loc"][0]) if error["loc"] else ""
         if sources and top in sources:
             message += f" [from {sources[top]}]"
-        problems.append(f"{prefix}{field}: {message}" if len(errors) > 1 else message)
+        problems.append(f"{qualified}: {message}" if len(errors) > 1 else message)
     if len(problems) == 1:
         return JobInputError(path, first_field, problems[0])
     combined = JobInputError(path, "", "; ".join(problems))

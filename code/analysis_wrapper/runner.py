@@ -209,6 +209,7 @@ def plan_run(context: RunContext) -> list[PlannedJob]:
     planned = [
         prepare_job(path, context) for path in find_job_files(context.options.input_directory)
     ]
+    _warn_overridden_command_line(planned, context.command_line_parameters)
     keys = [job.key for job in planned if job.key is not None]
     existing = context.record_store.get_many(keys) if keys else {}
     first_with_key: dict[str, Path] = {}
@@ -222,6 +223,23 @@ def plan_run(context: RunContext) -> list[PlannedJob]:
             earlier_job=str(earlier) if earlier != job.job_file else None,
         )
     return planned
+
+
+def _warn_overridden_command_line(
+    planned: list[PlannedJob], command_line: Mapping[str, Any]
+) -> None:
+    """Say when a job's distributed_parameters override a value given on the command line."""
+    for name in command_line:
+        count = sum(
+            1 for job in planned if job.job and name in (job.job.distributed_parameters or {})
+        )
+        if count:
+            log.warning(
+                "--%s from the command line is overridden by distributed_parameters in %d "
+                "job(s): a job's own parameters take precedence",
+                name,
+                count,
+            )
 
 
 def run_job(planned: PlannedJob, context: RunContext) -> JobResult:

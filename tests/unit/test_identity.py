@@ -1,0 +1,323 @@
+"""The job key: canonical JSON, golden digests, and what the key must not depend on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from analysis_wrapper.errors import KeyComputationError
+from analysis_wrapper.identity import (
+    KEY_SCHEME,
+    CodeIdentity,
+    canonical_json,
+    compute_key,
+    key_preimage,
+)
+
+Preimage = Callable[[], dict[str, Any]]
+
+CODE = CodeIdentity(
+    url="https://github.com/example/analysis",
+    version="0123456789abcdef0123456789abcdef01234567",
+)
+
+# --- canonical_json -------------------------------------------------------------------
+
+
+def test_canonical_json_sorts_keys_at_every_level() -> None:
+    """Keys are sorted in nested objects too, whatever order they were given in."""
+    value = {"b": 1, "a": {"z": 1, "y": [{"d": 1, "c": 2}]}}
+    assert canonical_json(value) == b'{"a":{"y":[{"c":2,"d":1}],"z":1},"b":1}'
+
+
+def test_canonical_json_has_no_whitespace() -> None:
+    """No space follows ':' or ',' and there is no newline or indentation."""
+    text = canonical_json({"a": [1, 2], "b": {"c": "x y"}})
+    assert text == b'{"a":[1,2],"b":{"c":"x y"}}'
+
+
+def test_canonical_json_keeps_non_ascii_as_utf8() -> None:
+    """Non-ASCII text is written as UTF-8 bytes, not as backslash-u escapes."""
+    text = canonical_json({"name": "Zählung µ"})
+    assert text == '{"name":"Zählung µ"}'.encode()
+    assert b"\\u" not in text
+    assert "ä".encode() in text
+
+
+def test_canonical_json_returns_bytes_that_round_trip() -> None:
+    """The canonical form is bytes that decode back to the same value."""
+    value = {"x": [1, 2.5, None, True, "s"], "y": {}}
+    text = canonical_json(value)
+    assert isinstance(text, bytes)
+    assert json.loads(text.decode("utf-8")) == value
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_canonical_json_rejects_non_finite_top_level_field(bad: float) -> None:
+    """NaN and infinities are refused with KeyComputationError naming the field."""
+    with pytest.raises(KeyComputationError, match=r"'parameters\.x'"):
+        canonical_json({"parameters": {"x": bad}})
+
+
+def test_canonical_json_rejects_nan_inside_a_list_naming_the_index() -> None:
+    """A NaN in a list is named with its index, e.g. parameters.l[1]."""
+    with pytest.raises(KeyComputationError) as info:
+        canonical_json({"parameters": {"l": [1.0, math.nan, 2.0]}})
+    assert "'parameters.l[1]'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_canonical_json_rejects_nan_in_a_tuple_nested_in_a_dict() -> None:
+    """Tuples are walked like lists, so a NaN inside one is named too."""
+    with pytest.raises(KeyComputationError, match=r"a\.b\[0\]\.c"):
+        canonical_json({"a": {"b": ({"c": math.inf},)}})
+
+
+def test_canonical_json_rejects_a_bare_nan() -> None:
+    """A non-finite value on its own is refused too."""
+    with pytest.raises(KeyComputationError):
+        canonical_json(math.nan)
+
+
+def test_canonical_json_rejects_values_json_cannot_represent() -> None:
+    """A value with no JSON form (a set) gives KeyComputationError, not TypeError."""
+    with pytest.raises(KeyComputationError):
+        canonical_json({"parameters": {"s": {1, 2}}})
+
+
+def test_canonical_json_rejects_text_that_is_not_valid_unicode() -> None:
+    """A lone surrogate (a JSON escape can decode to one) has no UTF-8 form: KeyComputationError."""
+    value = json.loads('{"analysis_tag": "\\ud800"}')
+    with pytest.raises(KeyComputationError):
+        canonical_json({"parameters": value})
+
+
+def test_key_computation_error_is_a_value_error() -> None:
+    """Callers catching ValueError also catch a key that cannot be computed."""
+    with pytest.raises(ValueError):
+        compute_key(key_preimage(CODE, [], [], {"x": math.nan}))
+
+
+# --- golden values --------------------------------------------------------------------
+
+GOLDEN_A = "7c70c786466e478275e544fb335ba42b063cf938cd1f1dba8016af0032dc46fa"
+CANONICAL_A = (
+    b'{"code":{"url":"https://github.com/example/analysis",'
+    b'"version":"0123456789abcdef0123456789abcdef01234567"},'
+    b'"file_location":[],"input_data":["s3://bucket/session-1"],"key_scheme":1,'
+    b'"parameters":{"analysis_name":"Unit Filtering","analysis_tag":null,'
+    b'"isi_violations_cutoff":0.5}}'
+)
+
+GOLDEN_B = "9322b3d74fe0212c3b720d4df38b06e3f90ea24facba6d7f5276169bc85a5a26"
+CANONICAL_B = (
+    '{"code":{"url":"/home/me/capsule",'
+    '"version":"89abcdef0123456789abcdef0123456789abcdef+dirty.0123456789ab"},'
+    '"file_location":["units.csv"],"input_data":["s3://bucket/a","sessions/b"],'
+    '"key_scheme":1,'
+    '"parameters":{"analysis_name":"Zählung µ","bins":[1,2.5],"nested":{"a":null,"z":true}}}'
+).encode()
+
+GOLDEN_C = "f55afa5f17832dd1095f134653673c71685bb45ff35240704dda4544cbc88112"
+CANONICAL_C = (
+    b'{"code":{"url":"https://github.com/example/analysis","version":"v1.2.3"},'
+    b'"file_location":[],"input_data":[],"key_scheme":1,"parameters":{}}'
+)
+
+
+def _preimage_a() -> dict[str, Any]:
+    return key_preimage(
+        CODE,
+        ["s3://bucket/session-1"],
+        [],
+        {"isi_violations_cutoff": 0.5, "analysis_tag": None, "analysis_name": "Unit Filtering"},
+    )
+
+
+def _preimage_b() -> dict[str, Any]:
+    code = CodeIdentity(
+        url="/home/me/capsule",
+        version="89abcdef0123456789abcdef0123456789abcdef+dirty.0123456789ab",
+        commit="89abcdef0123456789abcdef0123456789abcdef",
+        name="not in the key",
+        dirty=True,
+    )
+    return key_preimage(
+        code,
+        ["sessions/b", "s3://bucket/a"],
+        ["units.csv"],
+        {"nested": {"z": True, "a": None}, "bins": [1, 2.5], "analysis_name": "Zählung µ"},
+    )
+
+
+def _preimage_c() -> dict[str, Any]:
+    code = CodeIdentity(url="https://github.com/example/analysis", version="v1.2.3")
+    return key_preimage(code, [], [], {})
+
+
+@pytest.mark.parametrize(
+    ("build", "canonical", "golden"),
+    [
+        (_preimage_a, CANONICAL_A, GOLDEN_A),
+        (_preimage_b, CANONICAL_B, GOLDEN_B),
+        (_preimage_c, CANONICAL_C, GOLDEN_C),
+    ],
+    ids=["s3-input", "dirty-non-ascii", "empty"],
+)
+def test_golden_canonical_bytes(build: Preimage, canonical: bytes, golden: str) -> None:
+    """The pre-image serialises to exactly the canonical bytes written out in this test."""
+    assert canonical_json(build()) == canonical
+
+
+@pytest.mark.parametrize(
+    ("canonical", "golden"),
+    [(CANONICAL_A, GOLDEN_A), (CANONICAL_B, GOLDEN_B), (CANONICAL_C, GOLDEN_C)],
+    ids=["s3-input", "dirty-non-ascii", "empty"],
+)
+def test_golden_values_are_sha256_of_the_literal_bytes(canonical: bytes, golden: str) -> None:
+    """Each pinned digest is hashlib.sha256 of the literal canonical bytes (the justification)."""
+    assert hashlib.sha256(canonical).hexdigest() == golden
+
+
+@pytest.mark.parametrize(
+    ("build", "golden"),
+    [(_preimage_a, GOLDEN_A), (_preimage_b, GOLDEN_B), (_preimage_c, GOLDEN_C)],
+    ids=["s3-input", "dirty-non-ascii", "empty"],
+)
+def test_compute_key_golden_values(build: Preimage, golden: str) -> None:
+    """compute_key returns the pinned digest: a change here would re-run every result."""
+    assert compute_key(build()) == golden
+
+
+def test_key_is_64_lowercase_hex() -> None:
+    """The key is a sha256 hex digest: 64 lower-case hex characters."""
+    key = compute_key(_preimage_a())
+    assert len(key) == 64
+    assert set(key) <= set("0123456789abcdef")
+
+
+# --- the pre-image --------------------------------------------------------------------
+
+
+def test_preimage_contains_key_scheme() -> None:
+    """The pre-image carries key_scheme = KEY_SCHEME, which is 1 for this layout."""
+    preimage = _preimage_a()
+    assert preimage["key_scheme"] == KEY_SCHEME == 1
+    assert b'"key_scheme":1' in canonical_json(preimage)
+
+
+def test_preimage_has_exactly_the_documented_fields() -> None:
+    """The pre-image has code, input_data, file_location, parameters and key_scheme only."""
+    assert set(_preimage_b()) == {
+        "key_scheme",
+        "code",
+        "input_data",
+        "file_location",
+        "parameters",
+    }
+
+
+def test_preimage_code_holds_only_url_and_version() -> None:
+    """commit, name and dirty do not enter the key; url and version do."""
+    preimage = _preimage_b()
+    assert preimage["code"] == {
+        "url": "/home/me/capsule",
+        "version": "89abcdef0123456789abcdef0123456789abcdef+dirty.0123456789ab",
+    }
+
+
+def test_code_name_and_commit_do_not_change_the_key() -> None:
+    """Two identities differing only in name and commit give the same key."""
+    one = CodeIdentity(url="u", version="v", commit="c1", name="first")
+    two = CodeIdentity(url="u", version="v", commit="c2", name="second")
+    assert compute_key(key_preimage(one, ["a"], [], {})) == compute_key(
+        key_preimage(two, ["a"], [], {})
+    )
+
+
+def test_code_version_changes_the_key() -> None:
+    """A different code version is a different result."""
+    one = CodeIdentity(url="u", version="v1")
+    two = CodeIdentity(url="u", version="v2")
+    assert compute_key(key_preimage(one, ["a"], [], {})) != compute_key(
+        key_preimage(two, ["a"], [], {})
+    )
+
+
+def test_parameter_value_changes_the_key() -> None:
+    """A different parameter value is a different result."""
+    one = key_preimage(CODE, ["a"], [], {"x": 0.5})
+    two = key_preimage(CODE, ["a"], [], {"x": 0.6})
+    assert compute_key(one) != compute_key(two)
+
+
+def test_key_stable_under_parameter_key_order() -> None:
+    """Parameters given in any key order, nested ones too, give one key."""
+    one = key_preimage(CODE, ["a"], [], {"a": 1, "b": {"x": 1, "y": 2}, "c": [1, 2]})
+    two = key_preimage(CODE, ["a"], [], {"c": [1, 2], "b": {"y": 2, "x": 1}, "a": 1})
+    assert compute_key(one) == compute_key(two)
+
+
+def test_key_stable_under_input_data_order() -> None:
+    """The order of input locations does not matter."""
+    one = key_preimage(CODE, ["s3://b/1", "s3://b/2", "rel/3"], [], {})
+    two = key_preimage(CODE, ["rel/3", "s3://b/2", "s3://b/1"], [], {})
+    assert one["input_data"] == ["rel/3", "s3://b/1", "s3://b/2"]
+    assert compute_key(one) == compute_key(two)
+
+
+def test_key_stable_under_file_location_order() -> None:
+    """The order of file locations does not matter."""
+    one = key_preimage(CODE, ["a"], ["x.csv", "y.csv"], {})
+    two = key_preimage(CODE, ["a"], ["y.csv", "x.csv"], {})
+    assert compute_key(one) == compute_key(two)
+
+
+def test_duplicate_inputs_collapse() -> None:
+    """Listing an input twice names the same data: the key is unchanged."""
+    once = key_preimage(CODE, ["s3://b/1", "s3://b/2"], ["f"], {})
+    twice = key_preimage(CODE, ["s3://b/2", "s3://b/1", "s3://b/1"], ["f", "f"], {})
+    assert twice["input_data"] == ["s3://b/1", "s3://b/2"]
+    assert twice["file_location"] == ["f"]
+    assert compute_key(once) == compute_key(twice)
+
+
+def test_input_data_and_file_location_are_not_interchangeable() -> None:
+    """The same path as an input or as a file location gives different keys."""
+    as_input = key_preimage(CODE, ["a", "b"], [], {})
+    as_file = key_preimage(CODE, ["a"], ["b"], {})
+    assert compute_key(as_input) != compute_key(as_file)
+
+
+def test_key_preimage_accepts_generators() -> None:
+    """Any iterable of locations works, not only lists."""
+    from_lists = key_preimage(CODE, ["a", "b"], ["f"], {})
+    from_generators = key_preimage(CODE, (x for x in "ba"), iter(["f"]), {})
+    assert from_lists == from_generators
+
+
+class _FloatModel(BaseModel):
+    cutoff: float
+    label: str = "x"
+
+
+def test_int_and_float_for_a_float_field_give_one_key() -> None:
+    """1 and 1.0 for a float field validate to one value, hence one key."""
+    as_int = _FloatModel.model_validate({"cutoff": 1}).model_dump(mode="json")
+    as_float = _FloatModel.model_validate({"cutoff": 1.0}).model_dump(mode="json")
+    assert as_int == as_float
+    assert isinstance(as_int["cutoff"], float)
+    assert compute_key(key_preimage(CODE, ["a"], [], as_int)) == compute_key(
+        key_preimage(CODE, ["a"], [], as_float)
+    )
+
+
+def test_int_and_float_unvalidated_differ() -> None:
+    """Without validation 1 and 1.0 serialise differently, which is why validation comes first."""
+    assert canonical_json({"x": 1}) != canonical_json({"x": 1.0})
