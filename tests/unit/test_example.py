@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
 from example_isi_violations import isi_violations
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
