@@ -29,10 +29,10 @@ def build_manifest(key: str, folder: Path) -> dict[str, Any]:
 
     Paths are POSIX, relative to ``folder``, sorted.
     """
-    files = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        relative = path.relative_to(folder).as_posix()
-        if relative == MANIFEST_NAME:
-            continue
-        files.append({"path": relative, "size": path.stat().st_size, "sha256": file_sha256(path)})
+    found = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    found.pop(MANIFEST_NAME, None)
+    files = [
+        {"path": relative, "size": path.stat().st_size, "sha256": file_sha256(path)}
+        for relative, path in sorted(found.items())  # by POSIX string, as S3 lists keys
+    ]
     return {"key": key, "created": datetime.now(timezone.utc).isoformat(), "files": files}

@@ -61,8 +61,9 @@ def open_record_store(
         path = capsule.store_dir / RECORDS_FILE_NAME
         return SqliteRecordStore(path, table, read_only=read_only)
     if host.startswith("sqlite://"):
-        path = Path(unquote(urlsplit(host).path))
-        if not path.is_absolute():
+        parts = urlsplit(host)
+        path = Path(unquote(parts.path))
+        if parts.netloc or not path.is_absolute():
             raise ConfigError(f"DOCDB_HOST={host!r}: write sqlite:///absolute/path.sqlite")
         return SqliteRecordStore(path, table, read_only=read_only)
     if host.startswith(("mongodb://", "mongodb+srv://")):

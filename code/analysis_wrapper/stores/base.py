@@ -54,9 +54,15 @@ def record_parameters(record: Record) -> dict[str, Any]:
 
 
 def _same_value(stored: Any, wanted: Any) -> bool:
-    # bool is an int in Python; a flag must not match the number 1.
+    """JSON equality as a document store sees it: ``1 == 1.0``, but ``True != 1``."""
     if isinstance(stored, bool) or isinstance(wanted, bool):
         return isinstance(stored, bool) and isinstance(wanted, bool) and stored == wanted
+    if isinstance(stored, list) and isinstance(wanted, list):
+        return len(stored) == len(wanted) and all(map(_same_value, stored, wanted))
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        return stored.keys() == wanted.keys() and all(
+            _same_value(stored[name], wanted[name]) for name in stored
+        )
     return bool(stored == wanted)
 
 

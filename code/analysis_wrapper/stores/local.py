@@ -46,7 +46,8 @@ class LocalResultStore:
         final = self.root / key
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME))
+            shutil.copytree(folder, staging)
+            (staging / MANIFEST_NAME).unlink(missing_ok=True)  # a stale one; ours comes last
             partial = staging / f".{MANIFEST_NAME}.partial"
             partial.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
             os.replace(partial, staging / MANIFEST_NAME)

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import ConfigError, RecordExistsError, StoreError
 from .base import PARAMETERS_PATH, Record, RecordQuery
 
-_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _BUSY_TIMEOUT_S = 60.0
 _BATCH = 500  # well under SQLite's limit on bound parameters
 
@@ -38,7 +38,7 @@ class SqliteRecordStore:
     """
 
     def __init__(self, path: Path, table: str, *, read_only: bool = False) -> None:
-        if not _TABLE_NAME.match(table):
+        if not _TABLE_NAME.fullmatch(table):
             raise ConfigError(
                 f"DOCDB_COLLECTION {table!r} is not a usable table name for the embedded "
                 "store; use letters, digits, '_' and '-'"
@@ -150,6 +150,8 @@ class SqliteRecordStore:
         clauses: list[str] = []
         args: list[Any] = []
         for name, value in query.parameters.items():
+            if '"' in name:
+                continue  # SQLite JSON paths cannot quote '"'; query.matches checks it below
             path = _json_path(name)
             if isinstance(value, bool) or value is None:
                 clauses.append("json_type(document, ?) = ?")
@@ -171,5 +173,4 @@ class SqliteRecordStore:
 
 def _json_path(parameter: str) -> str:
     steps = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in PARAMETERS_PATH)
-    quoted = parameter.replace("\\", "\\\\").replace('"', '\\"')
-    return f'${steps}."{quoted}"'
+    return "$" + steps + '."' + parameter.replace("\\", "\\\\") + '"'

@@ -1,0 +1,393 @@
+"""The store contracts bound to the embedded stores, plus what only they do.
+
+The contracts run against :class:`SqliteRecordStore` and :class:`LocalResultStore`;
+below them: read-only SQLite, table names, the store factory, and several processes
+writing one SQLite file at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+
+from analysis_wrapper.errors import ConfigError, RecordExistsError, StoreError
+from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.settings import Capsule, StoreSettings
+from analysis_wrapper.stores import (
+    LocalResultStore,
+    RecordQuery,
+    SqliteRecordStore,
+    open_record_store,
+    open_result_store,
+)
+from contract.record_store_contract import RecordStoreContract, key_of, make_record
+from contract.result_store_contract import ResultStoreContract, write_tree
+
+TABLE = "analysis_results"
+
+
+def read_file_tree(url: str) -> dict[str, bytes]:
+    """Return every file under a ``file://`` URL as ``{relative POSIX path: bytes}``."""
+    parts = urlsplit(url)
+    assert parts.scheme == "file", url
+    root = Path(unquote(parts.path))
+    if not root.exists():
+        return {}
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file()
+    }
+
+
+# --- the contracts, bound ------------------------------------------------------------
+
+
+class TestSqliteRecordStore(RecordStoreContract):
+    """The record store contract on a SQLite file in a folder that does not exist yet."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[SqliteRecordStore]:
+        store = SqliteRecordStore(tmp_path / "not" / "yet" / "records.sqlite", TABLE)
+        yield store
+        store.close()
+
+
+class TestLocalResultStore(ResultStoreContract):
+    """The result store contract on a local folder that does not exist yet."""
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> LocalResultStore:
+        return LocalResultStore(tmp_path / "store" / "results")
+
+    @pytest.fixture
+    def read_tree(self) -> Any:
+        return read_file_tree
+
+
+# --- the local results folder --------------------------------------------------------
+
+
+def test_local_publish_leaves_only_key_folders(tmp_path: Path) -> None:
+    """After publishes, a re-publish and a failed publish, the root holds only key folders."""
+    root = tmp_path / "results"
+    store = LocalResultStore(root)
+    assert store.location(key_of("a")).endswith(key_of("a"))
+    assert not root.exists()
+    one = write_tree(tmp_path / "one", {"a.txt": b"a", "sub/b.txt": b"b"})
+    store.publish(key_of("one"), one, build_manifest(key_of("one"), one))
+    store.publish(key_of("one"), one, build_manifest(key_of("one"), one))
+    os.symlink(tmp_path / "nowhere", one / "broken")
+    with pytest.raises(StoreError):
+        store.publish(key_of("two"), one, build_manifest(key_of("two"), one))
+    assert sorted(os.listdir(root)) == [key_of("one")]
+    assert sorted(os.listdir(root / key_of("one"))) == ["a.txt", MANIFEST_NAME, "sub"]
+
+
+def test_local_read_manifest_of_corrupt_file_is_store_error(tmp_path: Path) -> None:
+    """A manifest.json that is not JSON gives StoreError naming the file."""
+    store = LocalResultStore(tmp_path / "results")
+    folder = tmp_path / "results" / key_of("bad")
+    folder.mkdir(parents=True)
+    (folder / MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(StoreError, match=MANIFEST_NAME):
+        store.read_manifest(key_of("bad"))
+
+
+# --- SQLite: read-only, tables ---------------------------------------------------------
+
+
+def test_read_only_store_on_missing_file_is_empty_and_creates_nothing(tmp_path: Path) -> None:
+    """A read-only store on a missing file reads as empty and creates no file or folder."""
+    store = SqliteRecordStore(tmp_path / "absent" / "records.sqlite", TABLE, read_only=True)
+    assert store.get(key_of("a")) is None
+    assert store.get_many([key_of("a"), key_of("b")]) == {}
+    assert store.find(RecordQuery()) == []
+    assert store.find(RecordQuery(parameters={"x": 1})) == []
+    assert store.display_url.endswith(f"records.sqlite#{TABLE}")
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_put_raises_store_error(tmp_path: Path) -> None:
+    """A read-only put raises StoreError (not RecordExistsError) and writes nothing."""
+    path = tmp_path / "absent" / "records.sqlite"
+    store = SqliteRecordStore(path, TABLE, read_only=True)
+    with pytest.raises(StoreError) as raised:
+        store.put(make_record(key_of("a")))
+    assert not isinstance(raised.value, RecordExistsError)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_store_reads_a_writers_records_and_refuses_writes(tmp_path: Path) -> None:
+    """A read-only store sees what a writer stored, and put leaves the file unchanged."""
+    path = tmp_path / "records.sqlite"
+    writer = SqliteRecordStore(path, TABLE)
+    record = make_record(key_of("a"), {"x": 1})
+    writer.put(record)
+    reader = SqliteRecordStore(path, TABLE, read_only=True)
+    assert reader.get(key_of("a")) == record
+    assert [r["_id"] for r in reader.find(RecordQuery(parameters={"x": 1}))] == [key_of("a")]
+    with pytest.raises(StoreError):
+        reader.put(make_record(key_of("b")))
+    assert writer.get(key_of("b")) is None
+    reader.close()
+    writer.close()
+
+
+def test_read_only_store_on_file_without_its_table_is_empty(tmp_path: Path) -> None:
+    """A read-only store whose table is not in the file reads as empty."""
+    path = tmp_path / "records.sqlite"
+    writer = SqliteRecordStore(path, "other_table")
+    writer.put(make_record(key_of("a")))
+    writer.close()
+    reader = SqliteRecordStore(path, TABLE, read_only=True)
+    assert reader.get(key_of("a")) is None
+    assert reader.find(RecordQuery()) == []
+    reader.close()
+
+
+def test_tables_in_one_file_are_separate(tmp_path: Path) -> None:
+    """Two tables in one file do not see each other's records."""
+    path = tmp_path / "records.sqlite"
+    first, second = SqliteRecordStore(path, "first"), SqliteRecordStore(path, "second-2")
+    first.put(make_record(key_of("a")))
+    second.put(make_record(key_of("a")))
+    second.put(make_record(key_of("b")))
+    assert sorted(first.get_many([key_of("a"), key_of("b")])) == [key_of("a")]
+    assert len(second.find(RecordQuery())) == 2
+    first.close()
+    second.close()
+
+
+@pytest.mark.parametrize(
+    "table",
+    ["", "1records", 'rec"ords', "rec ords", "records;drop", "a.b", "naïve", "records\n"],
+)
+def test_invalid_table_name_is_config_error(tmp_path: Path, table: str) -> None:
+    """A table name that is not letters, digits, '_' and '-' is a ConfigError."""
+    with pytest.raises(ConfigError, match="DOCDB_COLLECTION"):
+        SqliteRecordStore(tmp_path / "records.sqlite", table)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the factory: DOCDB_HOST ---------------------------------------------------------
+
+
+def test_factory_without_docdb_host_uses_sqlite_in_capsule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOCDB_HOST unset: records go to <capsule>/.analysis_store/records.sqlite."""
+    monkeypatch.setenv("DOCDB_COLLECTION", "my_records")
+    store = open_record_store(StoreSettings(), Capsule(tmp_path))
+    store.put(make_record(key_of("a")))
+    store.close()
+    path = tmp_path / ".analysis_store" / "records.sqlite"
+    assert path.is_file()
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute('SELECT _id FROM "my_records"').fetchall()
+    connection.close()
+    assert rows == [(key_of("a"),)]
+    assert store.display_url.endswith("/.analysis_store/records.sqlite#my_records")
+
+
+def test_factory_read_only_without_docdb_host_creates_nothing(tmp_path: Path) -> None:
+    """DOCDB_HOST unset and read-only: a missing store reads as empty and is not created."""
+    store = open_record_store(StoreSettings(), Capsule(tmp_path), read_only=True)
+    assert store.get_many([key_of("a")]) == {}
+    with pytest.raises(StoreError):
+        store.put(make_record(key_of("a")))
+    store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_factory_honours_absolute_sqlite_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DOCDB_HOST=sqlite:///abs/path (percent-encoded) puts records in that file."""
+    path = tmp_path / "else where" / "mine.sqlite"
+    url = "sqlite://" + path.as_uri().removeprefix("file://")
+    assert "%20" in url
+    monkeypatch.setenv("DOCDB_HOST", url)
+    capsule = tmp_path / "capsule"
+    store = open_record_store(StoreSettings(), Capsule(capsule))
+    store.put(make_record(key_of("a")))
+    store.close()
+    assert path.is_file()
+    assert not capsule.exists()
+    reader = SqliteRecordStore(path, TABLE, read_only=True)
+    assert reader.get(key_of("a")) is not None
+    reader.close()
+
+
+@pytest.mark.parametrize("url", ["sqlite://records.sqlite", "sqlite://data/records.sqlite"])
+def test_factory_rejects_relative_sqlite_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """DOCDB_HOST with a relative SQLite path is a ConfigError that shows the right form."""
+    monkeypatch.setenv("DOCDB_HOST", url)
+    with pytest.raises(ConfigError, match="sqlite:///"):
+        open_record_store(StoreSettings(), Capsule(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("host", "secret"),
+    [
+        ("mongodb://alice:s3cret-pw@db.example.org:27017/analysis?authSource=admin", "s3cret-pw"),
+        ("mongodb+srv://alice:s3cret-pw@cluster0.example.org/analysis", "s3cret-pw"),
+        ("api.allenneuraldynamics.org", None),
+        ("https://alice:s3cret-pw@docdb.example.org", "s3cret-pw"),
+        ("alice:s3cret-pw@docdb.example.org", "s3cret-pw"),
+    ],
+)
+def test_factory_rejects_unsupported_docdb_host_masking_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, secret: str | None
+) -> None:
+    """MongoDB URLs and DocDB API host names are 'not supported yet', with no password shown."""
+    monkeypatch.setenv("DOCDB_HOST", host)
+    with pytest.raises(ConfigError, match="not supported yet") as raised:
+        open_record_store(StoreSettings(), Capsule(tmp_path))
+    if secret is not None:
+        assert secret not in str(raised.value)
+        assert all(secret not in str(arg) for arg in raised.value.args)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the factory: ANALYSIS_BUCKET ----------------------------------------------------
+
+
+def _publish_one(store: Any, tmp_path: Path) -> str:
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    return str(store.publish(key_of("a"), folder, build_manifest(key_of("a"), folder)))
+
+
+def test_factory_without_bucket_uses_folder_in_capsule(tmp_path: Path) -> None:
+    """ANALYSIS_BUCKET unset: results go to <capsule>/.analysis_store/results."""
+    capsule = tmp_path / "capsule"
+    store = open_result_store(StoreSettings(), Capsule(capsule))
+    root = capsule / ".analysis_store" / "results"
+    assert store.url == root.resolve().as_uri()
+    _publish_one(store, tmp_path)
+    assert (root / key_of("a") / "a.txt").read_bytes() == b"a"
+    assert (root / key_of("a") / MANIFEST_NAME).is_file()
+
+
+@pytest.mark.parametrize("form", ["file_url", "absolute_path"])
+def test_factory_honours_local_bucket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """ANALYSIS_BUCKET=file:///abs or /abs puts results in that folder, not the capsule."""
+    root = tmp_path / "my results"
+    monkeypatch.setenv("ANALYSIS_BUCKET", root.as_uri() if form == "file_url" else str(root))
+    capsule = tmp_path / "capsule"
+    store = open_result_store(StoreSettings(), Capsule(capsule))
+    assert store.url == root.as_uri()
+    location = _publish_one(store, tmp_path)
+    assert location == f"{root.as_uri()}/{key_of('a')}"
+    assert (root / key_of("a") / "a.txt").read_bytes() == b"a"
+    assert not capsule.exists()
+
+
+@pytest.mark.parametrize(
+    ("bucket", "secret"),
+    [
+        ("s3://bucket/prefix", None),
+        ("bucket/prefix", None),
+        ("s3://AKIAEXAMPLE:s3cret-key@bucket/prefix", "s3cret-key"),
+    ],
+)
+def test_factory_rejects_s3_bucket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, secret: str | None
+) -> None:
+    """ANALYSIS_BUCKET naming S3 is a ConfigError saying 'not supported yet', secrets masked."""
+    monkeypatch.setenv("ANALYSIS_BUCKET", bucket)
+    with pytest.raises(ConfigError, match="not supported yet") as raised:
+        open_result_store(StoreSettings(), Capsule(tmp_path))
+    if secret is not None:
+        assert secret not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_factory_rejects_file_url_with_remote_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ANALYSIS_BUCKET=file://host/path (another machine) is a ConfigError."""
+    monkeypatch.setenv("ANALYSIS_BUCKET", "file://fileserver/results")
+    with pytest.raises(ConfigError, match="file:///"):
+        open_result_store(StoreSettings(), Capsule(tmp_path))
+
+
+# --- several processes on one SQLite file ----------------------------------------------
+
+_WORKERS = 4
+_PER_WORKER = 200
+_KEYS = [key_of(f"concurrent {n}") for n in range(300)]
+
+
+def _keys_for(worker: int) -> list[str]:
+    """200 keys per worker, overlapping its neighbours'; odd workers go backwards."""
+    keys = [_KEYS[(75 * worker + n) % len(_KEYS)] for n in range(_PER_WORKER)]
+    return keys[::-1] if worker % 2 else keys
+
+
+def _insert_worker(worker: int, path: str, barrier: Any, results: Any) -> None:
+    """Insert this worker's keys once the others are ready; report what went in."""
+    store = SqliteRecordStore(Path(path), TABLE)
+    inserted: list[str] = []
+    errors: list[str] = []
+    barrier.wait(timeout=120)
+    for key in _keys_for(worker):
+        try:
+            store.put(make_record(key, {"writer": worker}))
+        except RecordExistsError:
+            continue
+        except Exception as exc:  # reported to the parent, which fails the test
+            errors.append(f"{key}: {exc!r}")
+        else:
+            inserted.append(key)
+    store.close()
+    results.put((worker, inserted, errors))
+
+
+def test_processes_inserting_at_once_store_each_key_once(tmp_path: Path) -> None:
+    """4 processes inserting overlapping keys into one new file: each key inserted once."""
+    assert all(len(set(_keys_for(w))) == _PER_WORKER for w in range(_WORKERS))
+    assert set().union(*(_keys_for(w) for w in range(_WORKERS))) == set(_KEYS)
+    path = tmp_path / "shared" / "records.sqlite"
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(_WORKERS)
+    results = context.Queue()
+    processes = [
+        context.Process(target=_insert_worker, args=(w, str(path), barrier, results))
+        for w in range(_WORKERS)
+    ]
+    for process in processes:
+        process.start()
+    reports = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert [errors for _, _, errors in reports] == [[]] * _WORKERS
+    successes = Counter(key for _, inserted, _ in reports for key in inserted)
+    assert sorted(successes) == sorted(_KEYS)
+    assert set(successes.values()) == {1}
+    writer_of = {key: worker for worker, inserted, _ in reports for key in inserted}
+    reader = SqliteRecordStore(path, TABLE, read_only=True)
+    stored = reader.get_many(_KEYS)
+    reader.close()
+    assert sorted(stored) == sorted(_KEYS)
+    for key, record in stored.items():
+        writer = record["processing"]["data_processes"][0]["code"]["parameters"]["writer"]
+        assert writer == writer_of[key]
+    connection = sqlite3.connect(path)
+    count = connection.execute(f'SELECT COUNT(*), COUNT(DISTINCT _id) FROM "{TABLE}"').fetchone()
+    connection.close()
+    assert count == (len(_KEYS), len(_KEYS))
