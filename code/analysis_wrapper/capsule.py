@@ -23,7 +23,6 @@ from pydantic import BaseModel
 from .command_line import parse_command_line
 from .errors import StoreError, UsageError
 from .parameters import load_fixed_parameters
-from .plan import Action
 from .provenance import default_experimenter, resolve_code_identity
 from .runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
 from .settings import Capsule, StoreSettings
@@ -130,10 +129,6 @@ def format_plan_table(summary: RunSummary) -> str:
         + ("  " + row[3] if row[3] else "")
         for row in rows
     ]
-    counts = {
-        action.value: sum(1 for j in summary.jobs if j.action == action.value) for action in Action
-    }
-    lines.append(", ".join(f"{n} {name}" for name, n in counts.items() if n) or "no jobs")
     return "\n".join(lines)
 
 

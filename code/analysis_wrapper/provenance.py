@@ -28,6 +28,17 @@ log = logging.getLogger(__name__)
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?!//)(?P<path>.+)$")
 _MAX_LISTED_CHANGES = 8
 
+# `git diff HEAD` with every option a user's git config could change pinned, so the
+# same uncommitted change gives the same +dirty digest on every machine.
+_STABLE_DIFF = [
+    "-c", "diff.noprefix=false",
+    "-c", "diff.mnemonicPrefix=false",
+    "-c", "diff.relative=false",
+    "diff", "HEAD", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
+    "--no-renames", "--diff-algorithm=myers", "--indent-heuristic", "--unified=3",
+    "--inter-hunk-context=0", "--src-prefix=a/", "--dst-prefix=b/", "--ignore-submodules=none",
+]  # fmt: skip
+
 
 @dataclass(frozen=True)
 class GitState:
@@ -159,7 +170,7 @@ def _uncommitted(toplevel: Path, code_dir: Path) -> tuple[list[str], list[str]]:
 
 
 def _change_digest(toplevel: Path, untracked: list[str]) -> str:
-    digest = hashlib.sha256(_git(["diff", "HEAD", "--binary"], toplevel).stdout)
+    digest = hashlib.sha256(_git(_STABLE_DIFF, toplevel).stdout)
     for path in untracked:
         digest.update(b"\0untracked\0" + path.encode("utf-8", "surrogateescape") + b"\0")
         with contextlib.suppress(OSError):  # vanished since git status; its name counts

@@ -140,6 +140,7 @@ class RunSummary:
 
     dry_run: bool
     jobs: list[JobResult] = field(default_factory=list)
+    plan: bool = False
 
     def count(self, status: Status) -> int:
         """How many jobs ended with ``status``."""
@@ -162,6 +163,10 @@ class RunSummary:
 
     def one_line(self) -> str:
         """A one-line summary for the end of the log."""
+        if self.plan:
+            counts = {a.value: sum(1 for j in self.jobs if j.action == a.value) for a in Action}
+            listed = ", ".join(f"{n} {action}" for action, n in counts.items())
+            return f"plan for {len(self.jobs)} job(s): {listed} (nothing ran)"
         mode = "dry run" if self.dry_run else "posted"
         return (
             f"{len(self.jobs)} job(s): {self.count(Status.SUCCEEDED)} ran, "
@@ -387,7 +392,7 @@ def execute_run(context: RunContext) -> RunSummary:
         _write_json(
             options.results_directory / PLAN_FILE_NAME, [job.plan_entry() for job in planned]
         )
-        summary = RunSummary(dry_run=True)
+        summary = RunSummary(dry_run=True, plan=True)
         for job in planned:
             status = Status.FAILED if job.decision.action is Action.INVALID else Status.SKIPPED
             summary.jobs.append(
@@ -404,7 +409,8 @@ def execute_run(context: RunContext) -> RunSummary:
     summary = RunSummary(dry_run=options.dry_run)
     total = len(planned)
     for index, job in enumerate(planned, start=1):
-        log.info(
+        log.log(
+            logging.ERROR if job.decision.action is Action.INVALID else logging.INFO,
             "[%d/%d] %s: %s (%s)",
             index,
             total,

@@ -8,8 +8,10 @@ timeout makes concurrent writers queue instead of failing.
 from __future__ import annotations
 
 import json
+import random
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -66,14 +68,33 @@ class SqliteRecordStore:
                 self._connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._connection = sqlite3.connect(
+                connection = sqlite3.connect(
                     self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None
                 )
-                self._connection.execute("PRAGMA journal_mode=WAL")
-                self._create_table(self._connection)
+                self._initialise(connection)
+                self._connection = connection
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"cannot open record store {self.display_url}: {exc}") from exc
         return self._connection
+
+    def _initialise(self, connection: sqlite3.Connection) -> None:
+        """Switch to WAL and create the table, waiting out other processes doing the same.
+
+        Changing the journal mode can fail with "database is locked" at once, without
+        the busy timeout, while another process opens a new file at the same moment.
+        """
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        delay = 0.01
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                self._create_table(connection)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.5)
 
     def _create_table(self, connection: sqlite3.Connection) -> None:
         connection.execute(
