@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,11 +111,9 @@ class CapsuleCopy:
         git(self.root, "commit", "-q", "-m", message)
 
 
-@pytest.fixture
-def capsule(tmp_path: Path) -> Iterator[CapsuleCopy]:
-    """A fresh, committed copy of the example capsule (code/, data/, results/)."""
-    root = tmp_path / "capsule"
-    root.mkdir()
+def make_capsule_copy(root: Path) -> CapsuleCopy:
+    """Copy the example capsule (code/, data/, results/) to ``root`` and commit it."""
+    root.mkdir(parents=True)
     shutil.copytree(
         REPO_ROOT / "code",
         root / "code",
@@ -127,4 +126,19 @@ def capsule(tmp_path: Path) -> Iterator[CapsuleCopy]:
     git(root, "init", "-q", "-b", "main")
     copy = CapsuleCopy(root)
     copy.commit("example capsule")
-    yield copy
+    return copy
+
+
+@contextmanager
+def isolated_environment() -> Iterator[None]:
+    """Unset the store and Code Ocean variables (for module-scoped fixtures)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _ISOLATED_ENV:
+            patch.delenv(name, raising=False)
+        yield
+
+
+@pytest.fixture
+def capsule(tmp_path: Path) -> CapsuleCopy:
+    """A fresh, committed copy of the example capsule (code/, data/, results/)."""
+    return make_capsule_copy(tmp_path / "capsule")

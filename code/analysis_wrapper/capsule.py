@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -70,16 +70,28 @@ def main(
     """
     capsule = capsule or capsule_of(analysis.function)
     arguments = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def run() -> int:
         summary = _run(analysis, arguments, capsule)
+        print(summary.one_line())
+        return EXIT_FAILED if summary.failed else EXIT_OK
+
+    return exit_code_of(run)
+
+
+def exit_code_of(command: Callable[[], int]) -> int:
+    """Run ``command``; turn a usage error into exit 2 and a store error into exit 1.
+
+    Either is reported as one line (the messages name the file, flag or store).
+    """
+    try:
+        return command()
     except UsageError as exc:
         log.error("%s", exc)
         return EXIT_USAGE
     except StoreError as exc:
         log.error("%s", exc)
         return EXIT_FAILED
-    print(summary.one_line())
-    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
 def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:

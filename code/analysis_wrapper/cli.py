@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .capsule import EXIT_FAILED, EXIT_OK, EXIT_USAGE, configure_logging
-from .errors import StoreError, UsageError
+from .capsule import EXIT_OK, configure_logging, exit_code_of
+from .errors import UsageError
 from .query import find_records, parse_parameter_filter
 from .records import record_process
 from .stores.base import Record, record_parameters
@@ -54,21 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``analysis-wrapper`` and return its exit code."""
     configure_logging(logging.WARNING)
-    try:
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    arguments = list(sys.argv[1:] if argv is None else argv)
+
+    def run() -> int:
+        args = build_parser().parse_args(arguments)
         filters = dict(parse_parameter_filter(text) for text in args.param)
         records = find_records(filters, capsule=args.capsule)
-    except UsageError as exc:
-        log.error("%s", exc)
-        return EXIT_USAGE
-    except StoreError as exc:
-        log.error("%s", exc)
-        return EXIT_FAILED
-    if args.format == "json":
-        print(json.dumps(records, indent=2, ensure_ascii=False))
-    else:
-        print(format_records_table(records))
-    return EXIT_OK
+        if args.format == "json":
+            print(json.dumps(records, indent=2, ensure_ascii=False))
+        else:
+            print(format_records_table(records))
+        return EXIT_OK
+
+    return exit_code_of(run)
 
 
 def format_records_table(records: list[Record]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 
 from analysis_wrapper import find_records
-from conftest import _ISOLATED_ENV, REPO_ROOT, CapsuleCopy, git
+from conftest import CapsuleCopy, isolated_environment, make_capsule_copy
 
 JOB_COUNT = 6
 
@@ -21,22 +20,8 @@ JOB_COUNT = 6
 @pytest.fixture(scope="module")
 def posted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapsuleCopy]:
     """A committed example capsule after one posting run on the embedded stores."""
-    root = tmp_path_factory.mktemp("cli") / "capsule"
-    root.mkdir()
-    shutil.copytree(
-        REPO_ROOT / "code",
-        root / "code",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "analysis_wrapper"),
-    )
-    shutil.copytree(REPO_ROOT / "data", root / "data")
-    (root / "results").mkdir()
-    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
-    git(root, "init", "-q", "-b", "main")
-    copy = CapsuleCopy(root)
-    copy.commit("example capsule")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in _ISOLATED_ENV:
-            patch.delenv(name, raising=False)
+    copy = make_capsule_copy(tmp_path_factory.mktemp("cli") / "capsule")
+    with isolated_environment():
         done = copy.run("--dry_run", "0")
     assert done.returncode == 0, done.stderr
     yield copy

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import _ISOLATED_ENV, REPO_ROOT, CapsuleCopy, git
+from conftest import CapsuleCopy, git, isolated_environment, make_capsule_copy
 
 JOB_COUNT = 6
 RESULT_FILES = {"units.csv", "units.png", "metadata.nd.json", "key.json", "manifest.json"}
@@ -112,23 +112,8 @@ def head(root: Path) -> str:
 @pytest.fixture(scope="module")
 def posted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CapsuleCopy]:
     """A committed example capsule after one posting run (CODEOCEAN_EMAIL set)."""
-    root = tmp_path_factory.mktemp("posted") / "capsule"
-    root.mkdir()
-    shutil.copytree(
-        REPO_ROOT / "code",
-        root / "code",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "analysis_wrapper"),
-    )
-    shutil.copytree(REPO_ROOT / "data", root / "data")
-    (root / "results").mkdir()
-    (root / "results" / ".gitkeep").touch()
-    shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
-    git(root, "init", "-q", "-b", "main")
-    copy = CapsuleCopy(root)
-    copy.commit("example capsule")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in _ISOLATED_ENV:
-            patch.delenv(name, raising=False)
+    copy = make_capsule_copy(tmp_path_factory.mktemp("posted") / "capsule")
+    with isolated_environment():
         done = copy.run("--dry_run", "0", env={"CODEOCEAN_EMAIL": EMAIL})
     ok(done)
     yield copy
