@@ -1,4 +1,4 @@
-"""The ``analysis-wrapper`` command: look at what the capsule has stored.
+"""The ``analysis-wrapper`` command: look at and manage what the capsule has stored.
 
 ::
 
@@ -11,43 +11,23 @@ or ``--capsule DIR``. Exit codes: 0 success, 1 a store failed, 2 a usage error.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
-from .capsule import EXIT_OK, configure_logging, exit_code_of
-from .errors import UsageError
-from .query import find_records, parse_parameter_filter
-from .records import record_process
-from .stores.base import Record, record_parameters
+from .capsule import configure_logging, exit_code_of
+from .commands import results
+from .commands.common import CommandParser
 
-log = logging.getLogger("analysis_wrapper")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}; see analysis-wrapper --help")
+COMMAND_MODULES = (results,)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser for every subcommand."""
-    common = _Parser(add_help=False)
-    common.add_argument("--capsule", help="the capsule folder (default: found from here)")
-    parser = _Parser(prog="analysis-wrapper", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    results = commands.add_parser("results", help="find stored results")
-    actions = results.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    find = actions.add_parser("find", parents=[common], help="list records")
-    find.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="only records whose parameter KEY equals VALUE (JSON-typed); repeatable",
-    )
-    find.add_argument("--format", choices=("table", "json"), default="table")
+    parser = CommandParser(prog="analysis-wrapper", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
+    for module in COMMAND_MODULES:
+        module.register(commands)
     return parser
 
 
@@ -58,58 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def run() -> int:
         args = build_parser().parse_args(arguments)
-        filters = dict(parse_parameter_filter(text) for text in args.param)
-        records = find_records(filters, capsule=args.capsule)
-        if args.format == "json":
-            print(json.dumps(records, indent=2, ensure_ascii=False))
-        else:
-            print(format_records_table(records))
-        return EXIT_OK
+        code: int = args.handler(args)
+        return code
 
     return exit_code_of(run)
-
-
-def format_records_table(records: list[Record]) -> str:
-    """Records as a plain-text table: key, finished, code version, inputs, parameters.
-
-    With several records, only the parameters whose values differ are shown in the
-    table; those all records share are listed once below it.
-    """
-    all_parameters = [record_parameters(record) for record in records]
-    names = sorted({name for parameters in all_parameters for name in parameters})
-    shared = {
-        name: all_parameters[0][name]
-        for name in names
-        if len(records) > 1
-        and all(name in p and p[name] == all_parameters[0][name] for p in all_parameters)
-    }
-    rows = [("key", "finished", "version", "input", "parameters")]
-    for record, parameters in zip(records, all_parameters, strict=True):
-        process = record_process(record)
-        code: dict[str, Any] = dict(process.get("code") or {})
-        rows.append(
-            (
-                str(record.get("_id", ""))[:12],
-                str(process.get("end_date_time") or "")[:19],
-                str(code.get("version") or "")[:12],
-                _inputs(code),
-                _pairs({k: v for k, v in parameters.items() if k not in shared}),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        "  ".join([*(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)), r[4]]).rstrip()
-        for r in rows
-    ]
-    lines.append(f"{len(records)} record(s)" + (f"; all with {_pairs(shared)}" if shared else ""))
-    return "\n".join(lines)
-
-
-def _inputs(code: dict[str, Any]) -> str:
-    assets = code.get("input_data") or []
-    names = [str(a.get("name") or a.get("url") or "") for a in assets if isinstance(a, dict)]
-    return ",".join(names) or "-"
-
-
-def _pairs(values: dict[str, Any]) -> str:
-    return " ".join(f"{name}={json.dumps(value)}" for name, value in sorted(values.items()))

@@ -42,11 +42,12 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argument parser that raises instead of printing usage and exiting."""
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`UsageError` instead of exiting."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message}; run with --help to see every flag")
+        """Raise the parse error as one line that says where to find help."""
+        raise UsageError(f"{message}; run {self.prog} --help to see every flag")
 
 
 def _flag(text: str) -> bool | None:
@@ -78,7 +79,7 @@ def check_parameter_names(model: type[BaseModel]) -> None:
 
 def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.ArgumentParser:
     """Build the parser for the wrapper's flags and ``model``'s fields."""
-    parser = _Parser(
+    parser = CommandParser(
         prog="run_capsule.py",
         description="Run the analysis over every job in <input_directory>/job_dict/.",
         allow_abbrev=False,
