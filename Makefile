@@ -19,6 +19,14 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-example
 
+# The test servers (moto's S3 server, SecantusDB) live in their own venv: SecantusDB
+# needs a pymongo that the project's dependencies may not allow.
+SERVERS_VENV := .ci/.venv-servers
+$(SERVERS_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(SERVERS_VENV)
+	$(SERVERS_VENV)/bin/pip install -q 'secantusdb==0.7.0b3' 'moto[s3]==5.2.5' 'flask>=3,<4' 'flask-cors>=4,<7'
+	touch $@
+
 ## run: run the example capsule end to end on the embedded stores, posting results
 run: $(VENV)/.installed-example
 	PATH="$(abspath $(BIN)):$$PATH" code/run --dry_run 0
@@ -33,13 +41,13 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy code/analysis_wrapper
 
-pytest: $(VENV)/.installed-test
-	$(BIN)/pytest
+pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
+	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/pytest
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix code tests scripts
 	$(BIN)/ruff format code tests scripts
 
 clean:
-	rm -rf $(VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SERVERS_VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache
 	find results -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

@@ -13,6 +13,15 @@ from pathlib import Path
 
 import pytest
 
+# Session fixtures that start real servers (moto S3, SecantusDB) on demand.
+from servers import (  # noqa: F401
+    aws_test_env,
+    mongo_server,
+    mongo_uri,
+    s3_endpoint,
+    s3_server,
+)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -34,7 +34,11 @@ class Decision:
 
 
 def decide(
-    existing: Mapping[str, Any] | None, *, force: bool, earlier_job: str | None = None
+    existing: Mapping[str, Any] | None,
+    *,
+    force: bool,
+    earlier_job: str | None = None,
+    manifest_found: bool | None = None,
 ) -> Decision:
     """Decide whether a job with a valid key runs.
 
@@ -46,6 +50,10 @@ def decide(
         ``--force 1``: run even if a record exists (and replace it).
     earlier_job : str or None
         An earlier job of this run with the same key, if any: it does the work once.
+    manifest_found : bool or None
+        Whether the existing record's manifest was found; ``False`` makes the record
+        an orphan (its files never finished uploading, or were deleted) and the job
+        runs again. ``None`` means it could not be checked: the record is trusted.
     """
     if earlier_job is not None:
         return Decision(Action.SKIP, f"same key as {earlier_job}, earlier in this run")
@@ -53,4 +61,10 @@ def decide(
         return Decision(Action.RUN, "no record with this key")
     if force:
         return Decision(Action.RUN, f"--force 1: replacing {describe_record(existing)}")
+    if manifest_found is False:
+        location = existing.get("location")
+        return Decision(
+            Action.RUN,
+            f"orphaned: {describe_record(existing)} has no manifest at {location}; running again",
+        )
     return Decision(Action.SKIP, f"already done: {describe_record(existing)}")

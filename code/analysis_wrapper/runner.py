@@ -98,6 +98,8 @@ class PlannedJob:
     preimage: dict[str, Any] | None = None
     key: str | None = None
     error: str | None = None
+    replace: bool = False
+    """A record with this key exists (forced or orphaned): the new one replaces it."""
 
     def plan_entry(self) -> dict[str, Any]:
         """The job's object in ``plan.json``."""
@@ -222,12 +224,23 @@ def plan_run(context: RunContext) -> list[PlannedJob]:
         if job.key is None:
             continue
         earlier = first_with_key.setdefault(job.key, job.job_file)
+        record = existing.get(job.key)
         job.decision = decide(
-            existing.get(job.key),
+            record,
             force=context.options.force,
             earlier_job=str(earlier) if earlier != job.job_file else None,
+            manifest_found=_manifest_found(record, context) if record else None,
         )
+        job.replace = record is not None
     return planned
+
+
+def _manifest_found(record: Mapping[str, Any], context: RunContext) -> bool | None:
+    """One cheap look for the manifest a record's location should hold."""
+    if context.options.force:
+        return None  # it runs again anyway
+    location = record.get("location")
+    return context.result_store.has_manifest(location) if isinstance(location, str) else False
 
 
 def _warn_overridden_command_line(
@@ -309,7 +322,7 @@ def _run_and_publish(planned: PlannedJob, context: RunContext) -> str:
         return location
     manifest = build_manifest(key, results_dir)
     published = context.result_store.publish(key, results_dir, manifest)
-    context.record_store.put(record, replace=context.options.force)  # last: means done
+    context.record_store.put(record, replace=planned.replace)  # last: means done
     return published
 
 

@@ -216,3 +216,14 @@ class ResultStoreContract:
             assert location.count(key) == 1
         assert store.location(key_of("a")) != store.location(key_of("b"))
         assert read_tree(store.url) == {}
+
+    def test_has_manifest_after_publish_only(self, store: ResultStore, tmp_path: Path) -> None:
+        """has_manifest is true for a published location and false for an unpublished one."""
+        location, _ = self.publish(store, key_of("hm"), write_tree(tmp_path / "o", {"a": b"a"}))
+        assert store.has_manifest(location) is True
+        assert store.has_manifest(store.location(key_of("never"))) is False
+
+    def test_has_manifest_of_another_kind_of_store_is_unknown(self, store: ResultStore) -> None:
+        """A location of another kind of store cannot be checked: None, not False."""
+        other = "gs://elsewhere/x" if not store.url.startswith("gs://") else "file:///x"
+        assert store.has_manifest(other) is None

@@ -575,3 +575,23 @@ def test_unwritable_results_store_posts_no_record(capsule: CapsuleCopy, tmp_path
     assert counts(summary) == (0, 0, 1)
     assert "results" in summary["jobs"][0]["error"]
     assert stored_records(capsule.store) == {}
+
+
+def test_record_without_manifest_is_orphaned_and_runs_again(capsule: CapsuleCopy) -> None:
+    """A result whose manifest vanished is reported orphaned, runs again, and is trusted after."""
+    ok(capsule.run("--dry_run", "0"))
+    records = stored_records(capsule.store)
+    orphan = sorted(records)[0]
+    (capsule.store / "results" / orphan / "manifest.json").unlink()
+    ok(capsule.run("--plan", "1"))
+    plan = {entry["key"]: entry for entry in read_json(capsule.results / "plan.json")}
+    assert plan[orphan]["action"] == "run"
+    assert "orphaned" in plan[orphan]["reason"]
+    assert {entry["action"] for k, entry in plan.items() if k != orphan} == {"skip"}
+    ok(capsule.run("--dry_run", "0"))
+    summary = run_summary(capsule.results)
+    assert counts(summary) == (1, JOB_COUNT - 1, 0)
+    assert (capsule.store / "results" / orphan / "manifest.json").is_file()
+    assert record_count(capsule.store) == JOB_COUNT
+    ok(capsule.run("--dry_run", "0"))
+    assert counts(run_summary(capsule.results)) == (0, JOB_COUNT, 0)

@@ -95,3 +95,18 @@ def test_decide_never_returns_invalid() -> None:
     cases = [(None, False, None), (RECORD, False, None), (RECORD, True, None), (None, True, "a")]
     for existing, force, earlier in cases:
         assert decide(existing, force=force, earlier_job=earlier).action is not Action.INVALID
+
+
+def test_record_without_manifest_runs_again_as_orphan() -> None:
+    """A record whose manifest is missing is an orphan: the job runs, naming why."""
+    record = {**RECORD, "location": "s3://bucket/prefix/" + KEY}
+    decision = decide(record, force=False, manifest_found=False)
+    assert decision.action is Action.RUN
+    assert "orphaned" in decision.reason
+    assert record["location"] in decision.reason
+
+
+def test_record_whose_manifest_cannot_be_checked_is_trusted() -> None:
+    """manifest_found None (another kind of store) keeps the skip."""
+    assert decide(RECORD, force=False, manifest_found=None).action is Action.SKIP
+    assert decide(RECORD, force=False, manifest_found=True).action is Action.SKIP

@@ -126,3 +126,12 @@ class ResultStore(Protocol):
     def read_manifest(self, key: str) -> dict[str, Any] | None:
         """Return the manifest published for ``key``, or ``None`` if there is none."""
         ...
+
+    def has_manifest(self, location: str) -> bool | None:
+        """Tell whether ``<location>/manifest.json`` exists (one cheap request).
+
+        ``location`` is a record's location, possibly in another store of the same
+        kind (an older bucket or folder). Returns ``None`` when this store cannot
+        look there (another kind of store): the caller then trusts the record.
+        """
+        ...

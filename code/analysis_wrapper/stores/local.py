@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from ..errors import StoreError
 from ..manifest import MANIFEST_NAME
@@ -65,6 +66,13 @@ class LocalResultStore:
                 "check that it exists and is writable, or set ANALYSIS_BUCKET"
             ) from exc
         return self.location(key)
+
+    def has_manifest(self, location: str) -> bool | None:
+        """Check ``<location>/manifest.json`` for a ``file://`` location."""
+        if not location.startswith("file://"):
+            return None
+        path = Path(unquote(urlsplit(location).path)) / MANIFEST_NAME
+        return path.is_file()
 
     def read_manifest(self, key: str) -> dict[str, Any] | None:
         """Return ``<root>/<key>/manifest.json``, or ``None`` if absent."""

@@ -1,0 +1,192 @@
+"""Real servers for the tests, started on free loopback ports, stopped at the end.
+
+- S3: ``moto_server`` (moto in server mode, a separate process).
+- MongoDB wire protocol: ``secantusd-py`` (SecantusDB, a separate process; GPL, never
+  imported).
+
+Both run from their own virtual environment (``.ci/.venv-servers``, made by
+``make test``), because SecantusDB's pymongo pin conflicts with the project's. A test
+that needs a server which cannot start fails with the remedy; it never skips.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVERS_BIN = Path(
+    os.environ.get("ANALYSIS_WRAPPER_SERVERS_BIN", REPO_ROOT / ".ci" / ".venv-servers" / "bin")
+)
+START_TIMEOUT_S = 60.0
+TEST_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-west-2",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerProcess:
+    """A server started from a command line, which tests may stop and start again.
+
+    Parameters
+    ----------
+    name : str
+        For messages.
+    command : callable
+        Builds the command line for a port.
+    ready : callable
+        Returns normally once the server answers on the port; raises otherwise.
+    log_path : Path
+        Where the server's output goes.
+    """
+
+    name: str
+    command: Callable[[int], list[str]]
+    ready: Callable[[int], None]
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the server on its port and wait until it answers."""
+        executable = self.command(self.port)[0]
+        if not Path(executable).exists():
+            pytest.fail(
+                f"{self.name}: {executable} is missing; run `make test` (it installs the "
+                "test servers into .ci/.venv-servers)"
+            )
+        with self.log_path.open("ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(
+                self.command(self.port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} exited at start; see {self.log_path}")
+            try:
+                self.ready(self.port)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"{self.name} did not answer in {START_TIMEOUT_S:.0f} s")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop the server (TERM, then KILL after 10 s) and wait for it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+def _moto_ready(port: int) -> None:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1) as reply:
+        reply.read()
+
+
+def _mongo_ready(port: int) -> None:
+    from pymongo import MongoClient
+
+    client: MongoClient[dict[str, object]] = MongoClient(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=500
+    )
+    try:
+        client.admin.command("ping")
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Moto's S3 server on 127.0.0.1 (objects live in its memory)."""
+    folder = tmp_path_factory.mktemp("moto")
+    server = ServerProcess(
+        "moto_server",
+        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        _moto_ready,
+        folder / "moto.log",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """SecantusDB on 127.0.0.1, data on disk (it survives a stop and start)."""
+    folder = tmp_path_factory.mktemp("secantus")
+    config = folder / "secantusd.toml"
+    config.write_text("# empty: no auto-discovered configuration\n")
+    server = ServerProcess(
+        "secantusd-py",
+        lambda port: [
+            str(SERVERS_BIN / "secantusd-py"),
+            "--config",
+            str(config),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--storage-path",
+            str(folder / "data"),
+            "--log-level",
+            "WARNING",
+        ],
+        _mongo_ready,
+        folder / "secantus.log",
+    )
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder / "data", ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(s3_server: ServerProcess) -> str:
+    """The S3 server's endpoint URL."""
+    return f"http://127.0.0.1:{s3_server.port}"
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(mongo_server: ServerProcess) -> str:
+    """A MongoDB URI for the SecantusDB server."""
+    return f"mongodb://127.0.0.1:{mongo_server.port}/?directConnection=true"
+
+
+@pytest.fixture
+def aws_test_env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str, str]:
+    """Test AWS credentials and the S3 server's endpoint, set in the environment."""
+    values = {**TEST_AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    return values
