@@ -6,12 +6,12 @@ setting                value                                           backend
 ``DOCDB_HOST``         unset                                           SQLite file in
                                                                        ``.analysis_store``
                        ``sqlite:///abs/path.sqlite``                   that SQLite file
-                       ``mongodb://...``                               MongoDB (later)
-                       a host name                                     AIND DocDB API (later)
+                       ``mongodb://...``                               MongoDB (pymongo)
+                       a host name                                     AIND DocDB API
 ``ANALYSIS_BUCKET``    unset                                           folder in
                                                                        ``.analysis_store``
                        ``file:///abs/path`` or ``/abs/path``           that folder
-                       ``s3://bucket/prefix`` or ``bucket/prefix``     S3 (later)
+                       ``s3://bucket/prefix`` or ``bucket/prefix``     S3 (boto3)
 =====================  ==============================================  ==============
 
 Backends that need a third-party client import it lazily, inside their own module.
@@ -19,7 +19,9 @@ Backends that need a third-party client import it lazily, inside their own modul
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
@@ -67,14 +69,32 @@ def open_record_store(
             raise ConfigError(f"DOCDB_HOST={host!r}: write sqlite:///absolute/path.sqlite")
         return SqliteRecordStore(path, table, read_only=read_only)
     if host.startswith(("mongodb://", "mongodb+srv://")):
-        raise ConfigError(
-            f"DOCDB_HOST={mask_url(host)!r} selects MongoDB/DocumentDB, which is not supported "
-            "yet; unset DOCDB_HOST to use the embedded SQLite record store"
+        mongo = _backend("mongo", "mongo", "MongoDB/DocumentDB")
+        store: RecordStore = mongo.MongoRecordStore(
+            host, settings.docdb_database, table, read_only=read_only
         )
-    raise ConfigError(
-        f"DOCDB_HOST={mask_url(host)!r} selects the AIND DocDB REST API, which is not "
-        "supported yet; unset DOCDB_HOST to use the embedded SQLite record store"
+        return store
+    if "://" in host:
+        raise ConfigError(
+            f"DOCDB_HOST={mask_url(host)!r}: use mongodb://..., sqlite:///path, or the "
+            "AIND DocDB API's host name (no scheme)"
+        )
+    docdb = _backend("docdb_api", "docdb", "the AIND DocDB REST API")
+    store = docdb.DocDbApiRecordStore(
+        host, settings.docdb_database, table, settings.docdb_version, read_only=read_only
     )
+    return store
+
+
+def _backend(module: str, extra: str, what: str) -> ModuleType:
+    """Import a backend module; name the extra to install when its client is missing."""
+    try:
+        return importlib.import_module(f"{__name__}.{module}")
+    except ImportError as exc:
+        raise ConfigError(
+            f"{what} needs a package that is not installed ({exc.name}); "
+            f"run: pip install 'aind-analysis-wrapper[{extra}]'"
+        ) from exc
 
 
 def open_result_store(settings: StoreSettings, capsule: Capsule) -> ResultStore:
@@ -83,7 +103,7 @@ def open_result_store(settings: StoreSettings, capsule: Capsule) -> ResultStore:
     Raises
     ------
     ConfigError
-        For a value that names a backend this version cannot use.
+        For a value that names no usable backend, or one whose client is missing.
     """
     bucket = (settings.analysis_bucket or "").strip()
     if not bucket:
@@ -95,7 +115,12 @@ def open_result_store(settings: StoreSettings, capsule: Capsule) -> ResultStore:
         return LocalResultStore(Path(unquote(parts.path)))
     if bucket.startswith("/"):
         return LocalResultStore(Path(bucket))
-    raise ConfigError(
-        f"ANALYSIS_BUCKET={mask_url(bucket)!r} selects S3, which is not supported yet; "
-        "unset it to use the embedded results folder, or give file:///absolute/path"
-    )
+    bucket_name, _, prefix = bucket.removeprefix("s3://").strip("/").partition("/")
+    if ("://" in bucket and not bucket.startswith("s3://")) or not bucket_name:
+        raise ConfigError(
+            f"ANALYSIS_BUCKET={mask_url(bucket)!r}: use s3://bucket/prefix, bucket/prefix, "
+            "file:///absolute/path or /absolute/path"
+        )
+    s3 = _backend("s3", "s3", "S3")
+    results: ResultStore = s3.S3ResultStore(bucket_name, prefix.strip("/"))
+    return results
