@@ -100,13 +100,13 @@ def canonical_json(value: Any) -> bytes:
         If ``value`` holds a non-finite float or a value JSON cannot represent; the
         message names the field.
     """
-    _reject_non_finite(value, "")
     try:
         text = json.dumps(
             value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         )
         return text.encode("utf-8")
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) included
+        _reject_non_finite(value, "")  # name the field, when a NaN or infinity is the cause
         raise KeyComputationError(f"value has no canonical JSON form: {exc}") from exc
 
 
