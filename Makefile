@@ -35,8 +35,8 @@ run: $(VENV)/.installed-example
 test: lint typecheck pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check code tests scripts
-	$(BIN)/ruff format --check code tests scripts
+	$(BIN)/ruff check code tests scripts benchmarks
+	$(BIN)/ruff format --check code tests scripts benchmarks
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy code/analysis_wrapper
@@ -45,8 +45,14 @@ pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/pytest
 
 format: $(VENV)/.installed-test
-	$(BIN)/ruff check --fix code tests scripts
-	$(BIN)/ruff format code tests scripts
+	$(BIN)/ruff check --fix code tests scripts benchmarks
+	$(BIN)/ruff format code tests scripts benchmarks
+
+## bench: planning, per-job overhead, executors and uploads, side by side (see BENCHMARKS.md)
+.PHONY: bench
+bench: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
+	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/scale.py --servers
+	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/upload.py
 
 clean:
 	rm -rf $(VENV) $(SERVERS_VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache

@@ -16,6 +16,7 @@ import pytest
 # Session fixtures that start real servers (moto S3, SecantusDB) on demand.
 from servers import (  # noqa: F401
     aws_test_env,
+    dask_cluster,
     mongo_server,
     mongo_uri,
     s3_endpoint,

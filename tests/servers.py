@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -190,3 +191,79 @@ def aws_test_env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str,
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
+
+
+def _dask_ready(port: int) -> None:
+    with socket.create_connection(("127.0.0.1", port), timeout=1):
+        pass
+
+
+@dataclass
+class DaskCluster:
+    """A ``dask scheduler`` and a ``dask worker`` running as separate processes."""
+
+    scheduler: ServerProcess
+    worker: ServerProcess
+
+    @property
+    def address(self) -> str:
+        """The scheduler's address."""
+        return f"tcp://127.0.0.1:{self.scheduler.port}"
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
+    """An external Dask cluster: a scheduler and a 2-process worker, from the project venv.
+
+    The worker runs in a folder of its own, so it can import the capsule's modules
+    only if the wrapper ships them (as it does on a real cluster).
+    """
+    folder = tmp_path_factory.mktemp("dask")
+    dask_cli = str(Path(sys.executable).parent / "dask")
+    scheduler = ServerProcess(
+        "dask scheduler",
+        lambda port: [
+            dask_cli,
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--no-show",
+        ],
+        _dask_ready,
+        folder / "scheduler.log",
+    )
+    scheduler.start()
+    worker = ServerProcess(
+        "dask worker",
+        lambda _port: [
+            dask_cli,
+            "worker",
+            f"tcp://127.0.0.1:{scheduler.port}",
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--host",
+            "127.0.0.1",
+            "--no-dashboard",
+            "--local-directory",
+            str(folder / "worker"),
+        ],
+        lambda _port: _wait_for_workers(scheduler.port, 2),
+        folder / "worker.log",
+    )
+    worker.start()
+    yield DaskCluster(scheduler, worker)
+    worker.stop()  # before the scheduler, or the worker keeps reconnecting
+    scheduler.stop()
+
+
+def _wait_for_workers(port: int, count: int) -> None:
+    from distributed import Client
+
+    with Client(f"tcp://127.0.0.1:{port}", timeout=5) as client:
+        client.wait_for_workers(count, timeout=5)

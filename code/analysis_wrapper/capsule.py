@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from .command_line import parse_command_line
 from .errors import StoreError, UsageError
+from .executors import ExecutorOptions
 from .parameters import load_fixed_parameters
 from .provenance import default_experimenter, resolve_code_identity
 from .runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
@@ -119,9 +120,15 @@ def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
         fixed_parameters=load_fixed_parameters(options.input_directory),
         command_line_parameters=command_line_parameters,
         experimenters=(default_experimenter(capsule.code_dir, settings.codeocean_email),),
+        code_dir=capsule.code_dir,
+    )
+    executor = ExecutorOptions(
+        kind=options.executor,
+        workers=options.workers,
+        scheduler_address=options.scheduler_address,
     )
     try:
-        summary = execute_run(context)
+        summary = execute_run(context, executor)
     finally:
         record_store.close()
     if options.plan:

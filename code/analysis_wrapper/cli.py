@@ -3,6 +3,7 @@
 ::
 
     analysis-wrapper results find [--param KEY=VALUE ...] [--format table|json]
+    analysis-wrapper app-panel [--check]
 
 The capsule is the folder holding ``code/run_capsule.py`` above the current folder,
 or ``--capsule DIR``. Exit codes: 0 success, 1 a store failed, 2 a usage error.
@@ -16,10 +17,10 @@ import sys
 from collections.abc import Sequence
 
 from .capsule import configure_logging, exit_code_of
-from .commands import results
+from .commands import app_panel, results
 from .commands.common import CommandParser
 
-COMMAND_MODULES = (results,)
+COMMAND_MODULES = (results, app_panel)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from pydantic import BaseModel
 
 from .errors import ConfigError, UsageError
 from .parameters import parse_command_line_value
-from .settings import Capsule, RunOptions
+from .settings import Capsule, ExecutorKind, RunOptions
 
 # Every flag the wrapper has or will have; a parameter field may not take one of these
 # names, or the command line would be ambiguous.
@@ -59,6 +59,18 @@ def _flag(text: str) -> bool | None:
     if value in _FALSE:
         return False
     raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+
+
+def _positive_int(text: str) -> int | None:
+    if not text.strip():
+        return None  # an empty app-panel field: not given
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def check_parameter_names(model: type[BaseModel]) -> None:
@@ -121,6 +133,25 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
         metavar="0|1",
         help="post from a work tree with uncommitted changes (version <sha>+dirty.<digest>)",
     )
+    wrapper.add_argument(
+        "--executor",
+        choices=("serial", "process", "dask"),
+        default="serial",
+        help="where jobs run: one after another (default), a process pool, or Dask",
+    )
+    wrapper.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="process-pool or Dask LocalCluster size (default: one per CPU)",
+    )
+    wrapper.add_argument(
+        "--scheduler_address",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run on this Dask scheduler (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
+    )
     if model is not None:
         group = parser.add_argument_group(f"analysis parameters ({model.__name__})")
         for name, info in model.model_fields.items():
@@ -165,6 +196,9 @@ def parse_command_line(
             name: getattr(defaults, name) if parsed[name] is None else parsed[name]
             for name in ("dry_run", "force", "plan", "allow_dirty")
         },
+        executor=cast(ExecutorKind, parsed["executor"]),  # argparse checked the choice
+        workers=parsed["workers"],
+        scheduler_address=(parsed["scheduler_address"] or "").strip() or None,
     )
     if not options.input_directory.is_dir():
         raise ConfigError(

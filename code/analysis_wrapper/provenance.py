@@ -1,7 +1,8 @@
-"""Where the code identity comes from: git today, Code Ocean next (a later issue).
+"""Where the code identity comes from: git, and Code Ocean inside a Code Ocean run.
 
-:func:`resolve_code_identity` is the one entry point the runner uses. It asks each
-source in turn (:func:`git_state` first) and applies the dirty-tree policy: with
+:func:`resolve_code_identity` is the one entry point the runner uses. Inside Code
+Ocean it hands over to :mod:`analysis_wrapper.codeocean`, which applies the version
+policy (``CODE_VERSION_POLICY``: commit or release). It applies the dirty-tree policy: with
 posting on (``--dry_run 0``), uncommitted changes are refused unless
 ``--allow_dirty 1``, in which case the version says so:
 ``<sha>+dirty.<first 12 hex of sha256(git diff HEAD, untracked paths and bytes)>``.
@@ -20,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from .codeocean import resolve_codeocean_identity
 from .errors import ProvenanceError
 from .identity import CodeIdentity
+from .settings import CodeOceanSettings, VersionPolicy
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +181,18 @@ def _change_digest(toplevel: Path, untracked: list[str]) -> str:
     return digest.hexdigest()[:12]
 
 
-def resolve_code_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIdentity:
+def resolve_code_identity(
+    code_dir: Path,
+    *,
+    posting: bool,
+    allow_dirty: bool,
+    settings: CodeOceanSettings | None = None,
+) -> CodeIdentity:
     """Find out which code is running, and refuse when posting would misattribute it.
+
+    Git, when ``code/`` is in a work tree; inside Code Ocean (``CO_COMPUTATION_ID``
+    set) the capsule, pipeline and release come from the Code Ocean API, and the
+    version follows ``CODE_VERSION_POLICY`` (see :mod:`analysis_wrapper.codeocean`).
 
     Parameters
     ----------
@@ -189,15 +202,27 @@ def resolve_code_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -
         True when results and records will be written (``--dry_run 0``).
     allow_dirty : bool
         Run with uncommitted changes anyway, under a ``+dirty`` version.
+    settings : CodeOceanSettings, optional
+        The Code Ocean environment; read from the environment variables by default.
 
     Raises
     ------
     ProvenanceError
         When posting with uncommitted changes and without ``allow_dirty``, or when
         the code version cannot be found while posting.
+    StoreError
+        When posting inside Code Ocean and its API cannot be reached.
     """
-    state = git_state(code_dir)
-    if state is None:
+    settings = settings if settings is not None else CodeOceanSettings()
+    if settings.in_codeocean or settings.version_policy is VersionPolicy.RELEASE:
+        return resolve_codeocean_identity(
+            settings,
+            lambda: git_identity(code_dir, posting=posting, allow_dirty=allow_dirty),
+            posting=posting,
+            code_dir=code_dir,
+        )
+    identity = git_identity(code_dir, posting=posting, allow_dirty=allow_dirty)
+    if identity is None:
         if posting:
             raise ProvenanceError(
                 f"{code_dir} is not in a git work tree, so the code version is unknown and "
@@ -205,6 +230,20 @@ def resolve_code_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -
             )
         log.warning("%s is not in a git work tree: code version 'unversioned'", code_dir)
         return CodeIdentity(url=code_dir.resolve().as_posix(), version="unversioned")
+    return identity
+
+
+def git_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIdentity | None:
+    """The commit and remote of the work tree holding ``code_dir`` (``None`` outside one).
+
+    Raises
+    ------
+    ProvenanceError
+        When posting with uncommitted changes and without ``allow_dirty``.
+    """
+    state = git_state(code_dir)
+    if state is None:
+        return None
     if state.uncommitted and posting and not allow_dirty:
         listed = ", ".join(state.uncommitted[:_MAX_LISTED_CHANGES])
         more = len(state.uncommitted) - _MAX_LISTED_CHANGES

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from .codeocean import CodeOceanRun, record_notes
 from .errors import WrapperError
 from .identity import CodeIdentity
 
@@ -58,6 +59,9 @@ class RecordInputs:
         Timezone-aware start and end of the analysis.
     query : str or None
         The dispatcher's query, kept as a note.
+    codeocean : CodeOceanRun or None
+        The Code Ocean run: its pipeline becomes ``pipeline_name`` and
+        ``processing.pipelines``; its computation and data assets go into the notes.
     """
 
     key: str
@@ -72,6 +76,7 @@ class RecordInputs:
     start: datetime
     end: datetime
     query: str | None = None
+    codeocean: CodeOceanRun | None = None
 
 
 def build_record(inputs: RecordInputs) -> dict[str, Any]:
@@ -93,6 +98,8 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
         notes.append("file_location: " + ", ".join(inputs.file_location))
     if inputs.query:
         notes.append(f"query: {inputs.query}")
+    notes.extend(record_notes(inputs.codeocean))
+    pipeline = inputs.codeocean.pipeline if inputs.codeocean else None
     commit = inputs.code.commit
     try:
         with warnings.catch_warnings():
@@ -121,8 +128,13 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
                 end_date_time=inputs.end,
                 output_parameters=dict(inputs.outputs),
                 notes="\n".join(notes) or None,
+                pipeline_name=pipeline.name if pipeline else None,
             )
-            processing = Processing(data_processes=[process], dependency_graph={name: []})
+            processing = Processing(
+                data_processes=[process],
+                dependency_graph={name: []},
+                pipelines=[Code(url=pipeline.url, name=pipeline.name)] if pipeline else None,
+            )
             metadata = Metadata(name=inputs.key, location=inputs.location, processing=processing)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]

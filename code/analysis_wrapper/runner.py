@@ -18,7 +18,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .codeocean import CodeOceanIdentity
 from .errors import JobInputError, KeyComputationError, RecordExistsError, WrapperError
 from .identity import CodeIdentity, canonical_json, compute_key, key_preimage
 from .jobs import Job, find_job_files, load_job, validation_error_to_input_error
@@ -42,6 +43,7 @@ METADATA_FILE_NAME = "metadata.nd.json"
 KEY_FILE_NAME = "key.json"
 PLAN_FILE_NAME = "plan.json"
 SUMMARY_FILE_NAME = "run_summary.json"
+NO_JOBS_FILE_NAME = "no_jobs.txt"
 
 AnalysisFunction = Callable[[Job, Any, Path], Any]
 
@@ -85,6 +87,8 @@ class RunContext:
     fixed_parameters: Mapping[str, Any]
     command_line_parameters: Mapping[str, Any]
     experimenters: tuple[str, ...]
+    code_dir: Path | None = None
+    """The capsule's code/ folder, for executors that ship it to remote workers."""
 
 
 @dataclass
@@ -313,6 +317,9 @@ def _run_and_publish(planned: PlannedJob, context: RunContext) -> str:
             start=start,
             end=end,
             query=_query_text(planned.job.query),
+            codeocean=context.code.codeocean
+            if isinstance(context.code, CodeOceanIdentity)
+            else None,
         )
     )
     metadata = {name: value for name, value in record.items() if name != "_id"}
@@ -386,21 +393,54 @@ def _describe_failure(planned: PlannedJob, exc: Exception) -> str:
     return message
 
 
+def _write_no_jobs_placeholder(options: RunOptions) -> None:
+    """Say in ``results_directory`` that there was nothing to do.
+
+    A Code Ocean pipeline step whose results folder is empty counts as failed, so a
+    step that gets zero jobs leaves this file.
+    """
+    (options.results_directory / NO_JOBS_FILE_NAME).write_text(
+        f"no job files in {options.input_directory / 'job_dict'}: nothing ran, nothing was "
+        "posted. This file exists because a Code Ocean pipeline step with no results fails.\n",
+        encoding="utf-8",
+    )
+
+
 def _write_json(path: Path, value: Any) -> None:
     path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def execute_run(context: RunContext) -> RunSummary:
+OnDone = Callable[[int, "JobResult"], None]
+Executor = Callable[[Sequence["PlannedJob"], "RunContext", OnDone], None]
+"""Runs the jobs to run, calling back with each one's position and result as it ends."""
+
+
+def run_serially(jobs: Sequence[PlannedJob], context: RunContext, on_done: OnDone) -> None:
+    """The default executor: one job after another, in this process."""
+    for position, job in enumerate(jobs):
+        on_done(position, run_job(job, context))
+
+
+def execute_run(context: RunContext, executor: Executor | None = None) -> RunSummary:
     """Plan every job, then run, skip or fail each, and write the run's summary files.
 
     With ``--plan 1`` nothing runs: ``plan.json`` is written and the jobs are
     returned as skipped or failed.
+
+    Parameters
+    ----------
+    context : RunContext
+        The run's settings, stores and code identity.
+    executor : callable, optional
+        Where the jobs that run are run (see :mod:`analysis_wrapper.executors`);
+        one after another in this process by default.
     """
     options = context.options
     planned = plan_run(context)
     options.results_directory.mkdir(parents=True, exist_ok=True)
     if not planned:
         log.info("no job files in %s: nothing to do", options.input_directory / "job_dict")
+        _write_no_jobs_placeholder(options)
     if options.plan:
         _write_json(
             options.results_directory / PLAN_FILE_NAME, [job.plan_entry() for job in planned]
@@ -420,27 +460,37 @@ def execute_run(context: RunContext) -> RunSummary:
             )
         return summary
     summary = RunSummary(dry_run=options.dry_run)
-    total = len(planned)
-    for index, job in enumerate(planned, start=1):
+    results: list[JobResult | None] = [None] * len(planned)
+    to_run: list[int] = []
+    for index, job in enumerate(planned):
         log.log(
             logging.ERROR if job.decision.action is Action.INVALID else logging.INFO,
-            "[%d/%d] %s: %s (%s)",
-            index,
-            total,
+            "%s: %s (%s)",
             job.job_file.name,
             job.decision.action.value,
             job.decision.reason,
         )
-        result = run_job(job, context)
+        if job.decision.action is Action.RUN:
+            to_run.append(index)
+        else:
+            results[index] = run_job(job, context)  # a skip or an invalid job: no work
+
+    def done(position: int, result: JobResult) -> None:
+        results[to_run[position]] = result
+        finished = sum(1 for index in to_run if results[index] is not None)
         if result.status is Status.SUCCEEDED:
             log.info(
                 "[%d/%d] %s: succeeded in %.2f s -> %s",
-                index,
-                total,
-                job.job_file.name,
+                finished,
+                len(to_run),
+                Path(result.job_file).name,
                 result.seconds,
                 result.location,
             )
-        summary.jobs.append(result)
+        else:
+            log.info("[%d/%d] %s: failed", finished, len(to_run), Path(result.job_file).name)
+
+    (executor or run_serially)([planned[index] for index in to_run], context, done)
+    summary.jobs = [result for result in results if result is not None]
     _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
     return summary

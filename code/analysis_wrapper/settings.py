@@ -5,19 +5,26 @@ Two sources, each for one kind of setting, so neither can leak into the other:
 - :class:`StoreSettings` reads the environment variables upstream capsules already
   set (``DOCDB_HOST``, ``ANALYSIS_BUCKET``, ...). Nothing else is read from the
   environment: not ``dry_run``, and never an analysis parameter (upstream defect D20).
+- :class:`CodeOceanSettings` reads the Code Ocean run's variables (``CO_*``), the API
+  domain and token, and the version policy (``CODE_VERSION_POLICY``).
 - :class:`RunOptions` holds the wrapper's command-line flags; the analysis's own
   parameters are parsed beside them (see :mod:`analysis_wrapper.command_line`).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STORE_DIR_NAME = ".analysis_store"
+
+ExecutorKind = Literal["serial", "process", "dask"]
+"""Where jobs run (``--executor``)."""
 
 
 class StoreSettings(BaseSettings):
@@ -61,6 +68,65 @@ class StoreSettings(BaseSettings):
     )
 
 
+class VersionPolicy(str, enum.Enum):
+    """Which version of the code a result is attributed to (``CODE_VERSION_POLICY``).
+
+    ``commit`` (default): the exact commit that ran. ``release``: the Code Ocean
+    capsule release that ran, as ``<major>.<minor>``; every commit of one release
+    then shares its results, and the capsule owner decides when results change.
+    """
+
+    COMMIT = "commit"
+    RELEASE = "release"
+
+
+class CodeOceanSettings(BaseSettings):
+    """Where the code runs in Code Ocean, and how its version is chosen (environment).
+
+    ``CO_COMPUTATION_ID``, ``CO_CAPSULE_ID`` and ``CO_PIPELINE_ID`` are set by Code
+    Ocean in every run; the others are capsule settings and secrets.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    domain: str | None = Field(
+        default=None,
+        validation_alias="CODEOCEAN_DOMAIN",
+        description="Code Ocean host name (https assumed) or full URL, e.g. http://127.0.0.1:8080.",
+    )
+    api_token: SecretStr | None = Field(
+        default=None,
+        validation_alias="CODEOCEAN_API_TOKEN",
+        description="Code Ocean API token (a secret); read access is enough.",
+    )
+    computation_id: str | None = Field(
+        default=None, validation_alias="CO_COMPUTATION_ID", description="Set by Code Ocean."
+    )
+    capsule_id: str | None = Field(
+        default=None, validation_alias="CO_CAPSULE_ID", description="Set by Code Ocean."
+    )
+    pipeline_id: str | None = Field(
+        default=None,
+        validation_alias="CO_PIPELINE_ID",
+        description="Set by Code Ocean in a pipeline run only.",
+    )
+    version_policy: VersionPolicy = Field(
+        default=VersionPolicy.COMMIT,
+        validation_alias="CODE_VERSION_POLICY",
+        description="commit (the exact commit that ran) or release (the capsule release).",
+    )
+    min_server_version: str | None = Field(
+        default=None,
+        validation_alias="CODEOCEAN_MIN_SERVER_VERSION",
+        description="Min-Server-Version header to send: unset = the SDK's own; 'none' = omit.",
+    )
+
+    @property
+    def in_codeocean(self) -> bool:
+        """True inside a Code Ocean run (``CO_COMPUTATION_ID`` is set)."""
+        return bool(self.computation_id and self.computation_id.strip())
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The wrapper's own flags for one run (command line or Code Ocean app panel).
@@ -79,6 +145,12 @@ class RunOptions:
         Run nothing: write ``plan.json`` and print what would happen.
     allow_dirty : bool
         Post results from a work tree with uncommitted changes (version ``+dirty``).
+    executor : str
+        Where jobs run: ``serial``, ``process`` or ``dask``.
+    workers : int or None
+        Process-pool or LocalCluster size; ``None`` means one per CPU.
+    scheduler_address : str or None
+        A running Dask scheduler to use instead of a LocalCluster.
     """
 
     input_directory: Path
@@ -87,6 +159,9 @@ class RunOptions:
     force: bool = False
     plan: bool = False
     allow_dirty: bool = False
+    executor: ExecutorKind = "serial"
+    workers: int | None = None
+    scheduler_address: str | None = None
 
     @property
     def posting(self) -> bool:

@@ -239,25 +239,70 @@ def test_factory_rejects_relative_sqlite_path(
 
 
 @pytest.mark.parametrize(
-    ("host", "secret"),
+    "host",
     [
-        ("mongodb://alice:s3cret-pw@db.example.org:27017/analysis?authSource=admin", "s3cret-pw"),
-        ("mongodb+srv://alice:s3cret-pw@cluster0.example.org/analysis", "s3cret-pw"),
-        ("api.allenneuraldynamics.org", None),
-        ("https://alice:s3cret-pw@docdb.example.org", "s3cret-pw"),
-        ("alice:s3cret-pw@docdb.example.org", "s3cret-pw"),
+        "mongodb://alice:s3cret-pw@db.example.org:27017/analysis?authSource=admin",
+        "mongodb+srv://alice:s3cret-pw@cluster0.example.org/analysis",
     ],
 )
-def test_factory_rejects_unsupported_docdb_host_masking_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, secret: str | None
+def test_factory_opens_mongodb_store_masking_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
-    """MongoDB URLs and DocDB API host names are 'not supported yet', with no password shown."""
+    """DOCDB_HOST=mongodb://... opens a MongoRecordStore, not yet connected, hiding the password."""
+    from analysis_wrapper.stores.mongo import MongoRecordStore
+
     monkeypatch.setenv("DOCDB_HOST", host)
-    with pytest.raises(ConfigError, match="not supported yet") as raised:
+    monkeypatch.setenv("DOCDB_DATABASE", "analysis_db")
+    monkeypatch.setenv("DOCDB_COLLECTION", "my_results")
+    for read_only in (False, True):
+        store = open_record_store(StoreSettings(), Capsule(tmp_path), read_only=read_only)
+        assert isinstance(store, MongoRecordStore)
+        assert store.read_only is read_only
+        assert "s3cret-pw" not in store.display_url
+        masked = host.replace("alice:s3cret-pw@", "***@")
+        assert store.display_url == f"{masked}#analysis_db.my_results"
+        store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("host", ["api.allenneuraldynamics.org", "127.0.0.1:18443/"])
+def test_factory_opens_docdb_api_store_without_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """DOCDB_HOST naming a host gives a DocDbApiRecordStore, opened without any request."""
+    import socket
+
+    from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
+
+    def no_network(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the store must not touch the network when it is opened")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("DOCDB_HOST", host)
+    monkeypatch.setenv("DOCDB_DATABASE", "analysis")
+    monkeypatch.setenv("DOCDB_COLLECTION", "my_results")
+    monkeypatch.setenv("DOCDB_VERSION", "v2")
+    for read_only in (False, True):
+        store = open_record_store(StoreSettings(), Capsule(tmp_path), read_only=read_only)
+        assert isinstance(store, DocDbApiRecordStore)
+        assert store.display_url == f"https://{host.rstrip('/')}/v2/analysis/my_results"
+        store.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "host", ["https://alice:s3cret-pw@docdb.example.org", "alice:s3cret-pw@docdb.example.org"]
+)
+def test_factory_rejects_docdb_host_with_credentials_masking_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    """A DocDB API host with a scheme or credentials is a ConfigError that hides the password."""
+    monkeypatch.setenv("DOCDB_HOST", host)
+    with pytest.raises(ConfigError, match="DOCDB_HOST") as raised:
         open_record_store(StoreSettings(), Capsule(tmp_path))
-    if secret is not None:
-        assert secret not in str(raised.value)
-        assert all(secret not in str(arg) for arg in raised.value.args)
+    assert "s3cret-pw" not in str(raised.value)
+    assert all("s3cret-pw" not in str(arg) for arg in raised.value.args)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -297,19 +342,41 @@ def test_factory_honours_local_bucket(
 
 
 @pytest.mark.parametrize(
+    ("bucket", "url"),
+    [
+        ("s3://bucket/prefix", "s3://bucket/prefix"),
+        ("s3://bucket/prefix/", "s3://bucket/prefix"),
+        ("bucket/prefix", "s3://bucket/prefix"),
+        ("bucket", "s3://bucket"),
+    ],
+)
+def test_factory_opens_s3_bucket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, url: str
+) -> None:
+    """ANALYSIS_BUCKET naming S3 (with or without s3://) opens an S3 store, creating nothing."""
+    from analysis_wrapper.stores.s3 import S3ResultStore
+
+    monkeypatch.setenv("ANALYSIS_BUCKET", bucket)
+    store = open_result_store(StoreSettings(), Capsule(tmp_path))
+    assert isinstance(store, S3ResultStore)
+    assert store.url == url
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
     ("bucket", "secret"),
     [
-        ("s3://bucket/prefix", None),
-        ("bucket/prefix", None),
+        ("gs://x", None),
+        ("https://alice:s3cret-key@storage.example.org/x", "s3cret-key"),
         ("s3://AKIAEXAMPLE:s3cret-key@bucket/prefix", "s3cret-key"),
     ],
 )
-def test_factory_rejects_s3_bucket(
+def test_factory_rejects_unusable_bucket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, secret: str | None
 ) -> None:
-    """ANALYSIS_BUCKET naming S3 is a ConfigError saying 'not supported yet', secrets masked."""
+    """ANALYSIS_BUCKET of another scheme, or holding credentials, is a ConfigError, masked."""
     monkeypatch.setenv("ANALYSIS_BUCKET", bucket)
-    with pytest.raises(ConfigError, match="not supported yet") as raised:
+    with pytest.raises(ConfigError, match="ANALYSIS_BUCKET") as raised:
         open_result_store(StoreSettings(), Capsule(tmp_path))
     if secret is not None:
         assert secret not in str(raised.value)

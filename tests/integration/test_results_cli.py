@@ -160,14 +160,16 @@ def test_malformed_param_exits_2(posted: CapsuleCopy, param: str) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_unsupported_record_store_exits_2_without_secret(posted: CapsuleCopy) -> None:
-    """DOCDB_HOST naming MongoDB is 'not supported yet' and never shows its password."""
-    done = posted.cli(
-        "results", "find", env={"DOCDB_HOST": "mongodb://user:secret@db.example.org/analysis"}
-    )
-    assert done.returncode == 2
-    assert "not supported yet" in done.stderr
+def test_unreachable_record_store_exits_1_without_secret(posted: CapsuleCopy) -> None:
+    """DOCDB_HOST naming an unreachable MongoDB: exit 1, the store named, its password not."""
+    from servers import free_port
+
+    host = f"mongodb://user:secret@127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=100"
+    done = posted.cli("results", "find", env={"DOCDB_HOST": host})
+    assert done.returncode == 1
+    assert "cannot read record store mongodb://***@127.0.0.1:" in done.stderr
     assert "secret" not in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_python_api_matches_cli(posted: CapsuleCopy, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -512,18 +512,33 @@ def test_no_jobs_is_not_an_error(capsule: CapsuleCopy, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
-        ("DOCDB_HOST", "mongodb://user:secret@db.example.org:27017/analysis"),
-        ("DOCDB_HOST", "api.allenneuraldynamics.org"),
-        ("ANALYSIS_BUCKET", "s3://bucket/x"),
+        ("ANALYSIS_BUCKET", "gs://bucket/x"),
     ],
 )
 def test_unsupported_stores_exit_2(capsule: CapsuleCopy, variable: str, value: str) -> None:
-    """A store this version cannot use is a clear 'not supported yet', never a fallback."""
+    """A store value no backend can use exits 2 naming the usable forms, never a fallback."""
     done = capsule.run("--dry_run", "0", env={variable: value})
     ok(done, 2)
     output = done.stdout + done.stderr
-    assert "not supported yet" in output
+    assert "use s3://bucket/prefix" in output
     assert variable in output
+    assert "secret" not in output
+    assert "Traceback" not in output
+    assert not capsule.store.exists()
+
+
+def test_unreachable_mongodb_exits_1_in_one_line_without_secret(capsule: CapsuleCopy) -> None:
+    """DOCDB_HOST=mongodb://... with nothing listening: exit 1, one error line, no password."""
+    from servers import free_port
+
+    host = f"mongodb://user:secret@127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=100"
+    done = capsule.run("--dry_run", "0", env={"DOCDB_HOST": host})
+    ok(done, 1)
+    output = done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, done.stderr
+    assert "cannot read record store mongodb://***@127.0.0.1:" in errors[0]
+    assert "DOCDB_HOST" in errors[0]
     assert "secret" not in output
     assert "Traceback" not in output
     assert not capsule.store.exists()

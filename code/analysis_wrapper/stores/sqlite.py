@@ -51,6 +51,10 @@ class SqliteRecordStore:
         self._connection: sqlite3.Connection | None = None
         self._table_ready = False
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A connection cannot travel to another process; each process opens its own.
+        return {**self.__dict__, "_connection": None}
+
     @property
     def display_url(self) -> str:
         """``sqlite:///path#table``."""

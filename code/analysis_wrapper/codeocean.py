@@ -1,0 +1,572 @@
+"""Code Ocean metadata through the ``codeocean`` SDK: which capsule, pipeline and release ran.
+
+What a Code Ocean run exposes of the code that runs (read from the SDK's models, the
+API documentation and the ``main.nf`` files Code Ocean generates for pipelines):
+
+- Environment: ``CO_COMPUTATION_ID``, ``CO_CAPSULE_ID`` (each pipeline process exports
+  its own) and, in a pipeline, ``CO_PIPELINE_ID``. No variable holds a commit.
+- Files: in a pipeline each process clones the capsule's repository, checks out the
+  commit pinned in the pipeline's ``main.nf``, moves ``code/`` out and deletes the
+  clone, ``.git`` included; so ``/code`` is not a git work tree.
+- API: a computation has no commit field. The run of a released capsule carries the
+  release's *major* version (``version`` on the computation, ``processes[].version``
+  in a pipeline), and a capsule lists its releases (``versions``: major, minor,
+  release time). The commit of a run is recorded only afterwards, on a result data
+  asset made from it (``provenance.commit``).
+
+So the commit that ran is known only from git; the release that ran, from the API.
+:func:`resolve_codeocean_identity` applies the version policy (``CODE_VERSION_POLICY``)
+to that, and refuses to post when the version cannot be established.
+
+The SDK is imported on first use. Its errors are translated here, at the boundary, into
+:class:`CodeOceanError` (configuration, authorisation, not found: exit 2) or
+:class:`CodeOceanUnavailableError` (unreachable, server error: exit 1). The API token is
+sent only as HTTP Basic credentials: never in a URL, a command line, a log line or a
+message.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ProvenanceError, StoreError
+from .identity import CodeIdentity
+from .redact import mask_url
+from .settings import CodeOceanSettings, VersionPolicy
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'aind-analysis-wrapper[codeocean]' (the codeocean SDK, >=0.15,<0.18)"
+TIMEOUT_SECONDS = 30.0
+MIN_SERVER_VERSION_HEADER = "Min-Server-Version"
+UNKNOWN_VERSION = "unknown"
+
+
+class CodeOceanError(ProvenanceError):
+    """Code Ocean answered, but not with what the run needs (settings, token, ids)."""
+
+
+class CodeOceanUnavailableError(StoreError):
+    """Code Ocean could not be reached, or failed (a network or server error)."""
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """The Code Ocean pipeline a capsule runs in."""
+
+    id: str
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class CodeOceanRun:
+    """What Code Ocean says about the running computation; none of it is in the key.
+
+    Parameters
+    ----------
+    computation_id : str
+        ``CO_COMPUTATION_ID``.
+    capsule_id : str
+        The capsule that runs (its pipeline process's capsule in a pipeline).
+    capsule_name : str
+        The capsule's display name (``Code.name``).
+    capsule_url : str
+        ``<domain>/capsule/<slug>``.
+    release : str or None
+        ``<major>.<minor>`` of the release that runs; ``None`` for an editable capsule.
+    release_url : str or None
+        URL of the capsule that holds that release.
+    pipeline : PipelineInfo or None
+        The pipeline, in a pipeline run.
+    data_asset_urls : tuple of str
+        Where the data assets attached to the computation live.
+    owner_email : str or None
+        Who started the computation.
+    git_url : str or None
+        The Git repository the capsule is linked to, when it is not a duplicate (a
+        duplicate inherits its original's link, upstream defect D29).
+    """
+
+    computation_id: str
+    capsule_id: str
+    capsule_name: str
+    capsule_url: str
+    release: str | None = None
+    release_url: str | None = None
+    pipeline: PipelineInfo | None = None
+    data_asset_urls: tuple[str, ...] = ()
+    owner_email: str | None = None
+    git_url: str | None = None
+
+    def notes(self) -> list[str]:
+        """Lines for the record's notes, naming the computation and its data assets."""
+        lines = [f"code ocean computation: {self.computation_id} (capsule {self.capsule_url})"]
+        if self.owner_email:
+            lines.append(f"code ocean computation owner: {self.owner_email}")
+        if self.git_url:
+            lines.append(f"code ocean capsule git repository: {self.git_url}")
+        if self.data_asset_urls:
+            lines.append("code ocean data assets: " + ", ".join(self.data_asset_urls))
+        return lines
+
+
+@dataclass(frozen=True)
+class CodeOceanIdentity(CodeIdentity):
+    """A code identity, plus the Code Ocean run it was resolved in (not in the key)."""
+
+    codeocean: CodeOceanRun | None = None
+
+
+def base_url(domain: str) -> str:
+    """Turn ``CODEOCEAN_DOMAIN`` into the base URL the API and capsule pages live under.
+
+    A host name gets ``https://``, as upstream; a full URL (``http://127.0.0.1:8080``)
+    is kept. A trailing slash is dropped.
+
+    Raises
+    ------
+    CodeOceanError
+        For an empty value or one that holds credentials.
+    """
+    text = domain.strip().rstrip("/")
+    if not text:
+        raise CodeOceanError(
+            "CODEOCEAN_DOMAIN is empty; set it to your Code Ocean host, e.g. "
+            "codeocean.allenneuraldynamics.org"
+        )
+    if "://" not in text:
+        text = f"https://{text}"
+    parts = urlsplit(text)
+    if parts.username or parts.password:
+        raise CodeOceanError(
+            f"CODEOCEAN_DOMAIN {mask_url(text)} holds credentials; give the host only and put "
+            "the token in the CODEOCEAN_API_TOKEN secret"
+        )
+    return text
+
+
+def _sdk() -> ModuleType:
+    try:
+        return importlib.import_module("codeocean")
+    except ImportError:
+        raise CodeOceanError(
+            f"the codeocean SDK is not installed, so Code Ocean cannot be read; {INSTALL_HINT}"
+        ) from None
+
+
+class CodeOceanClient:
+    """The few reads the wrapper needs, with the SDK's errors translated.
+
+    Parameters
+    ----------
+    settings : CodeOceanSettings
+        Domain, token and Min-Server-Version policy.
+
+    Raises
+    ------
+    CodeOceanError
+        If the domain or token is missing, or the SDK is not installed.
+    """
+
+    def __init__(self, settings: CodeOceanSettings) -> None:
+        if not settings.domain:
+            raise CodeOceanError(
+                "CODEOCEAN_DOMAIN is not set, so Code Ocean cannot be read; set it to your "
+                "Code Ocean host (e.g. codeocean.allenneuraldynamics.org) in the capsule's "
+                "environment variables"
+            )
+        token = settings.api_token.get_secret_value().strip() if settings.api_token else ""
+        if not token:
+            raise CodeOceanError(
+                "CODEOCEAN_API_TOKEN is not set, so Code Ocean cannot be read; attach a Code "
+                "Ocean API token (read access) as a secret named CODEOCEAN_API_TOKEN"
+            )
+        self.base_url = base_url(settings.domain)
+        self._token = token
+        sdk = _sdk()
+        self._error_type: type[BaseException] = sdk.Error
+        self._network_error: type[BaseException] = importlib.import_module(
+            "requests"
+        ).RequestException
+        retry = importlib.import_module("urllib3.util").Retry(
+            total=2,
+            backoff_factor=0.2,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=("GET",),
+        )
+        self._client: Any = sdk.CodeOcean(domain=self.base_url, token=token, retries=retry)
+        session = self._client.session
+        # The SDK sets no timeout: a dead server would hang the run forever.
+        session.request = functools.partial(session.request, timeout=TIMEOUT_SECONDS)
+        wanted = (settings.min_server_version or "").strip()
+        if wanted.lower() in ("none", "off", "0"):
+            session.headers.pop(MIN_SERVER_VERSION_HEADER, None)
+        elif wanted:
+            session.headers[MIN_SERVER_VERSION_HEADER] = wanted
+        self._version_pinned = bool(wanted)
+
+    # --- reads ------------------------------------------------------------------------
+
+    def computation(self, computation_id: str) -> tuple[Any, dict[str, Any]]:
+        """The computation, typed by the SDK, and its raw JSON.
+
+        The raw JSON keeps ``version`` (the release that runs), which the SDK's
+        ``Computation`` model drops.
+        """
+        raw = self._get(f"computation {computation_id}", f"computations/{computation_id}")
+        models = importlib.import_module("codeocean.models.computation")
+        return self._parse(f"computation {computation_id}", models.Computation, raw), raw
+
+    def capsule(self, capsule_id: str) -> Any:
+        """The capsule (``Capsule``)."""
+        raw = self._get(f"capsule {capsule_id}", f"capsules/{capsule_id}")
+        models = importlib.import_module("codeocean.models.capsule")
+        return self._parse(f"capsule {capsule_id}", models.Capsule, raw)
+
+    def pipeline(self, pipeline_id: str) -> Any:
+        """The pipeline (a ``Capsule``)."""
+        raw = self._get(f"pipeline {pipeline_id}", f"pipelines/{pipeline_id}")
+        models = importlib.import_module("codeocean.models.capsule")
+        return self._parse(f"pipeline {pipeline_id}", models.Capsule, raw)
+
+    def data_asset(self, data_asset_id: str) -> Any:
+        """The data asset (``DataAsset``)."""
+        return self._call(
+            f"data asset {data_asset_id}",
+            lambda: self._client.data_assets.get_data_asset(data_asset_id),
+        )
+
+    def web_url(self, kind: str, slug: str) -> str:
+        """The page of a capsule or pipeline: ``<base>/<kind>/<slug>``."""
+        return f"{self.base_url}/{kind}/{slug}"
+
+    # --- the boundary -----------------------------------------------------------------
+
+    def _get(self, what: str, route: str) -> dict[str, Any]:
+        raw = self._call(what, lambda: self._client.session.get(route).json())
+        if not isinstance(raw, dict):
+            raise CodeOceanError(f"Code Ocean returned no JSON object for {what}")
+        return raw
+
+    def _parse(self, what: str, model: Any, raw: dict[str, Any]) -> Any:
+        try:
+            return model.from_dict(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CodeOceanError(
+                f"Code Ocean's answer for {what} does not match the codeocean SDK "
+                f"({type(exc).__name__}: {self._clean(str(exc))}); check that the SDK "
+                "version suits the server (see CODEOCEAN_MIN_SERVER_VERSION)"
+            ) from None
+
+    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+        try:
+            return self._attempt(request)
+        except self._error_type as exc:
+            raise self._translate(what, exc) from None
+        except self._network_error as exc:
+            raise CodeOceanUnavailableError(
+                f"Code Ocean at {self.base_url} could not be reached for {what} "
+                f"({type(exc).__name__}); retry, or check CODEOCEAN_DOMAIN"
+            ) from None
+        except ValueError as exc:  # a body that is not JSON
+            raise CodeOceanError(
+                f"Code Ocean returned something that is not JSON for {what} "
+                f"({self._clean(str(exc))}); check CODEOCEAN_DOMAIN"
+            ) from None
+
+    def _attempt(self, request: Callable[[], Any]) -> Any:
+        try:
+            return request()
+        except self._error_type as exc:
+            headers = self._client.session.headers
+            if (
+                getattr(exc, "status_code", None) == 400
+                and not self._version_pinned
+                and MIN_SERVER_VERSION_HEADER in headers
+            ):
+                # An older server refuses the SDK's Min-Server-Version with 400. The reads
+                # here use fields every 4.x server has, so go on without the header.
+                log.warning(
+                    "Code Ocean at %s refused the %s header %s (%s); reading without it. "
+                    "Set CODEOCEAN_MIN_SERVER_VERSION to the server's version, or to 'none', "
+                    "to silence this",
+                    self.base_url,
+                    MIN_SERVER_VERSION_HEADER,
+                    headers[MIN_SERVER_VERSION_HEADER],
+                    self._clean(str(getattr(exc, "message", ""))),
+                )
+                del headers[MIN_SERVER_VERSION_HEADER]
+                return request()
+            raise
+
+    def _translate(
+        self, what: str, exc: BaseException
+    ) -> CodeOceanError | CodeOceanUnavailableError:
+        status = getattr(exc, "status_code", None)
+        message = self._clean(str(getattr(exc, "message", "") or "")).strip()
+        detail = f": {message}" if message else ""
+        if status in (401, 403):
+            return CodeOceanError(
+                f"Code Ocean refused the API token for {what} (HTTP {status}){detail}; check "
+                "the CODEOCEAN_API_TOKEN secret (it needs read access to this capsule)"
+            )
+        if status == 404:
+            return CodeOceanError(
+                f"Code Ocean has no {what} (HTTP 404){detail}; check CO_COMPUTATION_ID, "
+                "CO_CAPSULE_ID, CO_PIPELINE_ID and CODEOCEAN_DOMAIN"
+            )
+        if isinstance(status, int) and status >= 500:
+            return CodeOceanUnavailableError(
+                f"Code Ocean failed to return {what} (HTTP {status}){detail}; retry later"
+            )
+        return CodeOceanError(f"Code Ocean refused the request for {what} (HTTP {status}){detail}")
+
+    def _clean(self, text: str) -> str:
+        return mask_url(text.replace(self._token, "***")) if self._token else mask_url(text)
+
+
+# --- reading the run ---------------------------------------------------------------------
+
+
+def read_run(settings: CodeOceanSettings, client: CodeOceanClient | None = None) -> CodeOceanRun:
+    """Read the running computation, its capsule, pipeline, release and data assets.
+
+    Raises
+    ------
+    CodeOceanError, CodeOceanUnavailableError
+        When a lookup fails; the message names the remedy.
+    """
+    computation_id = (settings.computation_id or "").strip()
+    capsule_id = (settings.capsule_id or "").strip()
+    if not computation_id or not capsule_id:
+        raise CodeOceanError(
+            "CO_COMPUTATION_ID and CO_CAPSULE_ID must both be set to read Code Ocean "
+            "(Code Ocean sets them in every run)"
+        )
+    client = client or CodeOceanClient(settings)
+    computation, raw = client.computation(computation_id)
+    pipeline: PipelineInfo | None = None
+    major = raw.get("version")
+    pipeline_id = (settings.pipeline_id or "").strip()
+    if pipeline_id:
+        found = client.pipeline(pipeline_id)
+        pipeline = PipelineInfo(pipeline_id, found.name, client.web_url("capsule", found.slug))
+        major = _own_process_version(computation, capsule_id, pipeline.name)
+    capsule = client.capsule(capsule_id)
+    release, release_url = (None, None)
+    if isinstance(major, int):
+        release, release_url = _release(client, capsule, major, int(computation.created))
+    original = getattr(capsule, "original_capsule", None)
+    return CodeOceanRun(
+        computation_id=computation_id,
+        capsule_id=capsule_id,
+        capsule_name=capsule.name,
+        capsule_url=client.web_url("capsule", capsule.slug),
+        release=release,
+        release_url=release_url,
+        pipeline=pipeline,
+        data_asset_urls=tuple(
+            data_asset_url(client, asset.id) for asset in (computation.data_assets or [])
+        ),
+        owner_email=getattr(computation, "owner_email", None),
+        git_url=None if original is not None else getattr(capsule, "cloned_from_url", None),
+    )
+
+
+def _own_process_version(computation: Any, capsule_id: str, pipeline_name: str) -> int | None:
+    """The release major of this capsule's process in the pipeline (``None``: unreleased).
+
+    Processes are matched by capsule id, exactly (upstream matched a substring of the
+    process name, defect D16).
+
+    Raises
+    ------
+    CodeOceanError
+        If no process runs this capsule, or several run it at different versions.
+    """
+    matches = [p for p in (computation.processes or []) if p.capsule_id == capsule_id]
+    if not matches:
+        raise CodeOceanError(
+            f"no process of pipeline {pipeline_name!r} runs capsule {capsule_id} "
+            "(CO_CAPSULE_ID); check that the pipeline's main.nf exports this capsule's id"
+        )
+    versions = {p.version for p in matches}
+    if len(versions) > 1:
+        names = ", ".join(sorted(p.name for p in matches))
+        raise CodeOceanError(
+            f"pipeline {pipeline_name!r} runs capsule {capsule_id} in several processes "
+            f"({names}) at different versions, so the version of this one is ambiguous; pin "
+            "one version for all of them"
+        )
+    (version,) = versions
+    return version if isinstance(version, int) else None
+
+
+def _field(item: Any, name: str) -> Any:
+    """Read ``name`` from an SDK object or a plain dict (SDK 0.15/0.16 give dicts)."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def _release(client: CodeOceanClient, capsule: Any, major: int, started: int) -> tuple[str, str]:
+    """``<major>.<minor>`` of the release that runs, and the URL of its capsule.
+
+    Code Ocean says only the major version that runs. The minor is the latest release
+    of that major made before the computation started.
+
+    Raises
+    ------
+    CodeOceanError
+        If the capsule lists no such release.
+    """
+    owner = capsule
+    versions = list(_field(capsule, "versions") or [])
+    release_capsule = _field(capsule, "release_capsule")
+    if not versions and release_capsule:
+        owner = client.capsule(release_capsule)
+        versions = list(_field(owner, "versions") or [])
+    minors = [
+        int(_field(v, "minor_version") or 0)
+        for v in versions
+        if _field(v, "major_version") == major and int(_field(v, "release_time") or 0) <= started
+    ]
+    if not minors:
+        raise CodeOceanError(
+            f"capsule {capsule.name!r} runs release {major}, but Code Ocean lists no release "
+            f"{major}.x made before this run; check the capsule's releases"
+        )
+    return f"{major}.{max(minors)}", client.web_url("capsule", owner.slug)
+
+
+def data_asset_url(client: CodeOceanClient, data_asset_id: str) -> str:
+    """Where a data asset lives: its bucket (``s3://``, ``gs://``) or its Code Ocean page."""
+    asset = client.data_asset(data_asset_id)
+    bucket = getattr(asset, "source_bucket", None)
+    name = getattr(bucket, "bucket", None) if bucket is not None else None
+    if name:
+        origin = str(getattr(bucket, "origin", "") or "").lower()
+        scheme = "gs" if origin.endswith("gcp") else "s3"
+        prefix = (getattr(bucket, "prefix", None) or "").strip("/")
+        return f"{scheme}://{name}/{prefix}" if prefix else f"{scheme}://{name}"
+    return f"{client.base_url}/data-assets/{data_asset_id}"
+
+
+# --- the version policy ------------------------------------------------------------------
+
+
+def resolve_codeocean_identity(
+    settings: CodeOceanSettings,
+    git_identity: Callable[[], CodeIdentity | None],
+    *,
+    posting: bool,
+    code_dir: Path,
+    client: CodeOceanClient | None = None,
+) -> CodeOceanIdentity:
+    """Apply the version policy inside Code Ocean (or with ``CODE_VERSION_POLICY=release``).
+
+    ``commit``: the commit from git, when ``code/`` is in a work tree; Code Ocean does
+    not tell a running computation its commit, so without a work tree the version is
+    unknown. ``release``: the capsule release that runs, from Code Ocean.
+
+    Parameters
+    ----------
+    settings : CodeOceanSettings
+        The Code Ocean environment.
+    git_identity : callable
+        Returns the git identity of ``code/`` (``None`` outside a work tree); it applies
+        the dirty-tree policy itself.
+    posting : bool
+        True with ``--dry_run 0``: then every failure is an error, never a silent change
+        of version. In a dry run a failure is a warning and the version is ``unknown``.
+    code_dir : Path
+        The capsule's ``code/`` folder.
+    client : CodeOceanClient, optional
+        A client to read with (tests); one is made from ``settings`` otherwise.
+
+    Raises
+    ------
+    ProvenanceError
+        (``CodeOceanError`` included) when posting and the version cannot be established.
+    CodeOceanUnavailableError
+        When posting and Code Ocean cannot be reached.
+    """
+    run: CodeOceanRun | None = None
+    if settings.in_codeocean:
+        try:
+            run = read_run(settings, client)
+        except (CodeOceanError, CodeOceanUnavailableError) as exc:
+            if posting:
+                raise
+            log.warning("%s; the dry run goes on without Code Ocean metadata", exc)
+    if settings.version_policy is VersionPolicy.RELEASE:
+        identity = _release_identity(run, settings, posting, code_dir)
+    else:
+        identity = git_identity() or _no_commit(run, posting, code_dir)
+    if run is not None:
+        log.info(
+            "Code Ocean: capsule %r%s, computation %s",
+            run.capsule_name,
+            f" in pipeline {run.pipeline.name!r}" if run.pipeline else "",
+            run.computation_id,
+        )
+    return CodeOceanIdentity(
+        url=identity.url,
+        version=identity.version,
+        commit=identity.commit,
+        name=run.capsule_name if run else identity.name,
+        dirty=identity.dirty,
+        codeocean=run,
+    )
+
+
+def _release_identity(
+    run: CodeOceanRun | None, settings: CodeOceanSettings, posting: bool, code_dir: Path
+) -> CodeIdentity:
+    if run is not None and run.release is not None:
+        return CodeIdentity(url=run.release_url or run.capsule_url, version=run.release)
+    if run is not None:
+        problem = (
+            "CODE_VERSION_POLICY=release, but this run is of an unreleased version of capsule "
+            f"{run.capsule_name!r} (Code Ocean gives it no release version); run a released "
+            "version (Capsule > Release, then run the release or pin it in the pipeline), or set "
+            "CODE_VERSION_POLICY=commit"
+        )
+    elif settings.in_codeocean:
+        problem = "CODE_VERSION_POLICY=release, but the capsule's release could not be read"
+    else:
+        problem = (
+            "CODE_VERSION_POLICY=release names a Code Ocean capsule release, and this is not "
+            "a Code Ocean run (CO_COMPUTATION_ID is not set); unset CODE_VERSION_POLICY "
+            "(commit) outside Code Ocean"
+        )
+    return _unknown(problem, run, posting, code_dir)
+
+
+def _no_commit(run: CodeOceanRun | None, posting: bool, code_dir: Path) -> CodeIdentity:
+    problem = (
+        f"{code_dir} is not in a git work tree, and Code Ocean does not tell a running "
+        "computation which commit it runs, so the exact commit is unknown; to post from "
+        "Code Ocean, set CODE_VERSION_POLICY=release and run a released capsule version"
+    )
+    return _unknown(problem, run, posting, code_dir)
+
+
+def _unknown(problem: str, run: CodeOceanRun | None, posting: bool, code_dir: Path) -> CodeIdentity:
+    if posting:
+        raise CodeOceanError(problem)
+    log.warning("%s; dry run: code version %r", problem, UNKNOWN_VERSION)
+    url = run.capsule_url if run else code_dir.resolve().as_posix()
+    return CodeIdentity(url=url, version=UNKNOWN_VERSION)
+
+
+def record_notes(run: CodeOceanRun | None) -> Sequence[str]:
+    """The record's notes about a Code Ocean run (none outside Code Ocean)."""
+    return run.notes() if run else ()

@@ -1,0 +1,536 @@
+"""Records through the AIND DocDB REST API, with aind-data-access-api's ``MetadataDbClient``.
+
+``DOCDB_HOST`` is the API's host name (``api.allenneuraldynamics.org``, optionally with
+``:port``); the records live at ``https://<host>/<DOCDB_VERSION>/<DOCDB_DATABASE>/
+<DOCDB_COLLECTION>``. Reads are unsigned. Writes are signed with SigV4 from the AWS
+credentials boto3 finds (``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, a profile or
+a role) and need a region (``AWS_DEFAULT_REGION``).
+
+How each operation maps onto the API:
+
+- ``get_many``: one ``find`` with ``{"_id": {"$in": [...]}}`` per batch of keys. A
+  batch is as many keys as fit in about 6,000 URL characters (about 80 keys of 64 hex
+  digits), because the filter travels in the query string and API Gateway refuses URLs
+  over 8,192 characters. The client pages through a capped reply.
+- ``put``: ``insert_one``; a duplicate ``_id`` is :class:`RecordExistsError`. With
+  ``replace``: ``update_one`` with upsert, ``$set`` of every field and ``$unset`` of the
+  fields only the stored record has, so the result is the new record as a whole.
+- ``find``: ``find`` filtered on each parameter whose condition a document store
+  evaluates at least as broadly as :meth:`RecordQuery.matches` (scalars under plain
+  names); every record returned is then checked with :meth:`RecordQuery.matches`, so
+  the answer is exactly the reference's. Order: the collection's natural order, which is
+  insertion order (a replaced record keeps its place). No field is added to records.
+
+Connection errors, timeouts, 429 and 5xx are retried with backoff and jitter, a bounded
+number of times. Everything else fails at once with one line that names the store and
+the remedy. No message or log line holds a credential: server messages are cut to
+their first line and scrubbed of the credentials in use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import quote_plus
+
+from ..errors import ConfigError, RecordExistsError, StoreError
+from ..redact import mask_url
+from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from .base import PARAMETERS_PATH, Record, RecordQuery
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_HOST = re.compile(
+    r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)(?::[0-9]{1,5})?"
+)
+_PATH_SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
+_VERSION = re.compile(r"v[0-9]+")
+_FILTER_BUDGET = 6000
+"""Most URL characters a ``find`` filter may take (API Gateway allows 8,192 in all)."""
+_MAX_BATCH = 500
+_MAX_PUSHED_STRING = 256
+_INT64 = 2**63
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_DEFAULT_TIMEOUT_S = (10.0, 120.0)
+_MIN_SECRET_LENGTH = 8
+_SESSION_TOKEN_LINE = re.compile(r"(?im)^(x-amz-security-token:).*$")
+_PARAMETERS_PREFIX = ".".join(str(step) for step in PARAMETERS_PATH)
+_AWS_CREDENTIALS_HINT = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and "
+    "AWS_DEFAULT_REGION; in Code Ocean, attach the AWS credentials secret"
+)
+
+
+class DocDbApiRecordStore:
+    """A record store behind the AIND DocDB REST API.
+
+    Constructing it makes no network call and imports no client; the first operation
+    does both.
+
+    Parameters
+    ----------
+    host : str
+        The API's host name, optionally with ``:port`` (no scheme; HTTPS is implied).
+    database, collection : str
+        Where the records are (``DOCDB_DATABASE``, ``DOCDB_COLLECTION``).
+    version : str
+        The API version (``DOCDB_VERSION``): ``v1`` or ``v2``.
+    read_only : bool
+        Never write; ``put`` raises :class:`StoreError`.
+    retry_policy : RetryPolicy
+        Attempts and delays for transient errors.
+    timeout_s : tuple of float
+        Connect and read timeouts of each request, in seconds.
+    sleep : callable
+        Waits between retries (tests pass a no-op).
+
+    Raises
+    ------
+    ConfigError
+        If ``host``, ``database``, ``collection`` or ``version`` cannot form the API's
+        URL, or aind-data-access-api is not installed.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        database: str,
+        collection: str,
+        version: str = "v1",
+        *,
+        read_only: bool = False,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        timeout_s: tuple[float, float] = _DEFAULT_TIMEOUT_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        host = host.strip().strip("/")
+        if not _HOST.fullmatch(host):
+            raise ConfigError(
+                f"DOCDB_HOST={mask_url(host)!r}: for the AIND DocDB API give a host name with "
+                "an optional port and nothing else (e.g. api.allenneuraldynamics.org); "
+                "writes are signed with AWS credentials, never credentials in DOCDB_HOST"
+            )
+        for variable, value, pattern in (
+            ("DOCDB_DATABASE", database, _PATH_SEGMENT),
+            ("DOCDB_COLLECTION", collection, _PATH_SEGMENT),
+            ("DOCDB_VERSION", version, _VERSION),
+        ):
+            if not pattern.fullmatch(value):
+                raise ConfigError(
+                    f"{variable}={value!r} cannot be part of the DocDB API's URL; use "
+                    + ("v1 or v2" if variable == "DOCDB_VERSION" else "letters, digits, _ . -")
+                )
+        if importlib.util.find_spec("aind_data_access_api") is None:
+            raise ConfigError(
+                "the AIND DocDB API needs aind-data-access-api, which is not installed; "
+                "run: pip install 'aind-analysis-wrapper[docdb]'"
+            )
+        self.host = host
+        self.database = database
+        self.collection = collection
+        self.version = version
+        self.read_only = read_only
+        self.retry_policy = retry_policy
+        self.timeout_s = timeout_s
+        self._sleep = sleep
+        self._client: Any = None
+        self._secrets: list[str] = []
+
+    @property
+    def display_url(self) -> str:
+        """``https://host/version/database/collection``."""
+        return f"https://{self.host}/{self.version}/{self.database}/{self.collection}"
+
+    # --- reads ---------------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        """Return the record with ``_id == key``, or ``None``."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """Look ``keys`` up with one ``find`` per batch that fits in a URL."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for batch in _batches(wanted):
+            records = self._find(
+                filter_query={"_id": {"$in": batch}}, sort={"_id": 1}, limit=len(batch)
+            )
+            asked = set(batch)
+            for record in records:
+                if record["_id"] in asked:
+                    found[record["_id"]] = record
+        return found
+
+    def find(self, query: RecordQuery) -> list[Record]:
+        """Filter on the server where that is exact, then check every record in Python."""
+        conditions = _server_filter(query)
+        records = self._find(filter_query=conditions)
+        return [record for record in records if query.matches(record)]
+
+    def _find(self, **arguments: Any) -> list[Record]:
+        """One paginated ``find``, with retries; check the reply is a list of records."""
+        records = self._call("find", lambda: self._api().retrieve_docdb_records(**arguments))
+        if not isinstance(records, list) or not all(
+            isinstance(record, dict) and "_id" in record for record in records
+        ):
+            raise StoreError(
+                f"record store {self.display_url}: find answered with something other than "
+                "a list of records; check that DOCDB_HOST names the AIND DocDB API"
+            )
+        return records
+
+    # --- writes --------------------------------------------------------------------
+
+    def put(self, record: Record, *, replace: bool = False) -> None:
+        """Insert ``record``; with ``replace``, make it the stored record whatever was there.
+
+        Raises
+        ------
+        RecordExistsError
+            If a record with this ``_id`` exists and ``replace`` is false.
+        StoreError
+            If the store is read-only, unreachable, refuses the credentials, or the
+            record is too large for the API.
+        """
+        if self.read_only:
+            raise StoreError(f"record store {self.display_url} is open read-only")
+        key = record["_id"]
+        try:
+            text = json.dumps(record, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"cannot write record {key} to {self.display_url}: it holds a value with no "
+                f"JSON form ({exc})"
+            ) from exc
+        document: Record = json.loads(text)  # a private copy; the caller's stays as it was
+        size = len(text.encode())
+        self._check_credentials()
+        if replace:
+            self._replace(key, document, size)
+        else:
+            self._insert(key, document, size)
+
+    def _insert(self, key: str, document: Record, size: int) -> None:
+        attempts = 0
+
+        def insert() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._api().insert_one_docdb_record(document)
+
+        try:
+            self._call("insert_one", insert, size=size)
+        except _Duplicate as exc:
+            if attempts > 1 and _same(self.get(key), document):
+                return  # an earlier attempt was written; only its reply was lost
+            raise RecordExistsError(
+                f"a record with _id {key} already exists in {self.display_url}"
+            ) from exc
+
+    def _replace(self, key: str, document: Record, size: int) -> None:
+        if any("." in name or name.startswith("$") for name in document):
+            raise StoreError(
+                f"cannot replace record {key} in {self.display_url}: a top-level field name "
+                "holds '.' or starts with '$'"
+            )
+        stored = self.get(key) or {}
+        update: dict[str, Any] = {"$set": document}
+        gone = {name: "" for name in stored if name not in document}
+        if gone:
+            update["$unset"] = gone
+        try:
+            self._call(
+                "update_one",
+                lambda: self._api()._upsert_one_record(record_filter={"_id": key}, update=update),
+                size=size,
+            )
+        except _Duplicate as exc:  # two upserts of a new key at once: one of them loses
+            raise StoreError(
+                f"cannot replace record {key} in {self.display_url}: another writer stored "
+                "it at the same moment; run again"
+            ) from exc
+
+    def _check_credentials(self) -> None:
+        """Fail before sending a write that cannot be signed; learn what to scrub."""
+        from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+            BotoCoreError,
+        )
+
+        try:
+            session = self._api().boto
+            credentials = session.get_credentials()
+            region = session.region_name
+            frozen = credentials.get_frozen_credentials() if credentials else None
+        except BotoCoreError as exc:
+            raise StoreError(
+                f"cannot write to record store {self.display_url}: the AWS configuration "
+                f"is unusable ({type(exc).__name__}); {_AWS_CREDENTIALS_HINT}"
+            ) from None
+        if frozen is None or not frozen.access_key or not frozen.secret_key:
+            raise StoreError(
+                f"cannot write to record store {self.display_url}: writes are signed with AWS "
+                f"credentials and none were found; {_AWS_CREDENTIALS_HINT}"
+            )
+        if not region:
+            raise StoreError(
+                f"cannot write to record store {self.display_url}: no AWS region to sign "
+                "with; set AWS_DEFAULT_REGION (e.g. us-west-2)"
+            )
+        self._secrets = [s for s in (frozen.access_key, frozen.secret_key, frozen.token) if s]
+
+    # --- the client, retries and errors ----------------------------------------------
+
+    def _api(self) -> Any:
+        """The ``MetadataDbClient``, made on first use with a session that has timeouts."""
+        if self._client is None:
+            import requests  # type: ignore[import-untyped,unused-ignore]
+            from aind_data_access_api.document_db import (  # type: ignore[import-untyped,unused-ignore]
+                MetadataDbClient,
+            )
+
+            session = requests.Session()
+            send = session.request
+            timeout = self.timeout_s
+
+            def request(method: str, url: str, **kwargs: Any) -> Any:
+                kwargs.setdefault("timeout", timeout)
+                return send(method, url, **kwargs)
+
+            session.request = request  # type: ignore[method-assign,assignment,unused-ignore]
+            _hide_session_tokens_in_botocore_logs()
+            self._client = MetadataDbClient(
+                host=self.host,
+                database=self.database,
+                collection=self.collection,
+                version=self.version,
+                session=session,
+            )
+        return self._client
+
+    def _call(self, action: str, call: Callable[[], T], *, size: int = 0) -> T:
+        """Run ``call`` with retries on transient errors; translate every failure."""
+        import requests
+
+        def checked() -> T:
+            try:
+                return call()
+            except requests.exceptions.HTTPError as exc:
+                if _status(exc) == 409 or (
+                    _status(exc) is not None and "E11000" in _server_message(exc)
+                ):
+                    raise _Duplicate() from exc
+                raise
+
+        try:
+            return with_retries(
+                checked,
+                is_transient=_is_transient,
+                what=f"DocDB API {action} on {self.display_url}",
+                policy=self.retry_policy,
+                sleep=self._sleep,
+            )
+        except _Duplicate:
+            raise
+        except Exception as exc:
+            raise StoreError(self._message(action, exc, size)) from exc
+
+    def _message(self, action: str, exc: Exception, size: int) -> str:
+        """One line naming the store, what failed and the remedy; no secret in it."""
+        import requests
+        from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
+            NoCredentialsError,
+        )
+
+        where = f"record store {self.display_url}: {action}"
+        tries = self.retry_policy.attempts
+        if isinstance(exc, requests.exceptions.SSLError):
+            return (
+                f"{where} failed: the server's TLS certificate could not be verified; set "
+                "REQUESTS_CA_BUNDLE to a CA bundle that includes its issuer"
+            )
+        if isinstance(exc, requests.exceptions.Timeout):
+            return f"{where} timed out ({tries} attempts); check DOCDB_HOST and the network"
+        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.RetryError):
+            return (
+                f"{where} failed: cannot connect ({tries} attempts); check DOCDB_HOST "
+                "and the network"
+            )
+        if isinstance(exc, NoCredentialsError):
+            return f"{where} failed: no AWS credentials to sign with; {_AWS_CREDENTIALS_HINT}"
+        if isinstance(exc, requests.exceptions.HTTPError):
+            return self._http_message(where, exc, size)
+        if isinstance(exc, ValueError):  # the reply was not JSON
+            return (
+                f"{where} failed: the reply is not JSON; check that DOCDB_HOST names the "
+                "AIND DocDB API"
+            )
+        return f"{where} failed: {type(exc).__name__}: {self._scrub(str(exc))}"
+
+    def _http_message(self, where: str, exc: Any, size: int) -> str:
+        status = _status(exc)
+        said = self._scrub(_server_message(exc))
+        got = f"HTTP {status}" + (f": {said}" if said else "")
+        if status == 403:
+            return (
+                f"{where} refused ({got}): the AWS credentials or region are wrong or may "
+                f"not write here, or the path does not exist; {_AWS_CREDENTIALS_HINT}; "
+                "check DOCDB_VERSION, DOCDB_DATABASE and DOCDB_COLLECTION"
+            )
+        if status == 401:
+            return f"{where} refused ({got}); {_AWS_CREDENTIALS_HINT}"
+        if status == 404:
+            return (
+                f"{where} failed ({got}): no such path; check DOCDB_HOST, DOCDB_VERSION "
+                "(v1 or v2), DOCDB_DATABASE and DOCDB_COLLECTION"
+            )
+        if status == 413:
+            return (
+                f"{where} refused ({got}): the record is {size / 1e6:.1f} MB, over the API's "
+                "payload limit (about 10 MB); keep large outputs in result files, not in "
+                "the record"
+            )
+        if status == 414:
+            return f"{where} refused ({got}): the request URL is too long for the API"
+        if status in _TRANSIENT_STATUS:
+            return (
+                f"{where} failed ({got}) after {self.retry_policy.attempts} attempts; "
+                "the API is unavailable, try again later"
+            )
+        return f"{where} refused ({got})"
+
+    def _scrub(self, text: str) -> str:
+        """First line, at most 200 characters, with the credentials in use masked."""
+        line = text.strip().splitlines()[0] if text.strip() else ""
+        for secret in self._secrets:
+            if len(secret) >= _MIN_SECRET_LENGTH:  # a shorter one would garble words
+                line = line.replace(secret, "***")
+        line = mask_url(line)
+        return line if len(line) <= 200 else line[:197] + "..."
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class _Duplicate(Exception):
+    """The API said a record with this ``_id`` exists."""
+
+
+class _HideSessionToken(logging.Filter):
+    """Mask the session token in the canonical request botocore logs at DEBUG level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's arguments; never drop the record."""
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _SESSION_TOKEN_LINE.sub(r"\1***", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _hide_session_tokens_in_botocore_logs() -> None:
+    """Install :class:`_HideSessionToken` on botocore's signing logger, once."""
+    signing_log = logging.getLogger("botocore.auth")
+    if not any(isinstance(f, _HideSessionToken) for f in signing_log.filters):
+        signing_log.addFilter(_HideSessionToken())
+
+
+def _status(exc: Any) -> int | None:
+    response = getattr(exc, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _server_message(exc: Any) -> str:
+    """The ``message`` of an error reply (API Gateway's shape), or its text."""
+    response = getattr(exc, "response", None)
+    if response is None:
+        return ""
+    try:
+        body = response.json()
+    except ValueError:
+        return str(response.text or "")
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return json.dumps(body)[:500]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Connection trouble, timeouts, 408/429 and 5xx; never TLS verification failures."""
+    import requests
+
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False
+    if isinstance(
+        exc,
+        requests.exceptions.ConnectionError
+        | requests.exceptions.Timeout
+        | requests.exceptions.ChunkedEncodingError,
+    ):
+        return True
+    return isinstance(exc, requests.exceptions.HTTPError) and _status(exc) in _TRANSIENT_STATUS
+
+
+def _same(stored: Record | None, document: Record) -> bool:
+    def canonical(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+    return stored is not None and canonical(stored) == canonical(document)
+
+
+def _batches(keys: list[str]) -> Iterator[list[str]]:
+    """Split ``keys`` so each batch's ``$in`` filter fits in the URL budget."""
+    batch: list[str] = []
+    used = 0
+    for key in keys:
+        cost = len(quote_plus(json.dumps(key))) + len(quote_plus(", "))
+        if batch and (used + cost > _FILTER_BUDGET or len(batch) >= _MAX_BATCH):
+            yield batch
+            batch, used = [], 0
+        batch.append(key)
+        used += cost
+    if batch:
+        yield batch
+
+
+def _server_filter(query: RecordQuery) -> dict[str, Any]:
+    """Conditions a document store evaluates at least as broadly as ``query.matches``.
+
+    Only scalars under plain names: MongoDB equality on a scalar also matches an array
+    holding it and ``null`` also matches a missing field, both of which the Python
+    check removes afterwards; it compares numbers by value and never ``true`` with
+    ``1``, as the reference does. Lists and objects (whose MongoDB equality depends on
+    key order) and names with ``.`` or a leading ``$`` (which MongoDB reads as paths or
+    operators) are checked in Python only.
+    """
+    conditions: dict[str, Any] = {}
+    used = 0
+    for name, value in query.parameters.items():
+        if not name or "." in name or name.startswith("$") or "\x00" in name:
+            continue
+        if not (
+            value is None
+            or isinstance(value, bool)
+            or (isinstance(value, int) and -_INT64 <= value < _INT64)
+            or (isinstance(value, float) and math.isfinite(value))
+            or (isinstance(value, str) and len(value) <= _MAX_PUSHED_STRING)
+        ):
+            continue
+        path = f"{_PARAMETERS_PREFIX}.{name}"
+        cost = len(quote_plus(json.dumps({path: value})))
+        if used + cost > _FILTER_BUDGET:
+            continue
+        conditions[path] = value
+        used += cost
+    return conditions

@@ -1,0 +1,505 @@
+"""Records in MongoDB or Amazon DocumentDB, through pymongo.
+
+``DOCDB_HOST=mongodb://...`` (or ``mongodb+srv://...``) selects this store; the
+records go to ``DOCDB_DATABASE`` / ``DOCDB_COLLECTION``, one document per key with
+``_id`` = the key.
+
+DocumentDB-safe by construction:
+
+- ``retryWrites=false`` is always in force, whatever the URI says (DocumentDB before
+  8.0.2 refuses retryable writes). Transient errors are retried here instead, with
+  backoff and jitter, a bounded number of times; an insert retried after a lost reply
+  recognises its own earlier write by a token, so it never reports a false conflict.
+- Only operations DocumentDB 5.0 supports: ``find`` with ``_id: {$in: [...]}`` or
+  dotted-path equality, a sort, an exclusion projection, ``insert_one``,
+  ``replace_one(upsert=True)`` on ``_id``, and ``create_index`` (ascending keys). No
+  ``$expr``, ``$function``, aggregation or transactions.
+
+Each stored document carries one bookkeeping field, ``_store``: when it was written
+(UTC, microseconds, ISO 8601) and a write token. ``find`` returns records in write
+order (as the embedded store does), and the token makes inserts safe to retry. The
+field is outside the aind-data-schema ``Metadata`` model, so it is removed from every
+record this store returns: callers see exactly what was put.
+
+pymongo is imported here only; the store factory imports this module lazily.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+from urllib.parse import unquote
+
+import bson
+from bson.errors import InvalidDocument
+from pymongo import ASCENDING, MongoClient
+from pymongo.collection import Collection
+from pymongo.errors import (
+    AutoReconnect,
+    ConfigurationError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+    ServerSelectionTimeoutError,
+)
+
+from ..errors import ConfigError, RecordExistsError, StoreError
+from ..redact import mask_url
+from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from .base import PARAMETERS_PATH, Record, RecordQuery
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Document = dict[str, Any]
+
+BOOKKEEPING_FIELD = "_store"
+"""The one field this store adds to each document; never returned to callers."""
+WRITTEN_PATH = f"{BOOKKEEPING_FIELD}.written"
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+"""The BSON document size limit of MongoDB and DocumentDB."""
+BATCH_SIZE = 500
+"""Keys per ``_id: {$in: [...]}`` query in :meth:`MongoRecordStore.get_many`."""
+DEFAULT_SERVER_SELECTION_TIMEOUT_S = 5.0
+
+_PARAMETERS_PREFIX = ".".join(str(step) for step in PARAMETERS_PATH)
+_EXACT_INT_LIMIT = 2**53  # beyond this, some servers compare int and double inexactly
+_NO_BOOKKEEPING = {BOOKKEEPING_FIELD: 0}
+
+# Option values that are secrets; shown masked, never passed to a message.
+_SECRET_OPTIONS = re.compile(
+    r"(?P<name>(?:authMechanismProperties|tlsCertificateKeyFilePassword)=)(?P<value>[^&;#]*)",
+    re.IGNORECASE,
+)
+_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://(?P<userinfo>[^/?#]*)@")
+
+# Server error codes worth another try: network errors, elections, shutdown,
+# interruption, and DocumentDB/Cosmos throttling (16500).
+_TRANSIENT_CODES = frozenset(
+    {6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436, 16500}
+)
+_AUTHENTICATION_FAILED = 18
+_UNAUTHORIZED = 13
+
+# Database and collection names that MongoDB and DocumentDB both accept.
+_BAD_DATABASE_CHARACTERS = re.compile(r'[/\\. "$*<>:|?\x00]')
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether a pymongo error is worth another try (network, election, throttling)."""
+    if isinstance(exc, ConnectionFailure):  # AutoReconnect, NetworkTimeout, NotPrimary...
+        return True
+    if isinstance(exc, OperationFailure):
+        labels = ("RetryableWriteError", "TransientTransactionError")
+        return exc.code in _TRANSIENT_CODES or any(exc.has_error_label(x) for x in labels)
+    return False
+
+
+class MongoRecordStore:
+    """A record store in a MongoDB or DocumentDB collection.
+
+    Nothing connects until the first read or write.
+
+    Parameters
+    ----------
+    uri : str
+        ``mongodb://[user:password@]host[:port][/?options]`` or ``mongodb+srv://...``.
+        Timeouts given in the URI win over the defaults below; ``retryWrites`` is
+        always false.
+    database : str
+        The database (``DOCDB_DATABASE``).
+    collection : str
+        The collection (``DOCDB_COLLECTION``).
+    read_only : bool
+        Never write or create anything (no database, collection or index).
+    server_selection_timeout_s : float
+        How long one attempt waits for a usable server (``serverSelectionTimeoutMS``
+        in the URI overrides it).
+    retry_policy : RetryPolicy
+        Attempts and backoff for transient errors.
+    sleep : callable
+        Waits between attempts; replaceable so tests need not wait.
+    client_options : mapping, optional
+        More ``MongoClient`` keyword arguments (e.g. ``event_listeners``);
+        ``retryWrites`` among them is ignored.
+
+    Raises
+    ------
+    ConfigError
+        For a database or collection name that MongoDB or DocumentDB refuses.
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        database: str,
+        collection: str,
+        *,
+        read_only: bool = False,
+        server_selection_timeout_s: float = DEFAULT_SERVER_SELECTION_TIMEOUT_S,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        sleep: Callable[[float], None] = time.sleep,
+        client_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        _check_names(database, collection)
+        self._uri = uri
+        self.database = database
+        self.collection = collection
+        self.read_only = read_only
+        self._server_selection_timeout_s = server_selection_timeout_s
+        self._policy = retry_policy
+        self._sleep = sleep
+        self._client_options = dict(client_options or {})
+        self._secrets = _uri_secrets(uri)
+        self._display_url = f"{_mask_options(mask_url(uri))}#{database}.{collection}"
+        self._mongo: MongoClient[Document] | None = None
+        self._pid = 0
+        self._indexed = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A client cannot travel to another process (a worker); each one opens its own.
+        return {**self.__dict__, "_mongo": None, "_pid": 0, "_indexed": False}
+
+    # --- connection ------------------------------------------------------------------
+
+    @property
+    def display_url(self) -> str:
+        """The URI with credentials masked, then ``#database.collection``."""
+        return self._display_url
+
+    def client(self) -> MongoClient[Document]:
+        """The pymongo client, created on first use (and again in a forked process)."""
+        if self._mongo is None or self._pid != os.getpid():
+            options: dict[str, Any] = {
+                name: value
+                for name, value in self._default_options().items()
+                if name.lower() not in _uri_option_names(self._uri)
+            }
+            options.update(self._client_options)
+            options["retryWrites"] = False  # DocumentDB (< 8.0.2) refuses retryable writes
+            log.debug("opening a MongoDB client for %s", self.display_url)
+            try:
+                self._mongo = MongoClient(self._uri, **options)
+            except (ValueError, TypeError) as exc:  # e.g. a port that is not a number
+                raise ConfigurationError(str(exc)) from None
+            self._pid = os.getpid()
+            self._indexed = False
+        return self._mongo
+
+    def _default_options(self) -> dict[str, Any]:
+        return {
+            "serverSelectionTimeoutMS": round(self._server_selection_timeout_s * 1000),
+            "connectTimeoutMS": 10_000,
+            "socketTimeoutMS": 120_000,
+            "appName": "aind-analysis-wrapper",
+        }
+
+    def collection_of(self, name: str | None = None) -> Collection[Document]:
+        """A collection of this store's database (the records' one by default)."""
+        return self.client()[self.database][name or self.collection]
+
+    def close(self) -> None:
+        """Close the client; a later call opens a new one."""
+        if self._mongo is not None and self._pid == os.getpid():
+            self._mongo.close()
+        self._mongo = None
+
+    # --- reads -----------------------------------------------------------------------
+
+    def get(self, key: str) -> Record | None:
+        """Return the record with ``_id == key``, or ``None``."""
+        return self.get_many([key]).get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
+        """Look ``keys`` up with ``_id: {$in: [...]}``, a few hundred per query."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Record] = {}
+        for start in range(0, len(wanted), BATCH_SIZE):
+            batch = wanted[start : start + BATCH_SIZE]
+            documents = self._find({"_id": {"$in": batch}}, ordered=False)
+            found.update((document["_id"], document) for document in documents)
+        return found
+
+    def find(self, query: RecordQuery) -> list[Record]:
+        """Filter on the server where that is exact, then check every condition here.
+
+        Scalar conditions become dotted equality filters on the parameters; they may
+        let through more than match (a scalar also matches a list that holds it, and
+        null matches an absent field), never less. :meth:`RecordQuery.matches` then
+        decides, so every backend returns the same records, oldest write first.
+        """
+        documents = self._find(server_filter(query), ordered=True)
+        return [document for document in documents if query.matches(document)]
+
+    def _find(self, condition: Mapping[str, Any], *, ordered: bool) -> list[Record]:
+        """All documents matching ``condition``, without bookkeeping; retried as a whole."""
+
+        def read() -> list[Record]:
+            cursor = self.collection_of().find(condition, _NO_BOOKKEEPING)
+            if ordered:
+                cursor = cursor.sort([(WRITTEN_PATH, ASCENDING), ("_id", ASCENDING)])
+            return list(cursor)
+
+        return self.call("read", read)
+
+    # --- writes ----------------------------------------------------------------------
+
+    def put(self, record: Record, *, replace: bool = False) -> None:
+        """Insert ``record``; with ``replace``, replace one with the same ``_id`` (upsert).
+
+        Raises
+        ------
+        RecordExistsError
+            If a record with that ``_id`` exists and ``replace`` is false.
+        StoreError
+            If the store is read-only, the record cannot be stored (over 16 MiB, or a
+            value BSON cannot hold), or the server fails or stays unreachable.
+        """
+        if self.read_only:
+            raise StoreError(f"record store {self.display_url} is open read-only")
+        key = record.get("_id")
+        if not isinstance(key, str) or not key:
+            raise StoreError(f"a record needs a non-empty string _id to go to {self.display_url}")
+        if BOOKKEEPING_FIELD in record:
+            raise StoreError(
+                f"record {key} has a top-level {BOOKKEEPING_FIELD!r} field, which "
+                f"{self.display_url} reserves for its own bookkeeping; rename it"
+            )
+        token = uuid.uuid4().hex
+        written = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        document = {**record, BOOKKEEPING_FIELD: {"written": written, "write_id": token}}
+        self._check_document(key, document)
+        self._ensure_indexes()
+        if replace:
+            # Two upserts of one new _id can race to a duplicate key: try again.
+            self.call(
+                "write to",
+                lambda: self.collection_of().replace_one({"_id": key}, document, upsert=True),
+                transient=lambda exc: isinstance(exc, DuplicateKeyError) or is_transient(exc),
+            )
+        else:
+            self._insert(key, document, token)
+
+    def _insert(self, key: str, document: Document, token: str) -> None:
+        """insert_one, retried; a duplicate that holds our own token is our earlier try."""
+        failed_transiently = False
+
+        def insert() -> None:
+            nonlocal failed_transiently
+            try:
+                self.collection_of().insert_one(document)
+            except DuplicateKeyError:
+                if failed_transiently and self._written_by(key, token):
+                    return  # the reply to an earlier attempt was lost, not the write
+                raise
+            except Exception as exc:
+                failed_transiently = failed_transiently or is_transient(exc)
+                raise
+
+        try:
+            self.call("write to", insert)
+        except StoreError as exc:
+            if isinstance(exc.__cause__, DuplicateKeyError):
+                raise RecordExistsError(
+                    f"a record with _id {key} already exists in collection "
+                    f"{self.database}.{self.collection} of {self.display_url}"
+                ) from None
+            raise
+
+    def _written_by(self, key: str, token: str) -> bool:
+        found = self.collection_of().find_one({"_id": key}, {f"{BOOKKEEPING_FIELD}.write_id": 1})
+        stored = (found or {}).get(BOOKKEEPING_FIELD) or {}
+        return isinstance(stored, dict) and stored.get("write_id") == token
+
+    def _ensure_indexes(self) -> None:
+        """Index the write order once per client (``find`` sorts by it)."""
+        if not self._indexed:
+            self.call(
+                "write to",
+                lambda: self.collection_of().create_index(
+                    [(WRITTEN_PATH, ASCENDING), ("_id", ASCENDING)]
+                ),
+            )
+            self._indexed = True
+
+    def _check_document(self, key: str, document: Document) -> None:
+        """Refuse, before sending, a document over 16 MiB or one BSON cannot encode."""
+        try:
+            size = len(bson.encode(document))
+        except (InvalidDocument, OverflowError) as exc:
+            raise StoreError(
+                f"record {key} cannot be stored in {self.display_url}: "
+                f"{self._scrub(_one_line(str(exc)))}; keep outputs and parameters to JSON "
+                "values (integers within 64 bits)"
+            ) from None
+        if size > MAX_DOCUMENT_BYTES:
+            raise StoreError(
+                f"record {key} is {size / 2**20:.1f} MiB, over the 16 MiB document limit of "
+                f"MongoDB/DocumentDB ({self.display_url}); write large outputs to files in "
+                "the job's results folder and keep output_parameters small"
+            )
+
+    # --- errors ----------------------------------------------------------------------
+
+    def call(
+        self,
+        action: str,
+        operation: Callable[[], T],
+        *,
+        transient: Callable[[BaseException], bool] = is_transient,
+    ) -> T:
+        """Run ``operation`` with retries; turn any pymongo error into one StoreError line.
+
+        Parameters
+        ----------
+        action : str
+            ``"read"`` or ``"write to"``: completes "cannot ... record store".
+        operation : callable
+            The pymongo calls; run again on a transient error.
+        transient : callable
+            Which errors are worth another try.
+
+        Raises
+        ------
+        StoreError
+            Naming the store (masked), what went wrong and the remedy; its cause is
+            the pymongo error, except for configuration errors (which may quote the URI).
+        """
+        try:
+            return with_retries(
+                operation,
+                is_transient=transient,
+                what=f"{action} record store {self.display_url}",
+                policy=self._policy,
+                sleep=self._sleep,
+            )
+        except (PyMongoError, InvalidDocument) as exc:
+            attempts = self._policy.attempts if transient(exc) else 1
+            message = f"cannot {action} record store {self.display_url}: {self._explain(exc)}"
+            if attempts > 1:
+                message += f" (after {attempts} attempts)"
+            if isinstance(exc, ConfigurationError):
+                raise StoreError(message) from None
+            raise StoreError(message) from exc
+
+    def _explain(self, exc: BaseException) -> str:
+        """What went wrong and what to do, in one line without secrets."""
+        text = str(exc)
+        if isinstance(exc, OperationFailure):
+            details = exc.details or {}
+            text = str(details.get("errmsg") or text.split(", full error:")[0])
+            if exc.code == _AUTHENTICATION_FAILED:
+                return (
+                    f"authentication failed (code 18: {self._scrub(_one_line(text))}); check "
+                    "the user name and password in DOCDB_HOST (percent-encoded) and its "
+                    "authSource (admin for DocumentDB)"
+                )
+            if exc.code == _UNAUTHORIZED:
+                role = "read" if self.read_only else "readWrite"
+                return (
+                    f"not authorized (code 13: {self._scrub(_one_line(text))}); give the "
+                    f"DOCDB_HOST user the {role} role on database {self.database}"
+                )
+            return f"{self._scrub(_one_line(text))} (code {exc.code})"
+        if isinstance(exc, AutoReconnect):
+            # ServerSelectionTimeoutError repeats the timeouts and the whole topology.
+            text = re.split(r" \(configured timeouts|, Timeout: ", text)[0]
+            lost = not isinstance(exc, ServerSelectionTimeoutError)
+            what = "the connection was lost" if lost else "no server answered"
+            return (
+                f"{what} ({self._scrub(_one_line(text))}); check the host, port and TLS "
+                "options in DOCDB_HOST, and that the database is running and reachable "
+                "from this machine"
+            )
+        if isinstance(exc, ConfigurationError):
+            return (
+                f"invalid DOCDB_HOST ({self._scrub(_one_line(text))}); write "
+                "mongodb://user:password@host:port/?options with the user name and "
+                "password percent-encoded"
+            )
+        return f"{type(exc).__name__}: {self._scrub(_one_line(text))}"
+
+    def _scrub(self, text: str) -> str:
+        """Mask URLs' credentials and every secret of this store's URI in ``text``."""
+        text = _mask_options(mask_url(text))
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+
+def server_filter(query: RecordQuery) -> dict[str, Any]:
+    """The server-side part of ``query``: dotted equality on exactly comparable scalars.
+
+    Names with ``.`` or ``$`` (which a dotted path cannot address), and values whose
+    equality differs on the server (lists and dicts; integers beyond 2**53), are left
+    to :meth:`RecordQuery.matches`.
+    """
+    condition: dict[str, Any] = {}
+    for name, value in query.parameters.items():
+        if not name or any(c in name for c in ".$\x00"):
+            continue
+        if _exact_on_server(value):
+            condition[f"{_PARAMETERS_PREFIX}.{name}"] = value
+    return condition
+
+
+def _exact_on_server(value: Any) -> bool:
+    """Whether server equality on ``value`` never misses a record that matches it."""
+    if value is None or isinstance(value, str | bool | float):
+        return True
+    return isinstance(value, int) and abs(value) <= _EXACT_INT_LIMIT
+
+
+def _check_names(database: str, collection: str) -> None:
+    if not database or len(database) > 63 or _BAD_DATABASE_CHARACTERS.search(database):
+        raise ConfigError(
+            f"DOCDB_DATABASE {database!r} is not a usable MongoDB/DocumentDB database name; "
+            "use up to 63 letters, digits, '_' and '-'"
+        )
+    if (
+        not collection
+        or "$" in collection
+        or "\x00" in collection
+        or collection.startswith(("system.", "."))
+        or collection.endswith(".")
+    ):
+        raise ConfigError(
+            f"DOCDB_COLLECTION {collection!r} is not a usable MongoDB/DocumentDB collection "
+            "name; use letters, digits, '_', '-' and '.', not starting with 'system.'"
+        )
+
+
+def _mask_options(text: str) -> str:
+    """Replace the values of secret URI options with ``***``."""
+    return _SECRET_OPTIONS.sub(r"\g<name>***", text)
+
+
+def _uri_option_names(uri: str) -> set[str]:
+    """The lower-cased names of the options a URI sets (no parsing, no DNS)."""
+    query = uri.partition("?")[2].partition("#")[0]
+    return {part.partition("=")[0].lower() for part in re.split("[&;]", query) if part}
+
+
+def _uri_secrets(uri: str) -> list[str]:
+    """The password (raw and decoded) and secret option values in ``uri``."""
+    secrets: list[str] = []
+    match = _USERINFO.match(uri)
+    if match and ":" in match.group("userinfo"):
+        password = match.group("userinfo").partition(":")[2]
+        secrets += [password, unquote(password)]
+    secrets += [m.group("value") for m in _SECRET_OPTIONS.finditer(uri)]
+    # Longest first, so a secret inside another is not half-replaced; skip tiny ones,
+    # which would mangle messages more than they could reveal.
+    return sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,515 @@
+"""The record store contract bound to the AIND DocDB REST API, plus what only it does.
+
+Every test talks to the HTTPS stand-in (tests/standins/docdb_api.py) through the real
+aind-data-access-api client over real TLS; the stand-in keeps the records in SecantusDB.
+Below the contract: pagination past the server's page cap, URL-sized batches,
+signatures and credentials, the payload limit, retries, TLS, and configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analysis_wrapper.errors import ConfigError, RecordExistsError, StoreError
+from analysis_wrapper.retry import RetryPolicy
+from analysis_wrapper.stores import RecordQuery
+from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
+from contract.record_store_contract import (
+    RecordStoreContract,
+    ids,
+    key_of,
+    make_record,
+    strict,
+)
+from servers import free_port
+from standins.docdb_api import (
+    MAX_PAYLOAD_BYTES,
+    MAX_URL_CHARS,
+    DocDbApiStandIn,
+    make_certificate,
+)
+from standins.docdb_fixtures import (  # noqa: F401
+    ACCESS_KEY,
+    DATABASE,
+    SECRET_KEY,
+    docdb_api_certificate_fixture,
+    docdb_api_env_fixture,
+    docdb_api_fixture,
+    docdb_api_server_fixture,
+    fresh_collection,
+)
+
+FAST = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.002)
+WRONG_SECRET = "wrong-secret-Zq8vX3Lk0p"
+SESSION_TOKEN = "session-token-Jw4nR8tQ2m"
+
+
+class Waits(list[float]):
+    """Records the waits a store asked for instead of sleeping."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def open_store(
+    standin: DocDbApiStandIn, collection: str | None = None, **options: Any
+) -> DocDbApiRecordStore:
+    """A store on a collection of the stand-in (a fresh one unless named)."""
+    return DocDbApiRecordStore(
+        standin.host, DATABASE, collection or fresh_collection(), "v1", **options
+    )
+
+
+def backing(standin: DocDbApiStandIn, store: DocDbApiRecordStore) -> Any:
+    """The MongoDB collection behind ``store``, read directly."""
+    return standin.mongo[DATABASE][store.collection]
+
+
+def seed(standin: DocDbApiStandIn, store: DocDbApiRecordStore, count: int) -> list[str]:
+    """Insert ``count`` records straight into the backing collection, in order."""
+    records = [make_record(key_of(f"seed {n}"), {"n": n, "tenth": n % 10}) for n in range(count)]
+    backing(standin, store).insert_many(records)
+    return ids(records)
+
+
+def assert_clean(message: str, *secrets: str) -> None:
+    """No secret, and no key id, appears in ``message``."""
+    for secret in (SECRET_KEY, ACCESS_KEY, WRONG_SECRET, SESSION_TOKEN, *secrets):
+        assert not secret or secret not in message
+
+
+# --- the contract, bound -------------------------------------------------------------
+
+
+class TestDocDbApiRecordStore(RecordStoreContract):
+    """The record store contract through the REST API stand-in, over HTTPS."""
+
+    @pytest.fixture
+    def store(
+        self, docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+    ) -> Iterator[DocDbApiRecordStore]:
+        store = open_store(docdb_api)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def store_secrets(self) -> list[str]:
+        return [SECRET_KEY, ACCESS_KEY]
+
+
+# --- pagination and batching ---------------------------------------------------------
+
+
+def test_find_pages_through_the_server_cap_in_insertion_order(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """Find over 1,200 records with a 500-record page cap returns all, oldest first."""
+    store = open_store(docdb_api)
+    keys = seed(docdb_api, store, 1200)
+    found = store.find(RecordQuery())
+    assert ids(found) == keys
+    pages = docdb_api.calls_to("find")
+    assert [call.status for call in pages] == [200] * 4  # 500 + 500 + 200, then empty
+    store.close()
+
+
+def test_find_filters_on_the_server(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A scalar condition is sent to the server: 120 of 1,200 records come in one page."""
+    store = open_store(docdb_api)
+    keys = seed(docdb_api, store, 1200)
+    found = store.find(RecordQuery(parameters={"tenth": 3}))
+    assert ids(found) == keys[3::10]
+    assert len(docdb_api.calls_to("find")) == 2  # one page, then the empty one
+    store.close()
+
+
+def test_get_many_batches_fit_in_a_url_and_page_through_a_small_cap(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """Get_many of 1,200 stored among 1,300 keys finds all, each URL under Gateway's limit."""
+    store = open_store(docdb_api)
+    keys = seed(docdb_api, store, 1200)
+    docdb_api.page_cap = 30  # smaller than a batch: each batch needs several pages
+    asked = [key_of(f"absent {n}") for n in range(100)] + keys[::-1]
+    found = store.get_many(asked)
+    assert sorted(found) == sorted(keys)
+    assert all(found[key]["_id"] == key for key in keys)
+    calls = docdb_api.calls_to("find")
+    assert all(call.status == 200 for call in calls)
+    assert max(call.url_length for call in calls) <= MAX_URL_CHARS
+    assert len(calls) >= 1200 / 30  # no page held more than the cap
+    store.close()
+
+
+def test_get_many_with_every_key_present_needs_one_request_per_batch(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """When a batch is all found in one page, no extra (empty) page is asked for."""
+    store = open_store(docdb_api)
+    keys = seed(docdb_api, store, 50)
+    assert sorted(store.get_many(keys)) == sorted(keys)
+    assert len(docdb_api.calls_to("find")) == 1
+    store.close()
+
+
+# --- what is stored ---------------------------------------------------------------------
+
+
+def test_stored_document_is_the_record_and_nothing_else(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The backing collection holds exactly the record: no bookkeeping field is added."""
+    store = open_store(docdb_api)
+    record = make_record(key_of("plain"), {"a": 1.0, "b": [1, 2]})
+    store.put(record)
+    newer = make_record(key_of("plain"), {"a": 2})
+    store.put(newer, replace=True)
+    (document,) = backing(docdb_api, store).find({})
+    assert strict(document) == strict(newer)
+    store.close()
+
+
+def test_writes_are_signed_and_reads_are_not(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """Writes (insert_one, update_one) carry a verified SigV4 signature; find carries none."""
+    store = open_store(docdb_api)
+    store.put(make_record(key_of("a")))
+    store.put(make_record(key_of("a"), {"x": 1}), replace=True)
+    assert store.get(key_of("a")) is not None
+    signed = {call.action: call.signed for call in docdb_api.calls}
+    assert signed == {"insert_one": True, "update_one": True, "find": False}
+    store.close()
+
+
+# --- credentials and signatures -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("AWS_SECRET_ACCESS_KEY", WRONG_SECRET, "signature"),
+        ("AWS_ACCESS_KEY_ID", "AKIANOTKNOWN00000000", "security token"),
+        ("AWS_DEFAULT_REGION", "eu-central-1", "region"),
+    ],
+)
+def test_wrong_credentials_are_one_clear_error(
+    docdb_api: DocDbApiStandIn,
+    docdb_api_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str,
+    said: str,
+) -> None:
+    """A refused signature is a StoreError naming the store and the remedy, at once."""
+    monkeypatch.setenv("AWS_SESSION_TOKEN", SESSION_TOKEN)
+    monkeypatch.setenv(variable, value)
+    caplog.set_level(logging.DEBUG)
+    store = open_store(docdb_api, sleep=Waits())
+    with pytest.raises(StoreError) as raised:
+        store.put(make_record(key_of("a")))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert store.display_url in message
+    assert "HTTP 403" in message
+    assert said in message
+    assert "AWS_SECRET_ACCESS_KEY" in message
+    shown_value = "" if variable == "AWS_DEFAULT_REGION" else value
+    assert_clean(message, shown_value)
+    assert_clean(caplog.text, shown_value)
+    assert [call.status for call in docdb_api.calls_to("insert_one")] == [403]  # no retry
+    assert backing(docdb_api, store).count_documents({}) == 0
+    store.close()
+
+
+def test_missing_credentials_fail_before_any_request(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no AWS credentials a write is refused before it is sent, saying what to set."""
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    store = open_store(docdb_api)
+    with pytest.raises(StoreError, match=r"none were found.*AWS_ACCESS_KEY_ID") as raised:
+        store.put(make_record(key_of("a")))
+    assert store.display_url in str(raised.value)
+    assert docdb_api.calls == []
+    store.close()
+
+
+def test_missing_region_fails_before_any_request(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With credentials but no region a write is refused before it is sent."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    store = open_store(docdb_api)
+    with pytest.raises(StoreError, match="AWS_DEFAULT_REGION"):
+        store.put(make_record(key_of("a")))
+    assert docdb_api.calls == []
+    store.close()
+
+
+def test_reads_need_no_credentials(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no AWS credentials at all, get, get_many and find still work."""
+    writer = open_store(docdb_api)
+    record = make_record(key_of("a"), {"x": 1})
+    writer.put(record)
+    writer.close()
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    reader = open_store(docdb_api, writer.collection, read_only=True)
+    assert strict(reader.get(key_of("a"))) == strict(record)
+    assert list(reader.get_many([key_of("a"), key_of("b")])) == [key_of("a")]
+    assert ids(reader.find(RecordQuery(parameters={"x": 1}))) == [key_of("a")]
+    reader.close()
+
+
+def test_read_only_store_never_writes(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A put on a read-only store is a StoreError and sends nothing."""
+    store = open_store(docdb_api, read_only=True)
+    for replace in (False, True):
+        with pytest.raises(StoreError, match="read-only"):
+            store.put(make_record(key_of("a")), replace=replace)
+    assert docdb_api.calls == []
+    store.close()
+
+
+# --- limits -----------------------------------------------------------------------------
+
+
+def test_record_over_the_payload_limit_is_refused_and_not_stored(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A record over 10 MiB is one StoreError naming the size and the remedy; nothing stored."""
+    store = open_store(docdb_api)
+    record = make_record(key_of("big"), {"x": 1}, blob="x" * (MAX_PAYLOAD_BYTES + 1000))
+    for replace in (False, True):
+        with pytest.raises(StoreError, match=r"HTTP 413.*10\.5 MB.*result files") as raised:
+            store.put(record, replace=replace)
+        assert store.display_url in str(raised.value)
+    assert [c.status for c in docdb_api.calls if c.method == "POST"] == [413, 413]
+    assert store.get(key_of("big")) is None
+    assert backing(docdb_api, store).count_documents({}) == 0
+    store.close()
+
+
+# --- transient failures and retries ----------------------------------------------------
+
+
+def test_unreachable_host_is_retried_then_one_clear_error(docdb_api_env: dict[str, str]) -> None:
+    """A closed port: a bounded number of attempts, then a StoreError naming the store."""
+    waits = Waits()
+    store = DocDbApiRecordStore(
+        f"127.0.0.1:{free_port()}", DATABASE, "records", "v1", retry_policy=FAST, sleep=waits
+    )
+    with pytest.raises(StoreError, match=r"cannot connect \(3 attempts\).*DOCDB_HOST") as raised:
+        store.get(key_of("a"))
+    assert store.display_url in str(raised.value)
+    assert len(waits) == 2
+    with pytest.raises(StoreError, match="cannot connect"):
+        store.put(make_record(key_of("a")))
+    assert len(waits) == 4
+    store.close()
+
+
+def test_server_errors_are_retried_until_the_request_succeeds(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """Two 503 answers, then a good one: the read succeeds after two waits."""
+    waits = Waits()
+    store = open_store(docdb_api, retry_policy=FAST, sleep=waits)
+    store.put(make_record(key_of("a")))
+    docdb_api.fail("find", 503, times=2)
+    assert store.get(key_of("a")) is not None
+    assert [call.status for call in docdb_api.calls_to("find")] == [503, 503, 200]
+    assert len(waits) == 2
+    store.close()
+
+
+def test_persistent_server_errors_fail_after_the_last_attempt(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A 502 that never clears fails after the policy's attempts, saying so."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    docdb_api.fail("insert_one", 502, times=10)
+    with pytest.raises(StoreError, match=r"HTTP 502.*after 3 attempts") as raised:
+        store.put(make_record(key_of("a")))
+    assert store.display_url in str(raised.value)
+    assert len(docdb_api.calls_to("insert_one")) == 3
+    store.close()
+
+
+def test_insert_whose_reply_was_lost_is_not_a_duplicate(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The insert lands but its reply is a 502: the retry's 409 is recognised as our own."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    record = make_record(key_of("a"), {"x": 1})
+    docdb_api.fail("insert_one", 502, after_write=True)
+    store.put(record)
+    assert [call.status for call in docdb_api.calls_to("insert_one")] == [502, 409]
+    assert strict(store.get(key_of("a"))) == strict(record)
+    store.close()
+
+
+def test_lost_reply_then_another_writers_record_is_a_duplicate(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """After a retried insert, a 409 for a different stored record is RecordExistsError."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    backing(docdb_api, store).insert_one(make_record(key_of("a"), {"writer": "other"}))
+    docdb_api.fail("insert_one", 503)
+    with pytest.raises(RecordExistsError):
+        store.put(make_record(key_of("a"), {"writer": "me"}))
+    assert [call.status for call in docdb_api.calls_to("insert_one")] == [503, 409]
+    store.close()
+
+
+def test_duplicate_reported_with_another_status_is_still_a_duplicate(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A gateway that answers a duplicate insert with 500 and MongoDB's E11000 text."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    backing(docdb_api, store).insert_one(make_record(key_of("a")))
+    docdb_api.fail("insert_one", 500, message="E11000 duplicate key error collection: x")
+    with pytest.raises(RecordExistsError, match=key_of("a")):
+        store.put(make_record(key_of("a"), {"x": 1}))
+    assert [call.status for call in docdb_api.calls_to("insert_one")] == [500]
+    store.close()
+
+
+def test_record_with_no_json_form_is_refused_before_sending(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A NaN in a record is a StoreError naming the key; nothing is sent."""
+    store = open_store(docdb_api)
+    with pytest.raises(StoreError, match=f"{key_of('nan')}.*JSON"):
+        store.put(make_record(key_of("nan"), {"x": float("nan")}))
+    assert docdb_api.calls == []
+    store.close()
+
+
+# --- TLS and configuration --------------------------------------------------------------
+
+
+def test_untrusted_certificate_fails_at_once_naming_the_remedy(
+    docdb_api: DocDbApiStandIn,
+    docdb_api_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A server certificate the CA bundle does not vouch for: no retry, REQUESTS_CA_BUNDLE."""
+    cert, _ = make_certificate(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    waits = Waits()
+    store = open_store(docdb_api, retry_policy=FAST, sleep=waits)
+    with pytest.raises(StoreError, match=r"TLS certificate.*REQUESTS_CA_BUNDLE"):
+        store.get(key_of("a"))
+    assert waits == []
+    store.close()
+
+
+def test_construction_makes_no_request(docdb_api: DocDbApiStandIn) -> None:
+    """Opening and closing a store sends nothing, even to a closed port."""
+    store = open_store(docdb_api)
+    store.close()
+    DocDbApiRecordStore(f"127.0.0.1:{free_port()}", DATABASE, "records", "v2").close()
+    assert docdb_api.calls == []
+
+
+@pytest.mark.parametrize(
+    ("arguments", "variable"),
+    [
+        (("https://docdb.example.org", "analysis", "records", "v1"), "DOCDB_HOST"),
+        (("docdb.example.org/v1", "analysis", "records", "v1"), "DOCDB_HOST"),
+        (("alice:s3cret-pw@docdb.example.org", "analysis", "records", "v1"), "DOCDB_HOST"),
+        (("docdb.example.org", "analysis", "records/x", "v1"), "DOCDB_COLLECTION"),
+        (("docdb.example.org", "my db", "records", "v1"), "DOCDB_DATABASE"),
+        (("docdb.example.org", "analysis", "records", "1"), "DOCDB_VERSION"),
+    ],
+)
+def test_values_that_cannot_form_the_url_are_config_errors(
+    arguments: tuple[str, str, str, str], variable: str
+) -> None:
+    """A host with a scheme, path or credentials, or an odd name, is a ConfigError."""
+    with pytest.raises(ConfigError, match=variable) as raised:
+        DocDbApiRecordStore(*arguments)
+    assert "s3cret-pw" not in str(raised.value)
+
+
+def test_missing_client_package_is_a_config_error_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without aind-data-access-api installed, opening the store says what to install."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        return None if name == "aind_data_access_api" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError, match=r"pip install 'aind-analysis-wrapper\[docdb\]'"):
+        DocDbApiRecordStore("api.example.org", "analysis", "results", "v1")
+
+
+def test_display_url_is_the_collection_url() -> None:
+    """display_url is https://host/version/database/collection."""
+    store = DocDbApiRecordStore("api.example.org:8443/", "analysis", "results", "v2")
+    assert store.display_url == "https://api.example.org:8443/v2/analysis/results"
+
+
+# --- the stand-in itself, through aind-data-access-api's client -----------------------
+
+
+def test_standin_serves_every_route_the_client_calls(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """Count, aggregate, bulk upsert, deletes, a read-only aggregate and Gateway's URL limit."""
+    import requests
+    from aind_data_access_api.document_db import MetadataDbClient
+
+    collection = fresh_collection()
+    client = MetadataDbClient(host=docdb_api.host, database=DATABASE, collection=collection)
+    records = [make_record(key_of(n), {"n": n, "even": n % 2 == 0}) for n in range(6)]
+    responses = client.upsert_list_of_docdb_records(records)
+    assert [response.status_code for response in responses] == [200]
+    assert client._count_records({"processing.data_processes.code.parameters.even": True}) == {
+        "total_record_count": 6,
+        "filtered_record_count": 3,
+    }
+    even = client.aggregate_docdb_records(
+        [
+            {"$match": {"processing.data_processes.code.parameters.even": True}},
+            {"$project": {"_id": 1}},
+        ]
+    )
+    assert sorted(ids(even)) == sorted(ids(records[::2]))
+    assert client.delete_one_record(key_of(0)).json()["n"] == 1
+    assert client.delete_many_records([key_of(1), key_of(2)]).json()["n"] == 2
+    assert ids(client.retrieve_docdb_records(projection={"_id": 1})) == ids(records[3:])
+    with pytest.raises(requests.HTTPError) as refused:
+        client.aggregate_docdb_records([{"$out": "elsewhere"}])
+    assert refused.value.response.status_code == 400
+    with pytest.raises(requests.HTTPError) as too_long:
+        client.retrieve_docdb_records({"_id": {"$in": [key_of(n) for n in range(200)]}})
+    assert too_long.value.response.status_code == 414
+    assert [call.signed for call in docdb_api.calls if call.method != "GET"] == [
+        True,  # bulk_write
+        False,  # aggregate
+        True,  # delete_one
+        True,  # delete_many
+        False,  # aggregate with $out
+    ]
+    client.close()

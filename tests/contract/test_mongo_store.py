@@ -1,0 +1,674 @@
+"""The record store contract bound to MongoRecordStore on SecantusDB, plus what only it does.
+
+Every test uses its own database (uuid-named), dropped afterwards. The store connects
+with a user name and password (a user created on the test server for this module), so
+the secret-masking checks see a real credential. Below the contract: DocumentDB
+safety (retryWrites=false, the operators sent), bookkeeping, errors (unreachable
+server, wrong password, a record over 16 MiB, a reply lost after an insert), read-only
+use, and the database stopping before a run and between a result's upload and its
+record, end to end through the runner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import pickle
+import socket
+import struct
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from threading import Event
+from typing import Any
+from urllib.parse import quote_plus, unquote, urlsplit
+
+import pytest
+from pymongo import MongoClient, monitoring
+from pymongo.errors import OperationFailure
+
+from analysis_wrapper import capsule as capsule_module
+from analysis_wrapper.errors import RecordExistsError, StoreError
+from analysis_wrapper.retry import RetryPolicy
+from analysis_wrapper.runner import Analysis
+from analysis_wrapper.settings import Capsule
+from analysis_wrapper.stores import Record, RecordQuery, RecordStore
+from analysis_wrapper.stores.mongo import BOOKKEEPING_FIELD, MongoRecordStore
+from conftest import CapsuleCopy
+from contract.record_store_contract import RecordStoreContract, key_of, make_record
+from servers import ServerProcess, free_port
+
+TABLE = "analysis_results"
+PARAMETERS = "processing.data_processes.0.code.parameters"
+FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+Document = dict[str, Any]
+
+
+def fresh_database() -> str:
+    """A database name no other test uses."""
+    return f"test_{uuid.uuid4().hex[:16]}"
+
+
+def with_options(uri: str, **options: object) -> str:
+    """Append query options to a URI that already has a ``?``."""
+    return uri + "".join(f"&{name}={value}" for name, value in options.items())
+
+
+@pytest.fixture(scope="module")
+def mongo_user(mongo_uri: str) -> Iterator[tuple[str, str]]:
+    """A user with a password that needs percent-encoding, on the test server."""
+    name = f"tester-{uuid.uuid4().hex[:8]}"
+    password = f"p@ss:w/rd-{uuid.uuid4().hex}"
+    admin: MongoClient[Document] = MongoClient(mongo_uri, retryWrites=False)
+    admin.admin.command("createUser", name, pwd=password, roles=["root"])
+    yield name, password
+    admin.admin.command("dropUser", name)
+    admin.close()
+
+
+def uri_for(port: int, user: str, password: str) -> str:
+    """A URI with credentials for the server (or whatever listens) on ``port``."""
+    return (
+        f"mongodb://{quote_plus(user)}:{quote_plus(password)}@127.0.0.1:{port}/"
+        "?directConnection=true&authSource=admin"
+    )
+
+
+@pytest.fixture
+def secret_uri(mongo_server: ServerProcess, mongo_user: tuple[str, str]) -> str:
+    """The test server's URI, with the test user's name and password."""
+    return uri_for(mongo_server.port, *mongo_user)
+
+
+@pytest.fixture
+def admin(mongo_uri: str) -> Iterator[MongoClient[Document]]:
+    """A plain client on the test server, to look behind the store's back."""
+    client: MongoClient[Document] = MongoClient(mongo_uri, retryWrites=False)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def database(admin: MongoClient[Document]) -> Iterator[str]:
+    """A fresh database name, dropped after the test."""
+    name = fresh_database()
+    yield name
+    admin.drop_database(name)
+
+
+# --- the contract, bound ---------------------------------------------------------------
+
+
+class TestMongoRecordStore(RecordStoreContract):
+    """The record store contract on a fresh database of the SecantusDB server."""
+
+    @pytest.fixture
+    def store(self, secret_uri: str, database: str) -> Iterator[MongoRecordStore]:
+        store = MongoRecordStore(secret_uri, database, TABLE)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def store_secrets(self, mongo_user: tuple[str, str]) -> list[str]:
+        return [mongo_user[1], quote_plus(mongo_user[1])]
+
+
+# --- DocumentDB safety: retryWrites=false, and the commands sent -------------------------
+
+
+class CommandLog(monitoring.CommandListener):
+    """Every command a client sends, as (name, command document)."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, Document]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.commands.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def named(self, name: str) -> list[Document]:
+        """The commands called ``name``, in order."""
+        return [command for command_name, command in self.commands if command_name == name]
+
+
+def test_retry_writes_is_off_even_when_the_uri_asks_for_it(
+    secret_uri: str, database: str, mongo_uri: str
+) -> None:
+    """With retryWrites=true in the URI, the store still sends no retryable writes."""
+    listener = CommandLog()
+    uri = with_options(secret_uri, retryWrites="true")
+    store = MongoRecordStore(uri, database, TABLE, client_options={"event_listeners": [listener]})
+    store.put(make_record(key_of("a"), {"x": 1}))
+    store.put(make_record(key_of("a"), {"x": 2}), replace=True)
+    assert store.client().options.retry_writes is False
+    writes = listener.named("insert") + listener.named("update")
+    assert len(writes) == 2
+    assert all("txnNumber" not in command for command in writes)
+    store.close()
+    # The same check on a plain client shows what a retryable write looks like.
+    control_log = CommandLog()
+    control: MongoClient[Document] = MongoClient(
+        with_options(mongo_uri, retryWrites="true"), event_listeners=[control_log]
+    )
+    control[database]["control"].insert_one({"_id": "a"})
+    control.close()
+    assert "txnNumber" in control_log.named("insert")[0]
+
+
+def test_only_documentdb_operators_are_sent(secret_uri: str, database: str) -> None:
+    """Find sends dotted equality on scalars only; get_many sends _id $in of 500 at most."""
+    listener = CommandLog()
+    store = MongoRecordStore(
+        secret_uri, database, TABLE, client_options={"event_listeners": [listener]}
+    )
+    stored = key_of(5)
+    store.put(make_record(stored, {"x": 1, "a.b": 2, "$y": 3, "lst": [1], "s": "v"}))
+    listener.commands.clear()
+    query = {"x": 1, "a.b": 2, "$y": 3, "lst": [1], "s": "v", "n": None, "big": 2**60}
+    assert [r["_id"] for r in store.find(RecordQuery(parameters=query))] == []
+    (find,) = listener.named("find")
+    assert find["filter"] == {f"{PARAMETERS}.x": 1, f"{PARAMETERS}.s": "v", f"{PARAMETERS}.n": None}
+    assert dict(find["sort"]) == {f"{BOOKKEEPING_FIELD}.written": 1, "_id": 1}
+    assert find["projection"] == {BOOKKEEPING_FIELD: 0}
+    listener.commands.clear()
+    keys = [key_of(n) for n in range(1200)]
+    assert list(store.get_many(keys)) == [stored]
+    batches = [command["filter"]["_id"]["$in"] for command in listener.named("find")]
+    assert [len(batch) for batch in batches] == [500, 500, 200]
+    assert [key for batch in batches for key in batch] == keys
+    assert all(set(command["filter"]) == {"_id"} for command in listener.named("find"))
+    store.close()
+
+
+def test_bookkeeping_is_stored_but_never_returned(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """Documents carry _store (write time, token); get, get_many and find strip it."""
+    store = MongoRecordStore(secret_uri, database, TABLE)
+    record = make_record(key_of("a"), {"x": 1})
+    store.put(record)
+    raw = admin[database][TABLE].find_one({"_id": key_of("a")})
+    assert raw is not None
+    assert set(raw[BOOKKEEPING_FIELD]) == {"written", "write_id"}
+    assert raw[BOOKKEEPING_FIELD]["written"].endswith("Z")
+    assert {k: v for k, v in raw.items() if k != BOOKKEEPING_FIELD} == record
+    assert store.get(key_of("a")) == record
+    assert store.get_many([key_of("a")]) == {key_of("a"): record}
+    assert store.find(RecordQuery(parameters={"x": 1})) == [record]
+    with pytest.raises(StoreError, match=BOOKKEEPING_FIELD):
+        store.put(make_record(key_of("b"), **{BOOKKEEPING_FIELD: {"mine": 1}}))
+    assert store.get(key_of("b")) is None
+    store.close()
+
+
+def test_store_travels_to_another_process_without_its_client(
+    secret_uri: str, database: str
+) -> None:
+    """A used store pickles (its client left behind); the copy opens its own and reads."""
+    store = MongoRecordStore(secret_uri, database, TABLE)
+    record = make_record(key_of("a"), {"x": 1})
+    store.put(record)
+    copy = pickle.loads(pickle.dumps(store))
+    assert copy.get(key_of("a")) == record
+    copy.put(make_record(key_of("b")))
+    assert sorted(store.get_many([key_of("a"), key_of("b")])) == sorted([key_of("a"), key_of("b")])
+    assert copy.client() is not store.client()
+    copy.close()
+    store.close()
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def test_unreachable_server_fails_after_bounded_retries_without_secret(
+    mongo_user: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A closed port: StoreError after 3 attempts; the password is in no message or log."""
+    caplog.set_level(logging.DEBUG)
+    password = mongo_user[1]
+    sleeps: list[float] = []
+    store = MongoRecordStore(
+        uri_for(free_port(), *mongo_user),
+        fresh_database(),
+        TABLE,
+        server_selection_timeout_s=0.2,
+        retry_policy=FAST,
+        sleep=sleeps.append,
+    )
+    for attempt in (lambda: store.get(key_of("a")), lambda: store.put(make_record(key_of("a")))):
+        with pytest.raises(StoreError) as raised:
+            attempt()
+        message = str(raised.value)
+        assert "no server answered" in message
+        assert "Connection refused" in message
+        assert "(after 3 attempts)" in message
+        assert "\n" not in message
+        assert message.count("mongodb://***@127.0.0.1:") == 1
+        assert password not in message
+        assert quote_plus(password) not in message
+    assert len(sleeps) == 4  # two waits per operation
+    retries = [r for r in caplog.records if r.name == "analysis_wrapper.retry"]
+    assert len(retries) == 4
+    assert password not in caplog.text
+    assert quote_plus(password) not in caplog.text
+    assert password not in store.display_url
+    store.close()
+
+
+def test_wrong_password_fails_fast_with_one_clear_line(
+    mongo_server: ServerProcess, mongo_user: tuple[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A wrong password is code 18: one StoreError line with the remedy, no retry."""
+    caplog.set_level(logging.DEBUG)
+    wrong = f"Wr0ng-{uuid.uuid4().hex}"
+    sleeps: list[float] = []
+    store = MongoRecordStore(
+        uri_for(mongo_server.port, mongo_user[0], wrong),
+        fresh_database(),
+        TABLE,
+        retry_policy=FAST,
+        sleep=sleeps.append,
+    )
+    with pytest.raises(StoreError) as raised:
+        store.find(RecordQuery())
+    message = str(raised.value)
+    assert "authentication failed (code 18" in message
+    assert "check the user name and password in DOCDB_HOST" in message
+    assert "attempts" not in message
+    assert "\n" not in message
+    assert wrong not in message
+    assert wrong not in caplog.text
+    assert sleeps == []
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://alice:p@ss-w0rd@127.0.0.1:1/",  # '@' in the password not percent-encoded
+        "mongodb://alice:pass-w0rd@127.0.0.1:port/",
+        "mongodb://alice:pass-w0rd@/",
+        "mongodb://alice:pass-w0rd@127.0.0.1:1/?authSource=",
+    ],
+)
+def test_bad_uri_fails_fast_with_one_clear_line(uri: str) -> None:
+    """A malformed DOCDB_HOST is one StoreError line naming it, at once, password masked."""
+    sleeps: list[float] = []
+    store = MongoRecordStore(uri, fresh_database(), TABLE, sleep=sleeps.append)
+    with pytest.raises(StoreError) as raised:
+        store.get(key_of("a"))
+    message = str(raised.value)
+    assert "invalid DOCDB_HOST" in message
+    assert "mongodb://***@" in message
+    assert "w0rd" not in message
+    assert "\n" not in message
+    assert raised.value.__cause__ is None
+    assert sleeps == []
+    store.close()
+
+
+def test_server_message_quoting_the_password_is_masked(mongo_user: tuple[str, str]) -> None:
+    """A server error that quotes the password (raw or encoded) is shown with it masked."""
+    password = mongo_user[1]
+    store = MongoRecordStore(uri_for(free_port(), *mongo_user), fresh_database(), TABLE)
+
+    def fails() -> None:
+        raise OperationFailure(f"bad value {password!r} (also {quote_plus(password)})", code=2)
+
+    with pytest.raises(StoreError) as raised:
+        store.call("read", fails)
+    message = str(raised.value)
+    assert message.endswith("bad value '***' (also ***) (code 2)")
+    assert password not in message
+    assert quote_plus(password) not in message
+
+
+def test_record_over_16_mib_is_refused_and_nothing_is_stored(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """A 17 MiB record gives a clear StoreError, inserted or replaced; nothing is created."""
+    store = MongoRecordStore(secret_uri, database, TABLE)
+    record = make_record(key_of("big"), {"x": 1})
+    record["processing"]["data_processes"][0]["output_parameters"] = {"blob": "x" * (17 << 20)}
+    for replace in (False, True):
+        with pytest.raises(StoreError) as raised:
+            store.put(record, replace=replace)
+        message = str(raised.value)
+        assert "16 MiB document limit" in message
+        assert "output_parameters" in message
+        assert not isinstance(raised.value, RecordExistsError)
+    assert store.get(key_of("big")) is None
+    assert database not in admin.list_database_names()
+    store.close()
+
+
+class DropsOneReply:
+    """A TCP proxy to the server that, once armed, drops the reply to the next insert.
+
+    The insert reaches the server and is applied; the client sees its connection
+    closed instead of the answer, as after a network fault or a failover.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.armed = False
+        self.dropped = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            drop = Event()
+            for pump in (self._requests, self._replies):
+                threading.Thread(target=pump, args=(client, server, drop), daemon=True).start()
+
+    def _requests(self, client: socket.socket, server: socket.socket, drop: Event) -> None:
+        try:
+            while message := _read_message(client):
+                if self.armed and b"\x02insert\x00" in message[:64]:
+                    self.armed = False
+                    drop.set()
+                server.sendall(message)
+        except OSError:
+            pass
+        _close(client, server)
+
+    def _replies(self, client: socket.socket, server: socket.socket, drop: Event) -> None:
+        try:
+            while message := _read_message(server):
+                if drop.is_set():
+                    self.dropped += 1
+                    break
+                client.sendall(message)
+        except OSError:
+            pass
+        _close(client, server)
+
+    def close(self) -> None:
+        """Stop accepting connections."""
+        self._listener.close()
+
+
+def _read_message(sock: socket.socket) -> bytes:
+    """One wire-protocol message (its first 4 bytes give its length), or b"" at the end."""
+    header = _read_exactly(sock, 4)
+    if not header:
+        return b""
+    (length,) = struct.unpack("<i", header)
+    return header + _read_exactly(sock, length - 4)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def _close(*sockets: socket.socket) -> None:
+    for sock in sockets:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+
+
+def test_insert_whose_reply_was_lost_is_not_a_conflict(
+    mongo_server: ServerProcess,
+    mongo_user: tuple[str, str],
+    database: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An insert applied but unanswered is retried and succeeds; another's record still wins."""
+    proxy = DropsOneReply(mongo_server.port)
+    sleeps: list[float] = []
+    store = MongoRecordStore(
+        uri_for(proxy.port, *mongo_user), database, TABLE, retry_policy=FAST, sleep=sleeps.append
+    )
+    mine = make_record(key_of("mine"), {"x": 1})
+    store.put(make_record(key_of("warm up")))  # connects and creates the index
+    proxy.armed = True
+    store.put(mine)
+    assert proxy.dropped == 1
+    assert len(sleeps) == 1
+    assert store.get(key_of("mine")) == mine
+    assert any("retry 1 of 2" in r.getMessage() for r in caplog.records)
+    # Someone else's record under the key: after the same fault, it is a conflict.
+    proxy.armed = True
+    with pytest.raises(RecordExistsError, match=f"{key_of('mine')}.*{database}.{TABLE}"):
+        store.put(make_record(key_of("mine"), {"x": 2}))
+    assert proxy.dropped == 2
+    assert store.get(key_of("mine")) == mine
+    store.close()
+    proxy.close()
+
+
+# --- read-only use ---------------------------------------------------------------------
+
+
+def test_read_only_store_creates_nothing_and_reads_a_writers_records(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """A read-only store reads as empty without creating its database, and never writes."""
+    reader = MongoRecordStore(secret_uri, database, TABLE, read_only=True)
+    assert reader.get(key_of("a")) is None
+    assert reader.get_many([key_of("a"), key_of("b")]) == {}
+    assert reader.find(RecordQuery()) == []
+    assert reader.find(RecordQuery(parameters={"x": 1})) == []
+    with pytest.raises(StoreError, match="read-only") as raised:
+        reader.put(make_record(key_of("a")))
+    assert not isinstance(raised.value, RecordExistsError)
+    assert database not in admin.list_database_names()
+    writer = MongoRecordStore(secret_uri, database, TABLE)
+    record = make_record(key_of("a"), {"x": 1})
+    writer.put(record)
+    assert reader.get(key_of("a")) == record
+    assert reader.find(RecordQuery(parameters={"x": 1})) == [record]
+    indexes_before = sorted(admin[database][TABLE].index_information())
+    with pytest.raises(StoreError, match="read-only"):
+        reader.put(make_record(key_of("b")), replace=True)
+    assert writer.get(key_of("b")) is None
+    assert sorted(admin[database][TABLE].index_information()) == indexes_before
+    reader.close()
+    writer.close()
+
+
+@pytest.mark.parametrize("database", ["", "a.b", "a b", "a/b", "x" * 64])
+def test_unusable_database_name_is_a_config_error(database: str) -> None:
+    """A database name MongoDB or DocumentDB refuses is a ConfigError naming DOCDB_DATABASE."""
+    from analysis_wrapper.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="DOCDB_DATABASE"):
+        MongoRecordStore("mongodb://127.0.0.1:1/", database, TABLE)
+
+
+# --- the database stops, end to end through the runner ------------------------------------
+
+
+def folder_of(location: str) -> Path:
+    """The local folder a ``file://`` location names."""
+    return Path(unquote(urlsplit(location).path))
+
+
+def check_completed_run(records: dict[str, Record], keys: set[str], bucket: Path) -> None:
+    """Every key has a record whose folder holds its manifest and its metadata, unchanged."""
+    from aind_data_schema.core.metadata import Metadata
+
+    assert set(records) == keys
+    for record in records.values():
+        folder = folder_of(record["location"])
+        assert folder.parent.resolve() == bucket.resolve()
+        assert (folder / "manifest.json").is_file()
+        metadata = json.loads((folder / "metadata.nd.json").read_text(encoding="utf-8"))
+        assert metadata == {name: value for name, value in record.items() if name != "_id"}
+        assert BOOKKEEPING_FIELD not in record
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # no acquisition files, by design
+            Metadata.model_validate(metadata)
+
+
+def summary_of(capsule: CapsuleCopy) -> dict[str, Any]:
+    """The capsule's last run_summary.json."""
+    summary: dict[str, Any] = json.loads((capsule.results / "run_summary.json").read_text())
+    return summary
+
+
+def test_run_with_database_down_fails_cleanly_then_completes(
+    capsule: CapsuleCopy,
+    mongo_server: ServerProcess,
+    mongo_user: tuple[str, str],
+    database: str,
+    tmp_path: Path,
+) -> None:
+    """Database stopped: exit 1, one error line, nothing published; started: every job runs."""
+    password = mongo_user[1]
+    bucket = tmp_path / "bucket"
+    env = {
+        "DOCDB_HOST": uri_for(mongo_server.port, *mongo_user),
+        "DOCDB_DATABASE": database,
+        "DOCDB_COLLECTION": TABLE,
+        "ANALYSIS_BUCKET": bucket.as_uri(),
+    }
+    impatient = {**env, "DOCDB_HOST": with_options(env["DOCDB_HOST"], serverSelectionTimeoutMS=100)}
+    mongo_server.stop()
+    try:
+        down = capsule.run("--dry_run", "0", env=impatient)
+    finally:
+        mongo_server.start()
+    assert down.returncode == 1, down.stderr
+    errors = [line for line in down.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, down.stderr
+    assert "cannot read record store mongodb://***@127.0.0.1:" in errors[0]
+    assert "no server answered" in errors[0]
+    output = down.stdout + down.stderr
+    assert password not in output
+    assert quote_plus(password) not in output
+    assert "Traceback" not in output
+    assert not bucket.exists()
+
+    up = capsule.run("--dry_run", "0", env=env)
+    assert up.returncode == 0, up.stderr
+    summary = summary_of(capsule)
+    assert (summary["ran"], summary["skipped"], summary["failed"]) == (6, 0, 0)
+    keys = {job["key"] for job in summary["jobs"]}
+    reader = MongoRecordStore(env["DOCDB_HOST"], database, TABLE, read_only=True)
+    check_completed_run(reader.get_many(keys), keys, bucket)
+    reader.close()
+    again = capsule.run("--dry_run", "0", env=env)
+    assert again.returncode == 0, again.stderr
+    assert (summary_of(capsule)["ran"], summary_of(capsule)["skipped"]) == (0, 6)
+
+
+class StopsServerBeforeFirstPut:
+    """A real record store whose first put stops the database server, then goes on."""
+
+    def __init__(self, inner: MongoRecordStore, server: ServerProcess) -> None:
+        self.inner = inner
+        self.server = server
+        self.puts = 0
+
+    @property
+    def display_url(self) -> str:
+        return self.inner.display_url
+
+    def get(self, key: str) -> Record | None:
+        return self.inner.get(key)
+
+    def get_many(self, keys: Any) -> dict[str, Record]:
+        return self.inner.get_many(keys)
+
+    def put(self, record: Record, *, replace: bool = False) -> None:
+        self.puts += 1
+        if self.puts == 1:
+            self.server.stop()
+        self.inner.put(record, replace=replace)
+
+    def find(self, query: RecordQuery) -> list[Record]:
+        return self.inner.find(query)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_database_lost_between_upload_and_record_then_rerun_completes(
+    capsule: CapsuleCopy,
+    mongo_server: ServerProcess,
+    mongo_user: tuple[str, str],
+    database: str,
+    tmp_path: Path,
+    admin: MongoClient[Document],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Files published, database gone before the record: jobs fail; a re-run completes them."""
+    from example_analysis_model import UnitFilterOutputs, UnitFilterParameters
+    from run_capsule import run_analysis
+
+    password = mongo_user[1]
+    bucket = tmp_path / "bucket"
+    uri = uri_for(mongo_server.port, *mongo_user)
+    for name, value in {
+        "DOCDB_HOST": uri,
+        "DOCDB_DATABASE": database,
+        "DOCDB_COLLECTION": TABLE,
+        "ANALYSIS_BUCKET": bucket.as_uri(),
+    }.items():
+        monkeypatch.setenv(name, value)
+    analysis = Analysis(run_analysis, UnitFilterParameters, UnitFilterOutputs)
+    wrapped: list[StopsServerBeforeFirstPut] = []
+
+    def open_failing_store(settings: Any, capsule: Capsule, *, read_only: bool) -> RecordStore:
+        inner = MongoRecordStore(
+            uri,
+            database,
+            TABLE,
+            read_only=read_only,
+            server_selection_timeout_s=0.2,
+            retry_policy=FAST,
+            sleep=lambda _: None,
+        )
+        wrapped.append(StopsServerBeforeFirstPut(inner, mongo_server))
+        return wrapped[-1]
+
+    with monkeypatch.context() as patch:
+        patch.setattr(capsule_module, "open_record_store", open_failing_store)
+        try:
+            code = capsule_module.main(analysis, ["--dry_run", "0"], Capsule(capsule.root))
+        finally:
+            mongo_server.start()
+    assert code == 1
+    assert [store.puts for store in wrapped] == [6]
+    summary = summary_of(capsule)
+    assert (summary["ran"], summary["failed"]) == (0, 6)
+    keys = {job["key"] for job in summary["jobs"]}
+    for job in summary["jobs"]:
+        assert "cannot write to record store mongodb://***@127.0.0.1:" in job["error"]
+        assert password not in job["error"]
+        assert "\n" not in job["error"]
+    # Published but unrecorded: every key's files and manifest are there, no record.
+    assert {p.name for p in bucket.iterdir() if p.is_dir()} == keys
+    assert all((bucket / key / "manifest.json").is_file() for key in keys)
+    assert admin[database][TABLE].count_documents({}) == 0
+
+    assert capsule_module.main(analysis, ["--dry_run", "0"], Capsule(capsule.root)) == 0
+    summary = summary_of(capsule)
+    assert (summary["ran"], summary["skipped"], summary["failed"]) == (6, 0, 0)
+    assert {job["key"] for job in summary["jobs"]} == keys
+    reader = MongoRecordStore(uri, database, TABLE, read_only=True)
+    check_completed_run(reader.get_many(keys), keys, bucket)
+    reader.close()

@@ -1,0 +1,659 @@
+"""The result store contract bound to S3ResultStore on moto's S3 server, plus what only it does.
+
+Every test publishes into a bucket of its own (uuid-named), so tests never see each
+other's objects. Below the contract: ANALYSIS_BUCKET forms through the factory,
+multipart and many-file uploads, has_manifest across buckets, leftovers of a failed
+attempt, errors (missing bucket, wrong secret on a moto server that enforces auth,
+unreachable endpoint) without secrets, and the S3 server stopped in the middle of an
+upload, then started again. The tests that stop a server use one of their own, so the
+session's S3 server (and other modules' buckets) are never disturbed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from analysis_wrapper.errors import ConfigError, StoreError
+from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.retry import RetryPolicy
+from analysis_wrapper.settings import Capsule, StoreSettings
+from analysis_wrapper.stores import open_result_store
+from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings, _is_transient
+from conftest import CapsuleCopy
+from contract.result_store_contract import ResultStoreContract, key_of, write_tree
+from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, free_port
+
+REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
+FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
+MiB = 1024 * 1024
+
+
+@functools.cache
+def s3_client(endpoint: str, key: str = "testing", secret: str = "testing") -> Any:
+    """A plain boto3 client, independent of the store under test (one per server)."""
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    )
+
+
+def moto_ready(port: int) -> None:
+    """Return once a moto server answers on ``port``; raise otherwise."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1) as reply:
+        reply.read()
+
+
+def make_bucket(client: Any, name: str | None = None) -> str:
+    """Create a bucket (a fresh uuid name unless given) and return its name."""
+    bucket = name or f"test-{uuid.uuid4().hex[:24]}"
+    client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return bucket
+
+
+def tree_reader(client: Any) -> Callable[[str], dict[str, bytes]]:
+    """A ``read_tree`` for the contract: every object under an ``s3://`` URL."""
+
+    def read_tree(url: str) -> dict[str, bytes]:
+        parts = urlsplit(url)
+        assert parts.scheme == "s3", url
+        folder = parts.path.strip("/")
+        prefix = f"{folder}/" if folder else ""
+        found: dict[str, bytes] = {}
+        pages = client.get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=parts.netloc, Prefix=prefix):
+            for entry in page.get("Contents", []):
+                body = client.get_object(Bucket=parts.netloc, Key=entry["Key"])["Body"].read()
+                found[entry["Key"][len(prefix) :]] = body
+        return found
+
+    return read_tree
+
+
+def object_keys(client: Any, bucket: str, prefix: str = "") -> list[str]:
+    """Every object key in ``bucket`` under ``prefix``, sorted."""
+    reply = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(entry["Key"] for entry in reply.get("Contents", []))
+
+
+@pytest.fixture
+def client(aws_test_env: dict[str, str]) -> Any:
+    """A boto3 client to the session's S3 server (the test AWS variables are set)."""
+    return s3_client(aws_test_env["AWS_ENDPOINT_URL"])
+
+
+@pytest.fixture
+def bucket(client: Any) -> str:
+    """A fresh, empty bucket on the session's S3 server."""
+    return make_bucket(client)
+
+
+# --- the contract, bound ---------------------------------------------------------------
+
+
+class TestS3ResultStore(ResultStoreContract):
+    """The result store contract in a fresh bucket, under a two-level prefix."""
+
+    @pytest.fixture
+    def store(self, bucket: str) -> S3ResultStore:
+        return S3ResultStore(bucket, "team/results")
+
+    @pytest.fixture
+    def read_tree(self, client: Any) -> Any:
+        return tree_reader(client)
+
+
+class TestS3ResultStoreAtBucketTop(ResultStoreContract):
+    """The result store contract in a fresh bucket, with no prefix at all."""
+
+    @pytest.fixture
+    def store(self, bucket: str) -> S3ResultStore:
+        return S3ResultStore(bucket, "")
+
+    @pytest.fixture
+    def read_tree(self, client: Any) -> Any:
+        return tree_reader(client)
+
+
+# --- ANALYSIS_BUCKET through the factory -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "form",
+    ["s3://{b}/team/results", "s3://{b}/team/results/", "{b}/team/results", "{b}/team/results/"],
+)
+def test_factory_opens_s3_bucket_with_prefix(
+    client: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """s3://bucket/prefix[/] and upstream's bucket/prefix[/] give the same store and objects."""
+    monkeypatch.setenv("ANALYSIS_BUCKET", form.format(b=bucket))
+    store = open_result_store(StoreSettings(), Capsule(tmp_path / "capsule"))
+    assert isinstance(store, S3ResultStore)
+    assert store.url == f"s3://{bucket}/team/results"
+    key = key_of("factory")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    location = store.publish(key, folder, build_manifest(key, folder))
+    assert location == f"s3://{bucket}/team/results/{key}"
+    assert object_keys(client, bucket) == [
+        f"team/results/{key}/a.txt",
+        f"team/results/{key}/{MANIFEST_NAME}",
+    ]
+    assert not (tmp_path / "capsule").exists()
+
+
+@pytest.mark.parametrize("form", ["s3://{b}", "s3://{b}/", "{b}", "{b}/"])
+def test_factory_bucket_without_prefix_publishes_at_top(
+    client: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """A bucket with no prefix puts each key's folder at the top of the bucket."""
+    monkeypatch.setenv("ANALYSIS_BUCKET", form.format(b=bucket))
+    store = open_result_store(StoreSettings(), Capsule(tmp_path))
+    assert store.url == f"s3://{bucket}"
+    key = key_of("top")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    assert store.publish(key, folder, build_manifest(key, folder)) == f"s3://{bucket}/{key}"
+    assert object_keys(client, bucket) == [f"{key}/a.txt", f"{key}/{MANIFEST_NAME}"]
+
+
+@pytest.mark.parametrize(
+    "value", ["s3://AKIAEXAMPLE:s3cret-key@bucket/prefix", "AKIAEXAMPLE:s3cret-key@bucket/x"]
+)
+def test_credentials_in_analysis_bucket_are_refused_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    """A bucket name holding credentials is a ConfigError that never shows the secret."""
+    monkeypatch.setenv("ANALYSIS_BUCKET", value)
+    with pytest.raises(ConfigError, match="not a valid S3 bucket name") as raised:
+        open_result_store(StoreSettings(), Capsule(tmp_path))
+    assert "s3cret-key" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- uploads -----------------------------------------------------------------------------
+
+
+def test_large_file_goes_up_in_parts(client: Any, bucket: str, tmp_path: Path) -> None:
+    """A file over the multipart threshold is a multipart object (ETag '-3'), intact."""
+    store = S3ResultStore(
+        bucket,
+        "big",
+        transfer=TransferSettings(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB),
+    )
+    large = os.urandom(12 * MiB + 17)
+    key = key_of("large")
+    folder = write_tree(tmp_path / "out", {"large.bin": large, "small.txt": b"small"})
+    manifest = build_manifest(key, folder)
+    store.publish(key, folder, manifest)
+    head = client.head_object(Bucket=bucket, Key=f"big/{key}/large.bin")
+    assert head["ETag"].strip('"').endswith("-3")
+    assert head["ContentLength"] == len(large)
+    assert "-" not in client.head_object(Bucket=bucket, Key=f"big/{key}/small.txt")["ETag"]
+    body = client.get_object(Bucket=bucket, Key=f"big/{key}/large.bin")["Body"].read()
+    assert body == large
+    assert store.read_manifest(key) == manifest
+
+
+def test_many_small_files_all_arrive(client: Any, bucket: str, tmp_path: Path) -> None:
+    """300 small files in nested folders all arrive, each with its own bytes (by MD5 ETag)."""
+    files = {f"part{n % 7}/file{n:03d}.txt": f"file {n}\n".encode() * (n + 1) for n in range(300)}
+    key = key_of("many")
+    store = S3ResultStore(bucket, "many")
+    folder = write_tree(tmp_path / "out", files)
+    manifest = build_manifest(key, folder)
+    store.publish(key, folder, manifest)
+    etags: dict[str, str] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=bucket, Prefix=f"many/{key}/"
+    ):
+        etags.update({entry["Key"]: entry["ETag"].strip('"') for entry in page["Contents"]})
+    assert sorted(etags) == sorted(f"many/{key}/{name}" for name in [*files, MANIFEST_NAME])
+    for name, data in files.items():
+        assert etags[f"many/{key}/{name}"] == hashlib.md5(data).hexdigest(), name
+    assert len(manifest["files"]) == 300
+    assert store.read_manifest(key) == manifest
+
+
+def test_content_type_follows_file_name(client: Any, bucket: str, tmp_path: Path) -> None:
+    """Objects carry a Content-Type guessed from their names; the manifest is JSON."""
+    store = S3ResultStore(bucket, "")
+    key = key_of("types")
+    folder = write_tree(tmp_path / "out", {"units.csv": b"a,b\n", "figure.png": b"\x89PNG"})
+    store.publish(key, folder, build_manifest(key, folder))
+    types = {
+        name: client.head_object(Bucket=bucket, Key=f"{key}/{name}")["ContentType"]
+        for name in ("units.csv", "figure.png", MANIFEST_NAME)
+    }
+    assert types == {
+        "units.csv": "text/csv",
+        "figure.png": "image/png",
+        MANIFEST_NAME: "application/json",
+    }
+
+
+# --- leftovers of failed attempts (upstream defect D2) -----------------------------------
+
+
+def test_leftovers_of_a_crashed_attempt_never_block_the_next(
+    client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Objects a crashed attempt left (no manifest) are overwritten or deleted on publish."""
+    key = key_of("crashed")
+    client.put_object(Bucket=bucket, Key=f"r/{key}/a.txt", Body=b"half-written")
+    client.put_object(Bucket=bucket, Key=f"r/{key}/only_in_crashed/x.bin", Body=b"x")
+    store = S3ResultStore(bucket, "r")
+    assert store.read_manifest(key) is None
+    assert store.has_manifest(store.location(key)) is False
+    folder = write_tree(tmp_path / "out", {"a.txt": b"complete", "b.txt": b"b"})
+    manifest = build_manifest(key, folder)
+    store.publish(key, folder, manifest)
+    assert object_keys(client, bucket) == [
+        f"r/{key}/a.txt",
+        f"r/{key}/b.txt",
+        f"r/{key}/{MANIFEST_NAME}",
+    ]
+    assert client.get_object(Bucket=bucket, Key=f"r/{key}/a.txt")["Body"].read() == b"complete"
+    assert store.read_manifest(key) == manifest
+
+
+def test_bad_local_file_changes_nothing_remote(client: Any, bucket: str, tmp_path: Path) -> None:
+    """A publish that fails on an unreadable local file leaves the earlier result intact."""
+    key = key_of("keep earlier")
+    store = S3ResultStore(bucket, "r")
+    first = write_tree(tmp_path / "first", {"a.txt": b"first"})
+    manifest = build_manifest(key, first)
+    store.publish(key, first, manifest)
+    before = object_keys(client, bucket)
+    second = write_tree(tmp_path / "second", {"a.txt": b"second"})
+    os.symlink(tmp_path / "missing", second / "broken_link")
+    with pytest.raises(StoreError, match="broken_link"):
+        store.publish(key, second, build_manifest(key, second))
+    assert object_keys(client, bucket) == before
+    assert store.read_manifest(key) == manifest
+    assert client.get_object(Bucket=bucket, Key=f"r/{key}/a.txt")["Body"].read() == b"first"
+
+
+def test_leftover_prefix_sharing_a_key_start_is_not_touched(
+    client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """Pruning <key>/ never reaches a sibling whose name merely starts with the key."""
+    key = key_of("sibling")
+    client.put_object(Bucket=bucket, Key=f"{key}-other/keep.txt", Body=b"keep")
+    client.put_object(Bucket=bucket, Key=f"{key}x", Body=b"keep")
+    store = S3ResultStore(bucket, "")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    store.publish(key, folder, build_manifest(key, folder))
+    assert object_keys(client, bucket) == sorted(
+        [f"{key}-other/keep.txt", f"{key}x", f"{key}/a.txt", f"{key}/{MANIFEST_NAME}"]
+    )
+
+
+# --- has_manifest ------------------------------------------------------------------------
+
+
+def test_has_manifest_looks_in_any_bucket(client: Any, tmp_path: Path) -> None:
+    """has_manifest checks a location in another bucket; unknown buckets read as False."""
+    elsewhere, here = make_bucket(client), make_bucket(client)
+    old_store = S3ResultStore(elsewhere, "old/prefix")
+    key = key_of("moved")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    old_location = old_store.publish(key, folder, build_manifest(key, folder))
+    store = S3ResultStore(here, "new")
+    assert store.has_manifest(old_location) is True
+    assert store.has_manifest(old_location + "/") is True
+    assert store.has_manifest(old_store.location(key_of("never"))) is False
+    assert store.has_manifest(f"s3://{elsewhere}") is False
+    assert store.has_manifest(f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/{key}") is False
+    assert store.has_manifest(f"s3://None/{key}") is False
+    assert store.has_manifest(f"file:///tmp/{key}") is None
+    assert store.has_manifest(f"gs://{elsewhere}/{key}") is None
+
+
+# --- errors ------------------------------------------------------------------------------
+
+
+class Sleeps:
+    """Records the waits a retry policy asks for, without waiting."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def test_missing_bucket_fails_fast_naming_bucket_and_remedy(
+    aws_test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A bucket that does not exist: one StoreError line, no retry, no object anywhere."""
+    missing = f"missing-{uuid.uuid4().hex[:16]}"
+    sleeps = Sleeps()
+    store = S3ResultStore(missing, "p", sleep=sleeps)
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    with pytest.raises(StoreError) as raised:
+        store.publish(key_of("m"), folder, build_manifest(key_of("m"), folder))
+    message = str(raised.value)
+    assert f"s3://{missing}/p" in message
+    assert "NoSuchBucket" in message
+    assert "create the bucket or fix ANALYSIS_BUCKET" in message
+    assert "\n" not in message
+    assert sleeps.waits == []
+    with pytest.raises(StoreError, match="NoSuchBucket"):
+        store.read_manifest(key_of("m"))
+
+
+def test_unreachable_endpoint_fails_after_bounded_retries(
+    aws_test_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A closed port: StoreError after exactly the policy's attempts, naming the endpoint."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unreachable-s3cret-value")
+    sleeps = Sleeps()
+    store = S3ResultStore("some-bucket", "p", retry_policy=FAST, sleep=sleeps)
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    with (
+        caplog.at_level(logging.DEBUG, logger="analysis_wrapper"),
+        pytest.raises(StoreError) as raised,
+    ):
+        store.publish(key_of("u"), folder, build_manifest(key_of("u"), folder))
+    message = str(raised.value)
+    assert f"cannot reach S3 at {endpoint}" in message
+    assert "after 3 attempts" in message
+    assert "AWS_ENDPOINT_URL" in message
+    assert len(sleeps.waits) == FAST.attempts - 1
+    assert all(0 <= wait <= FAST.max_delay_s for wait in sleeps.waits)
+    with pytest.raises(StoreError, match="cannot reach"):
+        store.has_manifest("s3://some-bucket/p/x")
+    assert "unreachable-s3cret-value" not in message + caplog.text
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "transient"),
+    [
+        ("SlowDown", 503, True),
+        ("InternalError", 500, True),
+        ("ServiceUnavailable", 503, True),
+        ("Throttling", 400, True),
+        ("RequestTimeout", 400, True),
+        ("Whatever", 502, True),
+        ("TooManyRequests", 429, True),
+        ("AccessDenied", 403, False),
+        ("SignatureDoesNotMatch", 403, False),
+        ("NoSuchBucket", 404, False),
+        ("InvalidBucketName", 400, False),
+        ("EntityTooLarge", 400, False),
+    ],
+)
+def test_which_s3_errors_are_retried(code: str, status: int, transient: bool) -> None:
+    """Throttling and 5xx are retried; denial, missing bucket and bad requests are not."""
+    error = ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "PutObject",
+    )
+    assert _is_transient(error) is transient
+
+
+# --- wrong credentials on a server that checks them ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A moto S3 server that enforces IAM auth after its first 4 requests.
+
+    moto accepts any key by default; with INITIAL_NO_AUTH_ACTION_COUNT it checks the
+    signature against the keys it issued and the user's policies, as AWS does.
+    """
+    server = ServerProcess(
+        "moto_server (auth enforced)",
+        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        moto_ready,
+        tmp_path_factory.mktemp("moto-auth") / "moto.log",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "4")
+        server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_setup(auth_server: ServerProcess) -> dict[str, str]:
+    """A bucket and a user allowed s3:* on it, made in the 4 unauthenticated requests."""
+    endpoint = f"http://127.0.0.1:{auth_server.port}"
+    bucket = make_bucket(s3_client(endpoint))
+    iam = boto3.session.Session().client(
+        "iam",
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    iam.create_user(UserName="analysis")
+    key = iam.create_access_key(UserName="analysis")["AccessKey"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+    iam.put_user_policy(UserName="analysis", PolicyName="s3", PolicyDocument=json.dumps(policy))
+    return {
+        "endpoint": endpoint,
+        "bucket": bucket,
+        "key_id": key["AccessKeyId"],
+        "secret": key["SecretAccessKey"],
+    }
+
+
+def use_credentials(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, key_id: str, secret: str
+) -> None:
+    """Point boto3's default chain at ``endpoint`` with these credentials."""
+    for name, value in TEST_AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+
+
+def test_right_credentials_publish_on_auth_server(
+    auth_setup: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With the issued key and secret, the auth-enforcing server accepts a publish."""
+    use_credentials(monkeypatch, auth_setup["endpoint"], auth_setup["key_id"], auth_setup["secret"])
+    store = S3ResultStore(auth_setup["bucket"], "ok")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    location = store.publish(key_of("ok"), folder, build_manifest(key_of("ok"), folder))
+    assert store.has_manifest(location) is True
+
+
+def test_wrong_secret_fails_fast_with_one_line_and_no_secret(
+    auth_setup: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A wrong secret: HTTP 403 SignatureDoesNotMatch, no retry, the remedy, no secret shown."""
+    wrong = "wrong-" + auth_setup["secret"][6:]
+    use_credentials(monkeypatch, auth_setup["endpoint"], auth_setup["key_id"], wrong)
+    sleeps = Sleeps()
+    store = S3ResultStore(auth_setup["bucket"], "denied", sleep=sleeps)
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    with (
+        caplog.at_level(logging.DEBUG, logger="analysis_wrapper"),
+        pytest.raises(StoreError) as raised,
+    ):
+        store.publish(key_of("d"), folder, build_manifest(key_of("d"), folder))
+    message = str(raised.value)
+    assert f"results store s3://{auth_setup['bucket']}/denied" in message
+    assert "SignatureDoesNotMatch" in message or "HTTP 403" in message
+    assert "check the AWS credentials" in message
+    assert "\n" not in message
+    assert sleeps.waits == []
+    for secret in (wrong, auth_setup["secret"]):
+        assert secret not in message
+        assert secret not in caplog.text
+    with pytest.raises(StoreError, match="access denied"):
+        store.has_manifest(f"s3://{auth_setup['bucket']}/ok/{key_of('ok')}")
+    reader = s3_client(auth_setup["endpoint"], auth_setup["key_id"], auth_setup["secret"])
+    assert object_keys(reader, auth_setup["bucket"], "denied/") == []
+
+
+def test_unknown_key_id_is_denied(
+    auth_setup: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An access key the server never issued: InvalidAccessKeyId, named with the remedy."""
+    use_credentials(monkeypatch, auth_setup["endpoint"], "AKIANOTISSUED0000000", "testing")
+    store = S3ResultStore(auth_setup["bucket"], "x")
+    with pytest.raises(StoreError, match=r"InvalidAccessKeyId.*check the AWS credentials"):
+        store.read_manifest(key_of("x"))
+
+
+# --- the S3 server stops in the middle of an upload ---------------------------------------
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A moto server of this test's own, which it may stop and start."""
+    server = ServerProcess(
+        "moto_server (private)",
+        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        moto_ready,
+        tmp_path / "moto.log",
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_server_stopped_mid_upload_then_republish_completes(
+    private_server: ServerProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """S3 stops mid-upload: StoreError, no manifest trusted; back up: a re-publish completes."""
+    endpoint = f"http://127.0.0.1:{private_server.port}"
+    use_credentials(monkeypatch, endpoint, "testing", "testing")
+    admin = s3_client(endpoint)
+    bucket = make_bucket(admin)
+    store = S3ResultStore(bucket, "r", retry_policy=FAST)
+    key = key_of("fault")
+    earlier = write_tree(tmp_path / "earlier", {"old.txt": b"old"})
+    store.publish(key, earlier, build_manifest(key, earlier))
+    files = {f"f{n:03d}.bin": os.urandom(256 * 1024) for n in range(200)}
+    folder = write_tree(tmp_path / "out", files)
+    manifest = build_manifest(key, folder)
+
+    seen: list[str] = []
+
+    def stop_when_files_arrive() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = object_keys(admin, bucket, f"r/{key}/")
+            if sum(name.endswith(".bin") for name in names) >= 10:
+                seen.extend(names)
+                private_server.stop()
+                return
+            time.sleep(0.01)
+
+    stopper = threading.Thread(target=stop_when_files_arrive)
+    stopper.start()
+    try:
+        with pytest.raises(StoreError, match="cannot reach S3") as raised:
+            store.publish(key, folder, manifest)
+    finally:
+        stopper.join()
+    assert "after 3 attempts" in str(raised.value)
+    assert seen, "the upload ended before the server was stopped"
+    assert f"r/{key}/{MANIFEST_NAME}" not in seen  # the earlier result was retired first
+    assert sum(name.endswith(".bin") for name in seen) < len(files)
+
+    private_server.start()  # empty again: moto keeps objects in memory
+    make_bucket(admin, bucket)
+    assert store.has_manifest(store.location(key)) is False
+    assert store.publish(key, folder, manifest) == store.location(key)
+    assert store.has_manifest(store.location(key)) is True
+    assert store.read_manifest(key) == manifest
+    assert len(object_keys(admin, bucket, f"r/{key}/")) == len(files) + 1
+
+
+def test_outage_within_the_retry_budget_is_ridden_out(
+    private_server: ServerProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The server is down at the first request and back before the retry: publish succeeds."""
+    endpoint = f"http://127.0.0.1:{private_server.port}"
+    use_credentials(monkeypatch, endpoint, "testing", "testing")
+    admin = s3_client(endpoint)
+    bucket = f"test-{uuid.uuid4().hex[:24]}"
+    waits: list[float] = []
+
+    def restart_server(seconds: float) -> None:
+        waits.append(seconds)
+        if private_server.process is not None and private_server.process.poll() is not None:
+            private_server.start()
+            make_bucket(admin, bucket)
+
+    private_server.stop()
+    store = S3ResultStore(bucket, "r", retry_policy=FAST, sleep=restart_server)
+    key = key_of("outage")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a", "b/c.txt": b"c"})
+    manifest = build_manifest(key, folder)
+    assert store.publish(key, folder, manifest) == store.location(key)
+    assert len(waits) == 1
+    assert store.read_manifest(key) == manifest
+
+
+# --- end to end: the capsule publishing to S3 -------------------------------------------
+
+
+def test_capsule_run_publishes_to_s3_and_skips_on_rerun(
+    capsule: CapsuleCopy, client: Any, bucket: str, aws_test_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The example publishes to s3://bucket/prefix/<key>/; re-runs skip; a lost manifest reruns."""
+    data = tmp_path / "data"
+    shutil.copytree(capsule.data, data)
+    for path in sorted(data.glob("job_dict/*.json"))[2:]:
+        path.unlink()
+    args = ("--dry_run", "0", "--input_directory", str(data))
+    env = {**aws_test_env, "ANALYSIS_BUCKET": f"s3://{bucket}/analysis/v1"}
+
+    def run(expected: tuple[int, int, int]) -> dict[str, Any]:
+        done = capsule.run(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        summary: dict[str, Any] = json.loads((capsule.results / "run_summary.json").read_text())
+        assert (summary["ran"], summary["skipped"], summary["failed"]) == expected
+        return summary
+
+    summary = run((2, 0, 0))
+    read_tree = tree_reader(client)
+    for job in summary["jobs"]:
+        location = f"s3://{bucket}/analysis/v1/{job['key']}"
+        published = read_tree(location)
+        manifest = json.loads(published[MANIFEST_NAME])
+        assert sorted(published) == sorted([MANIFEST_NAME, *(f["path"] for f in manifest["files"])])
+        assert json.loads(published["metadata.nd.json"])["location"] == location
+    assert not (capsule.store / "results").exists()
+    run((0, 2, 0))
+    orphan = sorted(job["key"] for job in summary["jobs"])[0]
+    client.delete_object(Bucket=bucket, Key=f"analysis/v1/{orphan}/{MANIFEST_NAME}")
+    third = run((1, 1, 0))
+    assert [job["key"] for job in third["jobs"] if job["status"] == "succeeded"] == [orphan]
+    assert S3ResultStore(bucket, "analysis/v1").has_manifest(f"s3://{bucket}/analysis/v1/{orphan}")

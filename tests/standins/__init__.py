@@ -1,0 +1,1 @@
+"""Local stand-ins for services the real clients talk to (no registry ships these)."""
