@@ -17,10 +17,10 @@ import sys
 from collections.abc import Sequence
 
 from .capsule import configure_logging, exit_code_of
-from .commands import app_panel, results
+from .commands import app_panel, dispatch, results
 from .commands.common import CommandParser
 
-COMMAND_MODULES = (results, app_panel)
+COMMAND_MODULES = (results, app_panel, dispatch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ from .jobs import Job, find_job_files, load_job, validation_error_to_input_error
 from .manifest import build_manifest
 from .parameters import job_layers, merge_layers, validate_parameters
 from .plan import Action, Decision, decide
+from .progress import JobProgress
 from .records import RecordInputs, build_record
 from .settings import RunOptions
 from .stores.base import RecordStore, ResultStore
@@ -489,8 +490,10 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
             )
         else:
             log.info("[%d/%d] %s: failed", finished, len(to_run), Path(result.job_file).name)
+        progress.update(result.status is Status.SUCCEEDED)
 
-    (executor or run_serially)([planned[index] for index in to_run], context, done)
+    with JobProgress(len(to_run)) as progress:
+        (executor or run_serially)([planned[index] for index in to_run], context, done)
     summary.jobs = [result for result in results if result is not None]
     _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
     return summary

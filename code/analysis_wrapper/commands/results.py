@@ -1,21 +1,31 @@
-"""``analysis-wrapper results``: find stored results."""
+"""``analysis-wrapper results``: find, show and download stored results."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import os
+import uuid
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..query import find_records, parse_parameter_filter
+from ..errors import StoreError
+from ..manifest import file_sha256
+from ..query import find_records, get_record_by_prefix, locate_capsule, parse_parameter_filter
 from ..records import record_process
-from ..stores.base import Record, record_parameters
+from ..settings import StoreSettings
+from ..stores import open_record_store, open_result_store
+from ..stores.base import Record, ResultStore, record_parameters
 from .common import CommandParser, capsule_option
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 
 
 def register(commands: Any) -> None:
-    """Add ``results find`` to the command parsers."""
+    """Add ``results find``, ``results show`` and ``results download``."""
     results = commands.add_parser("results", help="find stored results")
     actions = results.add_subparsers(dest="action", required=True, parser_class=CommandParser)
     find = actions.add_parser("find", parents=[capsule_option()], help="list records")
@@ -26,18 +36,191 @@ def register(commands: Any) -> None:
         metavar="KEY=VALUE",
         help="only records whose parameter KEY equals VALUE (JSON-typed); repeatable",
     )
-    find.add_argument("--format", choices=("table", "json"), default="table")
+    find.add_argument(
+        "--input",
+        action="append",
+        default=[],
+        metavar="LOCATION",
+        help="only records whose input data include LOCATION (s3:// URL or path); repeatable",
+    )
+    find.add_argument("--code-version", help="only records made by this exact code version")
+    find.add_argument("--analysis-name", help="only records with this analysis_name")
+    find.add_argument("--tag", help="only records with this analysis_tag")
+    find.add_argument(
+        "--latest",
+        action="store_true",
+        help="only the newest record (latest end_date_time) per input data and parameters",
+    )
+    find.add_argument("--format", choices=("table", "json", "csv"), default="table")
     find.set_defaults(handler=find_command)
+
+    show = actions.add_parser(
+        "show", parents=[capsule_option()], help="one record's summary and its files"
+    )
+    show.add_argument("key", help="a key, or a unique prefix of at least 6 hex characters")
+    show.set_defaults(handler=show_command)
+
+    download = actions.add_parser(
+        "download",
+        parents=[capsule_option()],
+        help="fetch a result's files and check them against its manifest",
+    )
+    download.add_argument("key", help="a key, or a unique prefix of at least 6 hex characters")
+    download.add_argument("dir", type=Path, help="the folder to write the files into")
+    download.set_defaults(handler=download_command)
 
 
 def find_command(args: argparse.Namespace) -> int:
-    """List the records matching ``--param`` filters."""
+    """List the records matching every filter given."""
     filters = dict(parse_parameter_filter(text) for text in args.param)
-    records = find_records(filters, capsule=args.capsule)
+    records = find_records(
+        filters,
+        capsule=args.capsule,
+        input_data=args.input,
+        code_version=args.code_version,
+        analysis_name=args.analysis_name,
+        analysis_tag=args.tag,
+        latest=args.latest,
+    )
     if args.format == "json":
         print(json.dumps(records, indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        print(format_records_csv(records), end="")
     else:
         print(format_records_table(records))
+    return EXIT_OK
+
+
+def format_records_csv(records: list[Record]) -> str:
+    """Records as CSV: key, finished, version, inputs, then one column per parameter.
+
+    ``inputs`` holds the input URLs joined by ``;``. Text parameters are written as
+    they are; other values as JSON (``0.5``, ``true``, ``[1, 2]``); a parameter a
+    record lacks is an empty cell.
+    """
+    all_parameters = [record_parameters(record) for record in records]
+    names = sorted({name for parameters in all_parameters for name in parameters})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["key", "finished", "version", "inputs", *names])
+    for record, parameters in zip(records, all_parameters, strict=True):
+        process = record_process(record)
+        code: dict[str, Any] = dict(process.get("code") or {})
+        urls = [str(a.get("url")) for a in code.get("input_data") or [] if isinstance(a, dict)]
+        writer.writerow(
+            [
+                str(record.get("_id", "")),
+                str(process.get("end_date_time") or ""),
+                str(code.get("version") or ""),
+                ";".join(urls),
+                *(_cell(parameters[name]) if name in parameters else "" for name in names),
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _open_record(args: argparse.Namespace) -> tuple[Record, ResultStore]:
+    """The record ``args.key`` names, and the configured result store."""
+    capsule = locate_capsule(args.capsule)
+    settings = StoreSettings()
+    store = open_record_store(settings, capsule, read_only=True)
+    try:
+        record = get_record_by_prefix(store, args.key)
+    finally:
+        store.close()
+    return record, open_result_store(settings, capsule)
+
+
+def show_command(args: argparse.Namespace) -> int:
+    """Print one record's summary and the files its manifest lists."""
+    record, result_store = _open_record(args)
+    key = str(record["_id"])
+    manifest = result_store.read_manifest(key)
+    print(format_record_summary(record, manifest, result_store.url))
+    return EXIT_OK
+
+
+def format_record_summary(record: Record, manifest: dict[str, Any] | None, store_url: str) -> str:
+    """A record as text: key, location, finished, code, inputs, parameters, outputs, files."""
+    process = record_process(record)
+    code: dict[str, Any] = dict(process.get("code") or {})
+    lines = [
+        f"key         {record.get('_id')}",
+        f"location    {record.get('location') or '-'}",
+        f"finished    {process.get('end_date_time') or '-'}",
+        f"code        {code.get('url') or '?'}@{code.get('version') or '?'}",
+        "inputs",
+    ]
+    for asset in code.get("input_data") or []:
+        if isinstance(asset, dict):
+            name = f" ({asset['name']})" if asset.get("name") else ""
+            lines.append(f"  {asset.get('url')}{name}")
+    lines.append("parameters")
+    lines += [f"  {n} = {json.dumps(v)}" for n, v in sorted(record_parameters(record).items())]
+    outputs = process.get("output_parameters") or {}
+    lines.append("outputs")
+    lines += [f"  {n} = {json.dumps(v)}" for n, v in sorted(dict(outputs).items())]
+    if manifest is None:
+        lines.append(f"files: no manifest for this key in {store_url}")
+        return "\n".join(lines)
+    files = [f for f in manifest.get("files") or [] if isinstance(f, dict)]
+    total = sum(int(f.get("size") or 0) for f in files)
+    lines.append(f"files ({len(files)}, {total} bytes)")
+    width = max((len(str(f.get("size"))) for f in files), default=0)
+    lines += [f"  {str(f.get('size')).rjust(width)}  {f.get('path')}" for f in files]
+    return "\n".join(lines)
+
+
+def download_command(args: argparse.Namespace) -> int:
+    """Fetch every file of the record's manifest into ``args.dir`` and check each one.
+
+    Each file is written under a hidden temporary name, checked (size and sha256),
+    and only then renamed to its final name; a file that fails the check is deleted.
+    """
+    record, result_store = _open_record(args)
+    key = str(record["_id"])
+    manifest = result_store.read_manifest(key)
+    if manifest is None:
+        raise StoreError(f"no manifest for {key} in {result_store.url}: nothing to download")
+    location = str(record.get("location") or result_store.location(key))
+    target_dir: Path = args.dir
+    files = [f for f in manifest.get("files") or [] if isinstance(f, dict)]
+    bad: list[str] = []
+    total = 0
+    for entry in files:
+        relative = str(entry.get("path") or "")
+        parts = PurePosixPath(relative).parts
+        if not parts or ".." in parts or PurePosixPath(relative).is_absolute():
+            raise StoreError(f"manifest of {key} lists an unsafe path {relative!r}")
+        target = target_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            if not result_store.download(location, relative, partial):
+                raise StoreError(
+                    f"{location} is not in a store like {result_store.url}; set "
+                    "ANALYSIS_BUCKET to a store of that kind"
+                )
+            size, digest = partial.stat().st_size, file_sha256(partial)
+            if size != entry.get("size") or digest != entry.get("sha256"):
+                bad.append(
+                    f"{relative}: expected {entry.get('size')} bytes sha256 "
+                    f"{str(entry.get('sha256'))[:12]}, got {size} bytes sha256 {digest[:12]}"
+                )
+                continue
+            os.replace(partial, target)
+            total += size
+        finally:
+            partial.unlink(missing_ok=True)
+    if bad:
+        raise StoreError(
+            f"{len(bad)} file(s) of {key} do not match its manifest: " + "; ".join(bad)
+        )
+    print(f"downloaded {len(files)} file(s), {total} bytes, to {target_dir} (sha256 checked)")
     return EXIT_OK
 
 

@@ -24,22 +24,64 @@ PARAMETERS_PATH = ("processing", "data_processes", 0, "code", "parameters")
 class RecordQuery:
     """A store-neutral filter on records; every given condition must hold.
 
+    Backends may push some conditions to the server as a prefilter (one that never
+    drops a matching record), then keep the records :meth:`matches` accepts.
+
     Parameters
     ----------
     parameters : mapping
         Parameter name to value; a record matches when its stored parameter equals
         the value (numbers compare by value, so ``1`` matches ``1.0``).
+    input_data : tuple of str
+        Normalised input locations; a record matches when its
+        ``code.input_data`` URLs include every one.
+    code_version : str or None
+        The exact ``code.version`` a record must have.
+    analysis_name : str or None
+        The ``analysis_name`` parameter a record must have.
+    analysis_tag : str or None
+        The ``analysis_tag`` parameter a record must have.
     """
 
     parameters: Mapping[str, Any] = field(default_factory=dict)
+    input_data: tuple[str, ...] = ()
+    code_version: str | None = None
+    analysis_name: str | None = None
+    analysis_tag: str | None = None
 
     def matches(self, record: Record) -> bool:
         """Tell whether ``record`` satisfies every condition (the reference semantics)."""
         stored = record_parameters(record)
-        return all(
-            name in stored and _same_value(stored[name], value)
-            for name, value in self.parameters.items()
-        )
+        wanted = [*self.parameters.items()]
+        if self.analysis_name is not None:
+            wanted.append(("analysis_name", self.analysis_name))
+        if self.analysis_tag is not None:
+            wanted.append(("analysis_tag", self.analysis_tag))
+        if not all(name in stored and _same_value(stored[name], value) for name, value in wanted):
+            return False
+        code = record_code(record)
+        if self.code_version is not None and code.get("version") != self.code_version:
+            return False
+        return set(self.input_data) <= set(record_input_urls(record))
+
+
+def record_code(record: Record) -> dict[str, Any]:
+    """Return the ``code`` block of a record's first data process, or ``{}``."""
+    value: Any = record
+    for step in PARAMETERS_PATH[:-1]:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def record_input_urls(record: Record) -> list[str]:
+    """Return the URLs of a record's ``code.input_data`` assets, as stored."""
+    assets = record_code(record).get("input_data")
+    if not isinstance(assets, list):
+        return []
+    return [a["url"] for a in assets if isinstance(a, dict) and isinstance(a.get("url"), str)]
 
 
 def record_parameters(record: Record) -> dict[str, Any]:
@@ -133,5 +175,23 @@ class ResultStore(Protocol):
         ``location`` is a record's location, possibly in another store of the same
         kind (an older bucket or folder). Returns ``None`` when this store cannot
         look there (another kind of store): the caller then trusts the record.
+        """
+        ...
+
+    def download(self, location: str, relative_path: str, target: Path) -> bool:
+        """Copy ``<location>/<relative_path>`` to the local file ``target``.
+
+        ``location`` is a record's location, possibly in another store of the same
+        kind. ``target``'s folder must exist; ``target`` is overwritten.
+
+        Returns
+        -------
+        bool
+            False when this store cannot read ``location`` (another kind of store).
+
+        Raises
+        ------
+        StoreError
+            If the file is missing or cannot be read.
         """
         ...

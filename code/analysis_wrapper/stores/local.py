@@ -84,3 +84,23 @@ class LocalResultStore:
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         return data if isinstance(data, dict) else None
+
+    def download(self, location: str, relative_path: str, target: Path) -> bool:
+        """Copy ``<location>/<relative_path>`` to ``target`` for a ``file://`` location.
+
+        Raises
+        ------
+        StoreError
+            If the file is missing or unreadable, or ``relative_path`` leaves the folder.
+        """
+        if not location.startswith("file://"):
+            return False
+        folder = Path(unquote(urlsplit(location).path))
+        source = folder / relative_path
+        if ".." in Path(relative_path).parts or Path(relative_path).is_absolute():
+            raise StoreError(f"{location}: file {relative_path!r} is outside the result folder")
+        try:
+            shutil.copyfile(source, target)
+        except OSError as exc:
+            raise StoreError(f"cannot read {source}: {exc.strerror or exc}") from exc
+        return True

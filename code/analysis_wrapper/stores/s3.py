@@ -285,6 +285,32 @@ class S3ResultStore:
                 raise
         return True
 
+    def download(self, location: str, relative_path: str, target: Path) -> bool:
+        """Copy ``<location>/<relative_path>`` to ``target``; ``False`` if not ``s3://``.
+
+        ``location`` may be in any bucket this store's credentials can read. Transient
+        errors are retried; others raise one-line :class:`StoreError` s.
+        """
+        parts = urlsplit(location)
+        if parts.scheme != "s3":
+            return False
+        bucket, folder = parts.netloc, parts.path.strip("/")
+        object_key = f"{folder}/{relative_path}" if folder else relative_path
+        where = f"{mask_url(location)}/{relative_path}"
+        if not _BUCKET_NAME.match(bucket):
+            raise StoreError(f"results store {self.url}: {where}: no bucket has that name")
+        with self._translated(f"downloading {where}", bucket):
+            try:
+                self._retried(
+                    lambda: self._client().download_file(bucket, object_key, str(target)),
+                    f"downloading {where}",
+                )
+            except boto_errors.ClientError as exc:
+                if _code(exc) in _NOT_FOUND_CODES:
+                    raise StoreError(f"results store {self.url}: {where} does not exist") from exc
+                raise
+        return True
+
     # --- the steps of a publish ------------------------------------------------------
 
     def _object_key(self, key: str) -> str:

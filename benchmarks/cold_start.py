@@ -1,0 +1,138 @@
+"""Cold start: from launching the capsule to its first job, against upstream's import.
+
+    python benchmarks/cold_start.py [--rounds 5] [--no-upstream]
+
+- **this wrapper**: a throwaway capsule (a git repository) whose ``run_analysis``
+  records the time it is first called and exits; measured from just before the
+  process is launched, so it includes the interpreter, every import, the command
+  line, the git lookup, store opening and planning of one job.
+- **upstream**: ``analysis_pipeline_utils`` 0.2.8 from PyPI, installed into its own
+  virtual environment (``.ci/.venv-upstream``), imported the way its template's
+  ``run_capsule.py`` does (``from analysis_pipeline_utils.utils_analysis_wrapper import
+  run_analysis_jobs``); measured to the end of that import alone, which is less than
+  its real start-up.
+
+Prints a markdown table of medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+UPSTREAM_VENV = REPO / ".ci" / ".venv-upstream"
+UPSTREAM_PACKAGE = "analysis-pipeline-utils==0.2.8"
+UPSTREAM_IMPORT = "from analysis_pipeline_utils.utils_analysis_wrapper import run_analysis_jobs"
+
+CAPSULE_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+from analysis_wrapper import AnalysisParameters, Job, run_analysis_jobs
+
+class Parameters(AnalysisParameters):
+    threshold: float = 0.5
+
+def run_analysis(job: Job, parameters: Parameters, results_dir: Path) -> None:
+    Path(os.environ["FIRST_JOB_AT"]).write_text(repr(time.time()))
+    os._exit(0)
+
+if __name__ == "__main__":
+    run_analysis_jobs(run_analysis, parameters_model=Parameters)
+"""
+
+
+def make_capsule(root: Path) -> Path:
+    """A one-job capsule in a fresh git repository; returns its run_capsule.py."""
+    (root / "code").mkdir(parents=True)
+    (root / "data" / "job_dict").mkdir(parents=True)
+    script = root / "code" / "run_capsule.py"
+    script.write_text(CAPSULE_SCRIPT)
+    job = {"s3_location": ["s3://bucket/asset"], "distributed_parameters": {"threshold": 0.1}}
+    (root / "data" / "job_dict" / "job.json").write_text(json.dumps(job))
+    (root / "data" / "analysis_parameters.json").write_text(
+        json.dumps({"fixed_parameters": {"analysis_name": "cold start"}})
+    )
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.org",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.org"}  # fmt: skip
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    return script
+
+
+def time_wrapper(script: Path, rounds: int) -> list[float]:
+    """Seconds from launch to the first call of run_analysis, per round."""
+    times = []
+    marker = script.parent.parent / "first_job_at"
+    for _ in range(rounds):
+        marker.unlink(missing_ok=True)
+        env = {**os.environ, "FIRST_JOB_AT": str(marker)}
+        started = time.time()
+        subprocess.run(
+            [sys.executable, str(script), "--dry_run", "1"],
+            cwd=script.parent,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        times.append(float(marker.read_text()) - started)
+    return times
+
+
+def ensure_upstream() -> Path:
+    """Install upstream's library into its own venv once; return its python."""
+    python = UPSTREAM_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True)
+        subprocess.run(
+            [str(UPSTREAM_VENV / "bin" / "pip"), "install", "-q", UPSTREAM_PACKAGE], check=True
+        )
+    return python
+
+
+def time_upstream(python: Path, rounds: int) -> list[float]:
+    """Seconds from launch to the end of upstream's import, per round."""
+    times = []
+    for _ in range(rounds):
+        started = time.time()
+        subprocess.run(
+            [str(python), "-c", f"{UPSTREAM_IMPORT}\nimport time; print(repr(time.time()))"],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "DOCDB_HOST": "unused.example.org"},
+        )
+        times.append(time.time() - started)
+    return times
+
+
+def main() -> None:
+    """Measure both and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-upstream", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="aw-cold-") as work:
+        script = make_capsule(Path(work) / "capsule")
+        time_wrapper(script, 1)  # warm the file cache, as a second run would be
+        ours = statistics.median(time_wrapper(script, args.rounds))
+    print("| measurement | median s | note |")
+    print("|---|---|---|")
+    print(f"| this wrapper: launch to first job | {ours:.3f} | target <= 0.25 s |")
+    if not args.no_upstream:
+        python = ensure_upstream()
+        time_upstream(python, 1)
+        theirs = statistics.median(time_upstream(python, args.rounds))
+        print(f"| upstream {UPSTREAM_PACKAGE}: launch to end of import | {theirs:.3f} | |")
+        print(f"| ratio (ours / upstream) | {ours / theirs:.2f} | target <= 0.20 |")
+
+
+if __name__ == "__main__":
+    main()
