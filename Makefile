@@ -53,6 +53,7 @@ format: $(VENV)/.installed-test
 bench: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/scale.py --servers
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/upload.py
+	$(BIN)/python benchmarks/cold_start.py
 
 clean:
 	rm -rf $(VENV) $(SERVERS_VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache

@@ -152,6 +152,21 @@ def planning_rows(work: Path, jobs: int, mongo_uri: str | None) -> list[tuple[st
                 f"batched is {one_by_one / seconds:.1f}x faster",
             )
         )
+        keys = [job.key for job in plan_run(batched) if job.key]
+        started = time.perf_counter()
+        found = store.get_many(keys)
+        many = time.perf_counter() - started
+        started = time.perf_counter()
+        found_one_by_one = OneByOne(store).get_many(keys)
+        single_lookups = time.perf_counter() - started
+        assert found.keys() == found_one_by_one.keys()
+        rows.append(
+            (
+                f"look up {len(keys)} keys, {name}: batched vs one query per key",
+                f"{many:.2f} s vs {single_lookups:.2f} s",
+                f"batched is {single_lookups / many:.0f}x faster",
+            )
+        )
         store.close()
     return rows
 

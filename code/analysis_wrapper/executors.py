@@ -15,13 +15,10 @@ executor: a job's files go to its own folder and its record is written last.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -94,6 +91,11 @@ def execute(
 def _execute_in_pool(
     jobs: Sequence[PlannedJob], context: RunContext, workers: int, on_done: OnDone
 ) -> None:
+    # Imported here: a serial run (the default) should not pay for them at start-up.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=spawn) as pool:
         futures = {pool.submit(run_job, job, context): index for index, job in enumerate(jobs)}
