@@ -41,7 +41,12 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy code/analysis_wrapper
 
-pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
+# The report test opens report.html in headless Chromium (Debian's package; CI runs as root).
+.PHONY: chromium
+chromium:
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+
+pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed chromium
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/pytest
 
 format: $(VENV)/.installed-test

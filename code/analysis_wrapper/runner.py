@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from .changes import change_reasons
 from .codeocean import CodeOceanIdentity
 from .errors import JobInputError, KeyComputationError, RecordExistsError, WrapperError
 from .identity import CodeIdentity, canonical_json, compute_key, key_preimage
@@ -35,6 +36,7 @@ from .parameters import job_layers, merge_layers, validate_parameters
 from .plan import Action, Decision, decide
 from .progress import JobProgress
 from .records import RecordInputs, build_record
+from .report import write_report
 from .settings import RunOptions
 from .stores.base import RecordStore, ResultStore
 
@@ -217,7 +219,11 @@ def prepare_job(path: Path, context: RunContext) -> PlannedJob:
 
 
 def plan_run(context: RunContext) -> list[PlannedJob]:
-    """Prepare every job and decide each, looking all keys up in one batch."""
+    """Prepare every job and decide each, looking all keys up in one batch.
+
+    A job that runs for want of a record with its key gets a field-level reason when
+    a record with the same input data exists (one more batched, indexed lookup).
+    """
     planned = [
         prepare_job(path, context) for path in find_job_files(context.options.input_directory)
     ]
@@ -225,6 +231,7 @@ def plan_run(context: RunContext) -> list[PlannedJob]:
     keys = [job.key for job in planned if job.key is not None]
     existing = context.record_store.get_many(keys) if keys else {}
     first_with_key: dict[str, Path] = {}
+    new: list[PlannedJob] = []
     for job in planned:
         if job.key is None:
             continue
@@ -237,6 +244,12 @@ def plan_run(context: RunContext) -> list[PlannedJob]:
             manifest_found=_manifest_found(record, context) if record else None,
         )
         job.replace = record is not None
+        if record is None and job.decision.action is Action.RUN and job.preimage is not None:
+            new.append(job)
+    reasons = change_reasons([job.preimage or {} for job in new], context.record_store)
+    for job, reason in zip(new, reasons, strict=True):
+        if reason is not None:
+            job.decision = Decision(Action.RUN, reason)
     return planned
 
 
@@ -496,4 +509,7 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
         (executor or run_serially)([planned[index] for index in to_run], context, done)
     summary.jobs = [result for result in results if result is not None]
     _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
+    write_report(
+        options.results_directory, summary, {str(j.job_file): j.decision.reason for j in planned}
+    )
     return summary

@@ -77,6 +77,20 @@ def put_in_order(store: RecordStore, records: Iterable[Record]) -> list[Record]:
     return written
 
 
+def with_inputs(record: Record, urls: list[str]) -> Record:
+    """Give ``record`` (made with parameters) ``code.input_data`` assets at ``urls``."""
+    code = record["processing"]["data_processes"][0]["code"]
+    code["input_data"] = [{"url": url, "name": url.rsplit("/", 1)[-1]} for url in urls]
+    return record
+
+
+def record_urls(record: Record) -> list[str]:
+    """The input URLs of a record made by :func:`with_inputs`."""
+    return [
+        asset["url"] for asset in record["processing"]["data_processes"][0]["code"]["input_data"]
+    ]
+
+
 def find_ids(store: RecordStore, **parameters: Any) -> list[str]:
     """Return the ids :meth:`RecordStore.find` gives for ``parameters``."""
     return ids(store.find(RecordQuery(parameters=parameters)))
@@ -372,6 +386,52 @@ class RecordStoreContract:
         assert find_ids(store) == [*ids(odd), good["_id"]]
         assert find_ids(store, x=1) == [good["_id"]]
         assert find_ids(store, x=None) == []
+
+    # --- find_by_inputs --------------------------------------------------------------
+
+    def test_find_by_inputs_returns_records_with_exactly_that_input_set(
+        self, store: RecordStore
+    ) -> None:
+        """Only records whose input URL set equals the asked set qualify, in write order."""
+        a, b, c = "s3://bucket/a", "s3://bucket/b", "s3://bucket/c"
+        first = with_inputs(make_record(key_of("ab 1"), {"x": 1}), [b, a])
+        second = with_inputs(make_record(key_of("ab 2"), {"x": 2}), [a, b])
+        only_a = with_inputs(make_record(key_of("a"), {"x": 1}), [a])
+        abc = with_inputs(make_record(key_of("abc"), {"x": 1}), [a, b, c])
+        put_in_order(store, [first, only_a, second, abc, make_record(key_of("none"), {"x": 1})])
+        found = store.find_by_inputs([[b, a, a], [c]])
+        assert {key: ids(records) for key, records in found.items()} == {
+            (a, b): [first["_id"], second["_id"]],
+            (c,): [],
+        }
+        assert found[(a, b)][0] == first
+
+    def test_find_by_inputs_batches_many_sets(self, store: RecordStore) -> None:
+        """Hundreds of input sets are answered at once, each with its own record."""
+        records = [
+            with_inputs(make_record(key_of(n), {"n": n}), [f"s3://bucket/session-{n:04d}"])
+            for n in range(600)
+        ]
+        for record in records:
+            store.put(record)
+        found = store.find_by_inputs([record_urls(record) for record in records])
+        assert len(found) == len(records)
+        assert all(ids(found[(record_urls(r)[0],)]) == [r["_id"]] for r in records)
+
+    def test_find_by_inputs_follows_a_replace(self, store: RecordStore) -> None:
+        """A record replaced with other inputs is found under its new inputs only."""
+        old = with_inputs(make_record(key_of("k"), {"x": 1}), ["s3://bucket/old"])
+        store.put(old)
+        new = with_inputs(make_record(key_of("k"), {"x": 1}), ["s3://bucket/new"])
+        store.put(new, replace=True)
+        found = store.find_by_inputs([["s3://bucket/old"], ["s3://bucket/new"]])
+        assert found == {("s3://bucket/old",): [], ("s3://bucket/new",): [new]}
+
+    def test_find_by_inputs_of_nothing_is_empty(self, store: RecordStore) -> None:
+        """No sets, or only empty sets, ask nothing."""
+        store.put(with_inputs(make_record(key_of("k"), {"x": 1}), ["s3://bucket/a"]))
+        assert store.find_by_inputs([]) == {}
+        assert store.find_by_inputs([[]]) == {}
 
     # --- display -------------------------------------------------------------------
 

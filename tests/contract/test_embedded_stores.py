@@ -28,7 +28,12 @@ from analysis_wrapper.stores import (
     open_record_store,
     open_result_store,
 )
-from contract.record_store_contract import RecordStoreContract, key_of, make_record
+from contract.record_store_contract import (
+    RecordStoreContract,
+    key_of,
+    make_record,
+    with_inputs,
+)
 from contract.result_store_contract import ResultStoreContract, write_tree
 
 TABLE = "analysis_results"
@@ -458,3 +463,39 @@ def test_processes_inserting_at_once_store_each_key_once(tmp_path: Path) -> None
     count = connection.execute(f'SELECT COUNT(*), COUNT(DISTINCT _id) FROM "{TABLE}"').fetchone()
     connection.close()
     assert count == (len(_KEYS), len(_KEYS))
+
+
+def test_sqlite_find_by_inputs_uses_the_url_index(tmp_path: Path) -> None:
+    """The side table of input URLs is filled with each put and read through its index."""
+    store = SqliteRecordStore(tmp_path / "records.sqlite", TABLE)
+    record = with_inputs(make_record(key_of("a"), {"x": 1}), ["s3://bucket/a", "s3://bucket/b"])
+    store.put(record)
+    connection = sqlite3.connect(tmp_path / "records.sqlite")
+    rows = connection.execute(f'SELECT _id, url FROM "{TABLE}__inputs" ORDER BY url').fetchall()
+    plan = connection.execute(
+        f'EXPLAIN QUERY PLAN SELECT _id FROM "{TABLE}__inputs" WHERE url IN (?, ?)',
+        ["s3://bucket/a", "s3://x"],
+    ).fetchall()
+    connection.close()
+    assert rows == [(key_of("a"), "s3://bucket/a"), (key_of("a"), "s3://bucket/b")]
+    assert any("USING" in str(step) and "INDEX" in str(step) for step in plan), plan
+    assert store.find_by_inputs([["s3://bucket/a", "s3://bucket/b"]]) == {
+        ("s3://bucket/a", "s3://bucket/b"): [record]
+    }
+    store.close()
+
+
+def test_sqlite_failed_put_leaves_no_input_rows(tmp_path: Path) -> None:
+    """A put refused as a duplicate rolls its input rows back with the record."""
+    store = SqliteRecordStore(tmp_path / "records.sqlite", TABLE)
+    store.put(with_inputs(make_record(key_of("a"), {"x": 1}), ["s3://bucket/a"]))
+    with pytest.raises(RecordExistsError):
+        store.put(with_inputs(make_record(key_of("a"), {"x": 2}), ["s3://bucket/b"]))
+    assert store.find_by_inputs([["s3://bucket/b"]]) == {("s3://bucket/b",): []}
+    assert ids_of(store.find_by_inputs([["s3://bucket/a"]])[("s3://bucket/a",)]) == [key_of("a")]
+    store.close()
+
+
+def ids_of(records: list[dict[str, Any]]) -> list[str]:
+    """The _id of each record."""
+    return [record["_id"] for record in records]

@@ -36,9 +36,15 @@ from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.runner import Analysis
 from analysis_wrapper.settings import Capsule
 from analysis_wrapper.stores import Record, RecordQuery, RecordStore
+from analysis_wrapper.stores.base import INPUT_URL_PATH
 from analysis_wrapper.stores.mongo import BOOKKEEPING_FIELD, MongoRecordStore
 from conftest import CapsuleCopy
-from contract.record_store_contract import RecordStoreContract, key_of, make_record
+from contract.record_store_contract import (
+    RecordStoreContract,
+    key_of,
+    make_record,
+    with_inputs,
+)
 from servers import ServerProcess, free_port
 
 TABLE = "analysis_results"
@@ -602,6 +608,9 @@ class StopsServerBeforeFirstPut:
     def find(self, query: RecordQuery) -> list[Record]:
         return self.inner.find(query)
 
+    def find_by_inputs(self, input_sets: Any) -> dict[tuple[str, ...], list[Record]]:
+        return self.inner.find_by_inputs(input_sets)
+
     def close(self) -> None:
         self.inner.close()
 
@@ -672,3 +681,20 @@ def test_database_lost_between_upload_and_record_then_rerun_completes(
     reader = MongoRecordStore(uri, database, TABLE, read_only=True)
     check_completed_run(reader.get_many(keys), keys, bucket)
     reader.close()
+
+
+def test_find_by_inputs_uses_the_multikey_index_on_input_urls(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """The first write indexes the input URLs, and the find_by_inputs query uses that index."""
+    store = MongoRecordStore(secret_uri, database, TABLE)
+    record = with_inputs(make_record(key_of("a"), {"x": 1}), ["s3://bucket/a", "s3://bucket/b"])
+    store.put(record)
+    keys = [list(index["key"]) for index in admin[database][TABLE].list_indexes()]
+    assert [INPUT_URL_PATH] in keys
+    plan = admin[database][TABLE].find({INPUT_URL_PATH: {"$in": ["s3://bucket/a"]}}).explain()
+    assert "IXSCAN" in json.dumps(plan, default=str), plan
+    assert store.find_by_inputs([["s3://bucket/b", "s3://bucket/a"]]) == {
+        ("s3://bucket/a", "s3://bucket/b"): [record]
+    }
+    store.close()

@@ -19,6 +19,9 @@ Record = dict[str, Any]
 PARAMETERS_PATH = ("processing", "data_processes", 0, "code", "parameters")
 """Where a record keeps the validated parameters."""
 
+INPUT_URL_PATH = "processing.data_processes.0.code.input_data.url"
+"""The dotted path of a record's input URLs: document stores index it (multikey)."""
+
 
 @dataclass(frozen=True)
 class RecordQuery:
@@ -84,6 +87,33 @@ def record_input_urls(record: Record) -> list[str]:
     return [a["url"] for a in assets if isinstance(a, dict) and isinstance(a.get("url"), str)]
 
 
+def input_set_key(urls: Iterable[str]) -> tuple[str, ...]:
+    """The key :meth:`RecordStore.find_by_inputs` answers under: the sorted, unique URLs."""
+    return tuple(sorted(set(urls)))
+
+
+def group_by_inputs(
+    records: Iterable[Record], input_sets: Iterable[Iterable[str]]
+) -> dict[tuple[str, ...], list[Record]]:
+    """Keep the records whose input URL set equals one of ``input_sets``, grouped by it.
+
+    The reference semantics of :meth:`RecordStore.find_by_inputs`: a backend fetches
+    the records holding any of the URLs through an index, then calls this. Every asked
+    set gets an entry (maybe empty); records keep the order they came in; a record is
+    never listed twice.
+    """
+    grouped: dict[tuple[str, ...], list[Record]] = {
+        key: [] for key in map(input_set_key, input_sets) if key
+    }
+    seen: set[str] = set()
+    for record in records:
+        key = input_set_key(record_input_urls(record))
+        if key in grouped and record["_id"] not in seen:
+            seen.add(record["_id"])
+            grouped[key].append(record)
+    return grouped
+
+
 def record_parameters(record: Record) -> dict[str, Any]:
     """Return the parameters a record stores, or ``{}`` when it has none."""
     value: Any = record
@@ -136,6 +166,18 @@ class RecordStore(Protocol):
 
     def find(self, query: RecordQuery) -> list[Record]:
         """Return the records matching ``query``, oldest first."""
+        ...
+
+    def find_by_inputs(
+        self, input_sets: Iterable[Iterable[str]]
+    ) -> dict[tuple[str, ...], list[Record]]:
+        """Return, per input set, the records whose ``code.input_data`` URLs are that set.
+
+        Answered through an index on the input URLs (never a scan of the collection),
+        in few round trips for all sets at once; see :func:`group_by_inputs` for the
+        exact semantics. Keys are :func:`input_set_key` of each non-empty asked set;
+        records come in the order :meth:`find` would list them (oldest first).
+        """
         ...
 
     def close(self) -> None:

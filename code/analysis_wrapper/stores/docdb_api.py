@@ -20,6 +20,10 @@ How each operation maps onto the API:
   names); every record returned is then checked with :meth:`RecordQuery.matches`, so
   the answer is exactly the reference's. Order: the collection's natural order, which is
   insertion order (a replaced record keeps its place). No field is added to records.
+- ``find_by_inputs``: one ``find`` with ``{"processing.data_processes.0.code.input_data.url":
+  {"$in": [...]}}`` per batch of URLs that fits in a URL, then an exact check in Python.
+  The API cannot create indexes: the collection needs an ascending (multikey) index on
+  that path, made server-side by its administrators, or each query scans.
 
 Connection errors, timeouts, 429 and 5xx are retried with backoff and jitter, a bounded
 number of times. Everything else fails at once with one line that names the store and
@@ -42,7 +46,14 @@ from urllib.parse import quote_plus
 from ..errors import ConfigError, RecordExistsError, StoreError
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
-from .base import PARAMETERS_PATH, Record, RecordQuery
+from .base import (
+    INPUT_URL_PATH,
+    PARAMETERS_PATH,
+    Record,
+    RecordQuery,
+    group_by_inputs,
+    input_set_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +185,21 @@ class DocDbApiRecordStore:
         conditions = _server_filter(query)
         records = self._find(filter_query=conditions)
         return [record for record in records if query.matches(record)]
+
+    def find_by_inputs(
+        self, input_sets: Iterable[Iterable[str]]
+    ) -> dict[tuple[str, ...], list[Record]]:
+        """Find with ``$in`` on the input URLs, one ``find`` per batch that fits in a URL.
+
+        Relies on a server-side index on the input URLs (see the module notes).
+        """
+        sets = [input_set_key(urls) for urls in input_sets]
+        wanted = sorted({url for urls in sets for url in urls})
+        found: dict[str, Record] = {}
+        for batch in _batches(wanted):
+            for record in self._find(filter_query={INPUT_URL_PATH: {"$in": batch}}):
+                found.setdefault(record["_id"], record)
+        return group_by_inputs(found.values(), sets)
 
     def _find(self, **arguments: Any) -> list[Record]:
         """One paginated ``find``, with retries; check the reply is a list of records."""

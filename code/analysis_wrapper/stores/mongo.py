@@ -12,7 +12,8 @@ DocumentDB-safe by construction:
   recognises its own earlier write by a token, so it never reports a false conflict.
 - Only operations DocumentDB 5.0 supports: ``find`` with ``_id: {$in: [...]}`` or
   dotted-path equality, a sort, an exclusion projection, ``insert_one``,
-  ``replace_one(upsert=True)`` on ``_id``, and ``create_index`` (ascending keys). No
+  ``replace_one(upsert=True)`` on ``_id``, ``$in`` on the input URLs (a multikey
+  index), and ``create_index`` (ascending keys). No
   ``$expr``, ``$function``, aggregation or transactions.
 
 Each stored document carries one bookkeeping field, ``_store``: when it was written
@@ -53,7 +54,14 @@ from pymongo.errors import (
 from ..errors import ConfigError, RecordExistsError, StoreError
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
-from .base import PARAMETERS_PATH, Record, RecordQuery
+from .base import (
+    INPUT_URL_PATH,
+    PARAMETERS_PATH,
+    Record,
+    RecordQuery,
+    group_by_inputs,
+    input_set_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +246,30 @@ class MongoRecordStore:
         documents = self._find(server_filter(query), ordered=True)
         return [document for document in documents if query.matches(document)]
 
+    def find_by_inputs(
+        self, input_sets: Iterable[Iterable[str]]
+    ) -> dict[tuple[str, ...], list[Record]]:
+        """Find with ``$in`` on the indexed input URLs, a few hundred URLs per query.
+
+        The multikey index on :data:`INPUT_URL_PATH` is created with the write-order
+        index, on first write; a read-only store relies on it existing.
+        """
+        sets = [input_set_key(urls) for urls in input_sets]
+        wanted = sorted({url for urls in sets for url in urls})
+        found: dict[str, tuple[str, Record]] = {}
+        for start in range(0, len(wanted), BATCH_SIZE):
+            batch = wanted[start : start + BATCH_SIZE]
+
+            def read(urls: list[str] = batch) -> list[Record]:
+                return list(self.collection_of().find({INPUT_URL_PATH: {"$in": urls}}))
+
+            for document in self.call("read", read):
+                bookkeeping = document.pop(BOOKKEEPING_FIELD, None)
+                written = bookkeeping.get("written") if isinstance(bookkeeping, dict) else None
+                found[document["_id"]] = (str(written or ""), document)
+        ordered = sorted(found.values(), key=lambda item: (item[0], item[1]["_id"]))
+        return group_by_inputs((document for _, document in ordered), sets)
+
     def _find(self, condition: Mapping[str, Any], *, ordered: bool) -> list[Record]:
         """All documents matching ``condition``, without bookkeeping; retried as a whole."""
 
@@ -319,13 +351,20 @@ class MongoRecordStore:
         return isinstance(stored, dict) and stored.get("write_id") == token
 
     def _ensure_indexes(self) -> None:
-        """Index the write order once per client (``find`` sorts by it)."""
+        """Index, once per client, the write order (``find`` sorts by it) and the inputs.
+
+        The input URLs get a multikey index, which :meth:`find_by_inputs` queries.
+        """
         if not self._indexed:
             self.call(
                 "write to",
                 lambda: self.collection_of().create_index(
                     [(WRITTEN_PATH, ASCENDING), ("_id", ASCENDING)]
                 ),
+            )
+            self.call(
+                "write to",
+                lambda: self.collection_of().create_index([(INPUT_URL_PATH, ASCENDING)]),
             )
             self._indexed = True
 
