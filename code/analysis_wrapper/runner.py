@@ -183,11 +183,28 @@ class RunSummary:
         )
 
 
-def prepare_job(path: Path, context: RunContext) -> PlannedJob:
+ValidatedCache = dict[str, tuple[BaseModel, dict[str, Any]]]
+"""Validated parameters (and their JSON dump) by the canonical text of the merged values."""
+
+
+def prepare_job(
+    path: Path, context: RunContext, validated: ValidatedCache | None = None
+) -> PlannedJob:
     """Load a job, merge and validate its parameters, and compute its key.
 
     Never raises for bad input: a job that cannot be prepared comes back with
     action ``invalid`` and its error in one line.
+
+    Parameters
+    ----------
+    path : Path
+        The job file.
+    context : RunContext
+        The run.
+    validated : dict, optional
+        Shared by the jobs of one plan: a grid of thousands of jobs has few distinct
+        parameter sets, each validated once. Jobs then share one parameters object;
+        :func:`run_job` hands each analysis its own copy.
     """
     options = context.options
     try:
@@ -195,14 +212,21 @@ def prepare_job(path: Path, context: RunContext) -> PlannedJob:
         merged, sources = merge_layers(
             job_layers(context.fixed_parameters, job, context.command_line_parameters)
         )
-        parameters = validate_parameters(
-            context.analysis.parameters_model, merged, sources, str(path)
-        )
+        cache_key = json.dumps(merged, sort_keys=True, default=repr)
+        if validated is not None and cache_key in validated:
+            parameters, dumped = validated[cache_key]
+        else:
+            parameters = validate_parameters(
+                context.analysis.parameters_model, merged, sources, str(path)
+            )
+            dumped = parameters.model_dump(mode="json")
+            if validated is not None:
+                validated[cache_key] = (parameters, dumped)
         preimage = key_preimage(
             context.code,
             job.s3_location,
             job.file_location or [],
-            parameters.model_dump(mode="json"),
+            dumped,
         )
         key = compute_key(preimage)
     except (JobInputError, KeyComputationError) as exc:
@@ -224,8 +248,10 @@ def plan_run(context: RunContext) -> list[PlannedJob]:
     A job that runs for want of a record with its key gets a field-level reason when
     a record with the same input data exists (one more batched, indexed lookup).
     """
+    validated: ValidatedCache = {}
     planned = [
-        prepare_job(path, context) for path in find_job_files(context.options.input_directory)
+        prepare_job(path, context, validated)
+        for path in find_job_files(context.options.input_directory)
     ]
     _warn_overridden_command_line(planned, context.command_line_parameters)
     keys = [job.key for job in planned if job.key is not None]
@@ -313,7 +339,10 @@ def _run_and_publish(planned: PlannedJob, context: RunContext) -> str:
         shutil.rmtree(results_dir)  # a fresh folder: nothing of an earlier attempt mixes in
     results_dir.mkdir(parents=True)
     start = datetime.now(timezone.utc)
-    returned = context.analysis.function(planned.job, planned.parameters, results_dir)
+    # Jobs of one plan share validated parameters: each analysis gets its own copy, so
+    # one that changes its parameters cannot change another job's (upstream D6).
+    parameters = planned.parameters.model_copy(deep=True)
+    returned = context.analysis.function(planned.job, parameters, results_dir)
     end = datetime.now(timezone.utc)
     outputs = outputs_to_json(returned, context.analysis.outputs_model, str(planned.job_file))
     location = context.result_store.location(key)
