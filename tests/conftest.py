@@ -22,6 +22,12 @@ from servers import (  # noqa: F401
     s3_endpoint,
     s3_server,
 )
+from standins.docdb_fixtures import (  # noqa: F401
+    docdb_api_certificate_fixture,
+    docdb_api_env_fixture,
+    docdb_api_fixture,
+    docdb_api_server_fixture,
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

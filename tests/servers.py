@@ -110,9 +110,20 @@ class ServerProcess:
             self.process.wait(timeout=10)
 
 
-def _moto_ready(port: int) -> None:
+def moto_ready(port: int) -> None:
+    """Return once a moto server answers on ``port``; raise otherwise."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1) as reply:
         reply.read()
+
+
+def moto_process(name: str, log_path: Path) -> ServerProcess:
+    """A moto S3 server (not started yet) that logs to ``log_path``."""
+    return ServerProcess(
+        name,
+        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        moto_ready,
+        log_path,
+    )
 
 
 def _mongo_ready(port: int) -> None:
@@ -130,13 +141,7 @@ def _mongo_ready(port: int) -> None:
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Moto's S3 server on 127.0.0.1 (objects live in its memory)."""
-    folder = tmp_path_factory.mktemp("moto")
-    server = ServerProcess(
-        "moto_server",
-        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        _moto_ready,
-        folder / "moto.log",
-    )
+    server = moto_process("moto_server", tmp_path_factory.mktemp("moto") / "moto.log")
     server.start()
     yield server
     server.stop()

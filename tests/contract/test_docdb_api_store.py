@@ -33,16 +33,7 @@ from standins.docdb_api import (
     DocDbApiStandIn,
     make_certificate,
 )
-from standins.docdb_fixtures import (  # noqa: F401
-    ACCESS_KEY,
-    DATABASE,
-    SECRET_KEY,
-    docdb_api_certificate_fixture,
-    docdb_api_env_fixture,
-    docdb_api_fixture,
-    docdb_api_server_fixture,
-    fresh_collection,
-)
+from standins.docdb_fixtures import ACCESS_KEY, DATABASE, SECRET_KEY, fresh_collection
 
 FAST = RetryPolicy(attempts=3, base_delay_s=0.001, max_delay_s=0.002)
 WRONG_SECRET = "wrong-secret-Zq8vX3Lk0p"

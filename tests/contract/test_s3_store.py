@@ -19,7 +19,6 @@ import os
 import shutil
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -38,7 +37,7 @@ from analysis_wrapper.stores import open_result_store
 from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings, _is_transient
 from conftest import CapsuleCopy
 from contract.result_store_contract import ResultStoreContract, key_of, write_tree
-from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, free_port
+from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process
 
 REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
@@ -55,12 +54,6 @@ def s3_client(endpoint: str, key: str = "testing", secret: str = "testing") -> A
         aws_access_key_id=key,
         aws_secret_access_key=secret,
     )
-
-
-def moto_ready(port: int) -> None:
-    """Return once a moto server answers on ``port``; raise otherwise."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1) as reply:
-        reply.read()
 
 
 def make_bucket(client: Any, name: str | None = None) -> str:
@@ -425,11 +418,8 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
     moto accepts any key by default; with INITIAL_NO_AUTH_ACTION_COUNT it checks the
     signature against the keys it issued and the user's policies, as AWS does.
     """
-    server = ServerProcess(
-        "moto_server (auth enforced)",
-        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        moto_ready,
-        tmp_path_factory.mktemp("moto-auth") / "moto.log",
+    server = moto_process(
+        "moto_server (auth enforced)", tmp_path_factory.mktemp("moto-auth") / "moto.log"
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "4")
@@ -535,12 +525,7 @@ def test_unknown_key_id_is_denied(
 @pytest.fixture
 def private_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A moto server of this test's own, which it may stop and start."""
-    server = ServerProcess(
-        "moto_server (private)",
-        lambda port: [str(SERVERS_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        moto_ready,
-        tmp_path / "moto.log",
-    )
+    server = moto_process("moto_server (private)", tmp_path / "moto.log")
     server.start()
     yield server
     server.stop()

@@ -14,15 +14,7 @@ from typing import Any
 
 from conftest import CapsuleCopy
 from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import (  # noqa: F401
-    DATABASE,
-    SECRET_KEY,
-    docdb_api_certificate_fixture,
-    docdb_api_env_fixture,
-    docdb_api_fixture,
-    docdb_api_server_fixture,
-    fresh_collection,
-)
+from standins.docdb_fixtures import DATABASE, SECRET_KEY, fresh_collection
 
 JOB_COUNT = 6
 

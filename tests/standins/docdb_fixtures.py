@@ -1,8 +1,8 @@
 """Fixtures for the AIND DocDB REST API stand-in: certificate, server, client environment.
 
-A test module imports the fixture functions (``from standins.docdb_fixtures import
-docdb_api_fixture, ...  # noqa: F401``); each is registered under the name without
-``_fixture`` (``docdb_api``, ...), so test parameters do not shadow an import. They build
+tests/conftest.py imports the fixture functions once, so one stand-in serves the whole
+session; each is registered under the name without ``_fixture`` (``docdb_api``, ...), so
+test parameters do not shadow an import. They build
 on ``mongo_uri`` from ``servers.py``. The stand-in accepts one set of AWS test
 credentials, distinctive enough that a test can tell they never show in a message.
 """
