@@ -22,6 +22,7 @@ Run: ``make bench`` (or ``.venv/bin/python benchmarks/upload.py --help``).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import platform
 import shutil
@@ -118,10 +119,10 @@ def store_upload(bucket: str) -> Upload:
     store = S3ResultStore(bucket, "store")
 
     def upload(folder: Path, bucket: str, prefix: str) -> float:
-        key = prefix.replace("/", "-")
+        key = hashlib.sha256(prefix.encode()).hexdigest()  # a key is 64 hex digits
         manifest = build_manifest(key, folder)  # hashing is not upload: done first
         started = time.perf_counter()
-        store.publish(key, folder, manifest)
+        store.publish(key, uuid.uuid4().hex[:12], folder, manifest)
         return time.perf_counter() - started
 
     return upload

@@ -37,6 +37,7 @@ class UnitFilterOutputs(AnalysisOutputs):
 
     session_id: str
     subject_id: str | None = None
+    record_subject_id: str | None = None  # from the asset's metadata record, if configured
     units_total: int
     units_passing: int
     fraction_passing: float

@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def load_session(folder: Path) -> dict:
+def load_session(path: Path) -> dict:
     """Read ``spike_times.json``: session and subject ids, duration, spike times per unit."""
-    return json.loads((folder / "spike_times.json").read_text())
+    return json.loads(path.read_text())
 
 
 def isi_violations(

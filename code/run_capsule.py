@@ -20,7 +20,10 @@ def run_analysis(
     job: Job, parameters: UnitFilterParameters, results_dir: Path
 ) -> UnitFilterOutputs:
     """Filter one session's units by ISI violations; write a table and a figure."""
-    session = load_session(job.input_paths[0])
+    # The job's first asset, wherever it lives (data/, an S3 prefix, a Code Ocean mount).
+    session = load_session(job.inputs[0].local_path("spike_times.json"))
+    # Its metadata record (METADATA_HOST or DOCDB_HOST); None when none is configured.
+    record_subject_id = job.asset_records().get("subject.subject_id")
 
     rows = unit_table(session, parameters.refractory_period_ms, parameters.censored_period_ms)
     for row in rows:
@@ -36,6 +39,7 @@ def run_analysis(
     return UnitFilterOutputs(
         session_id=session["session_id"],
         subject_id=session.get("subject_id"),
+        record_subject_id=record_subject_id,
         units_total=len(rows),
         units_passing=len(passing),
         fraction_passing=round(len(passing) / len(rows), 4) if rows else 0.0,

@@ -11,6 +11,7 @@ from .errors import (
     JobInputError,
     ProvenanceError,
     StoreError,
+    TransientError,
     UsageError,
     WrapperError,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "JobInputError",
     "ProvenanceError",
     "StoreError",
+    "TransientError",
     "UsageError",
     "WrapperError",
     "__version__",

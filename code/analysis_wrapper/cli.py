@@ -3,6 +3,8 @@
 ::
 
     analysis-wrapper results find [--param KEY=VALUE ...] [--format table|json]
+    analysis-wrapper status [--all] [--format table|json]
+    analysis-wrapper gc [--delete 0|1] [--older_than SECONDS]
     analysis-wrapper app-panel [--check]
 
 The capsule is the folder holding ``code/run_capsule.py`` above the current folder,
@@ -17,10 +19,10 @@ import sys
 from collections.abc import Sequence
 
 from .capsule import configure_logging, exit_code_of
-from .commands import app_panel, dispatch, results
+from .commands import app_panel, dispatch, gc, results, status
 from .commands.common import CommandParser
 
-COMMAND_MODULES = (results, app_panel, dispatch)
+COMMAND_MODULES = (results, status, gc, app_panel, dispatch)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn, cast
 
 from pydantic import BaseModel
 
+from .claims import DEFAULT_LEASE_SECONDS
 from .errors import ConfigError, UsageError
 from .parameters import parse_command_line_value
 from .settings import Capsule, ExecutorKind, RunOptions
@@ -29,6 +30,8 @@ RESERVED_FLAGS = frozenset(
         "plan",
         "allow_dirty",
         "retry_failed",
+        "lease_seconds",
+        "transient_retries",
         "executor",
         "workers",
         "scheduler_address",
@@ -70,6 +73,30 @@ def _positive_int(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int | None:
+    if not text.strip():
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
 
@@ -134,6 +161,29 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
         help="post from a work tree with uncommitted changes (version <sha>+dirty.<digest>)",
     )
     wrapper.add_argument(
+        "--retry_failed",
+        type=_flag,
+        default=False,
+        metavar="0|1",
+        help="run again the jobs whose earlier attempt failed (the plan lists them as failed)",
+    )
+    wrapper.add_argument(
+        "--transient_retries",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="more tries after a transient failure: TransientError, a lost connection, a "
+        "store error (default 2)",
+    )
+    wrapper.add_argument(
+        "--lease_seconds",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="a claim lives this long without a heartbeat; a crashed worker's jobs are taken "
+        f"over after it (default {DEFAULT_LEASE_SECONDS:.0f})",
+    )
+    wrapper.add_argument(
         "--executor",
         choices=("serial", "process", "dask"),
         default="serial",
@@ -194,7 +244,15 @@ def parse_command_line(
         results_directory=parsed["results_directory"].resolve(),
         **{
             name: getattr(defaults, name) if parsed[name] is None else parsed[name]
-            for name in ("dry_run", "force", "plan", "allow_dirty")
+            for name in (
+                "dry_run",
+                "force",
+                "plan",
+                "allow_dirty",
+                "retry_failed",
+                "transient_retries",
+                "lease_seconds",
+            )
         },
         executor=cast(ExecutorKind, parsed["executor"]),  # argparse checked the choice
         workers=parsed["workers"],

@@ -8,6 +8,7 @@
     │   └── ProvenanceError           the code identity cannot be trusted (e.g. a dirty tree)
     ├── JobInputError     (job fails) a job file or parameter that is wrong (names file and field)
     ├── KeyComputationError (job fails) a value that has no canonical form (NaN, Inf)
+    ├── TransientError    (retried)   raised by an analysis for a failure worth another try
     └── StoreError        (exit 1)    a record or result store cannot be reached or written
         └── RecordExistsError         a record with this key is already stored
 
@@ -57,6 +58,16 @@ class JobInputError(WrapperError, ValueError):
 
 class KeyComputationError(WrapperError, ValueError):
     """A value cannot be put into the canonical form the key is computed from."""
+
+
+class TransientError(WrapperError):
+    """A failure worth another try (a flaky service, a busy file server).
+
+    ``run_analysis`` raises it to ask for a retry; the runner also treats
+    ``ConnectionError``, ``TimeoutError`` and store errors other than
+    :class:`RecordExistsError` as transient. A job is retried a bounded number of
+    times (``--transient_retries``), each try in a fresh folder.
+    """
 
 
 class StoreError(WrapperError, OSError):

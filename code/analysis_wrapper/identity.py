@@ -8,6 +8,10 @@ The key is the sha256 (hex) of the canonical JSON of the key's *pre-image*::
      "file_location": [sorted, normalised file locations],
      "parameters": {validated parameters, JSON mode}}
 
+With ``INPUT_IDENTITY=content`` the pre-image also holds ``"input_versions"``: each
+input's version (S3 ETag or VersionId, a local file's size and mtime) by location. The
+field is absent otherwise, so the default keys are those of earlier releases.
+
 Nothing here does I/O or depends on an installed library's version, so the same job
 gets the same key on any machine, under any aind-data-schema release. Changing what
 goes into the pre-image means bumping ``KEY_SCHEME``: every result would run again.
@@ -60,6 +64,7 @@ def key_preimage(
     input_data: Iterable[str],
     file_location: Iterable[str],
     parameters: Mapping[str, Any],
+    input_versions: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Build the pre-image of a job's key.
 
@@ -73,19 +78,25 @@ def key_preimage(
         Normalised file locations inside the inputs; their order does not matter.
     parameters : mapping
         The validated parameters in JSON mode.
+    input_versions : mapping, optional
+        Each input's version by location (``INPUT_IDENTITY=content``, see
+        :func:`analysis_wrapper.input_versions.input_versions`); ``None`` leaves the field out.
 
     Returns
     -------
     dict
         The pre-image, ready for :func:`compute_key`.
     """
-    return {
+    preimage: dict[str, Any] = {
         "key_scheme": KEY_SCHEME,
         "code": {"url": code.url, "version": code.version},
         "input_data": sorted(set(input_data)),
         "file_location": sorted(set(file_location)),
         "parameters": dict(parameters),
     }
+    if input_versions is not None:
+        preimage["input_versions"] = dict(sorted(input_versions.items()))
+    return preimage
 
 
 def canonical_json(value: Any) -> bytes:

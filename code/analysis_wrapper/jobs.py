@@ -12,12 +12,16 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .errors import JobInputError
 from .locations import LocationError, normalise_location, resolve_location
+
+if TYPE_CHECKING:  # the input modules load on first use of job.inputs
+    from .asset_records import AssetRecords
+    from .inputs import JobInputs
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class Job(BaseModel):
     # default made that the slowest part of loading a job file.
     _source_file: Path | None = PrivateAttr(default=None)
     _input_directory: Path | None = PrivateAttr(default=None)
+    _inputs: JobInputs | None = PrivateAttr(default=None)
 
     @property
     def name(self) -> str:
@@ -97,6 +102,28 @@ class Job(BaseModel):
     def file_paths(self) -> list[str | Path]:
         """``file_location`` resolved for this run, like :attr:`input_paths`."""
         return [resolve_location(loc, self.input_directory) for loc in self.file_location or []]
+
+    @property
+    def inputs(self) -> JobInputs:
+        """The job's inputs, ready to read wherever they live (S3, a mount, a folder).
+
+        ``job.inputs[0].local_path("file.json")``, ``.open(...)``, ``.glob("*.nwb")``
+        and ``.url(...)`` (for streaming readers); see :mod:`analysis_wrapper.inputs`.
+        """
+        if self._inputs is None:
+            from .inputs import bind_inputs
+
+            bind_inputs(self, self.input_directory)
+            assert self._inputs is not None
+        return self._inputs
+
+    def asset_records(self) -> AssetRecords:
+        """The metadata records of the job's ``docdb_record_id`` s, one batched query.
+
+        One entry per id, ``None`` for an id not found (listed in ``.missing``) or when
+        no record source is configured (``METADATA_HOST``, else ``DOCDB_HOST``).
+        """
+        return self.inputs.records()
 
     def bind(self, source_file: Path, input_directory: Path) -> Job:
         """Attach where the job came from; returns ``self``."""

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .claims import Claim, describe_claim, takeover_reason
 from .records import describe_record
 
 
@@ -23,6 +24,10 @@ class Action(str, enum.Enum):
     """A record with this key exists: the result is already there."""
     INVALID = "invalid"
     """The job file or its parameters are wrong: nothing can run."""
+    IN_PROGRESS = "in-progress"
+    """Another worker holds a live claim on the key: it is skipped here."""
+    FAILED = "failed"
+    """An earlier attempt failed; ``--retry_failed 1`` runs it again."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,9 @@ def decide(
     force: bool,
     earlier_job: str | None = None,
     manifest_found: bool | None = None,
+    claim: Claim | None = None,
+    now: float = 0.0,
+    retry_failed: bool = False,
 ) -> Decision:
     """Decide whether a job with a valid key runs.
 
@@ -54,17 +62,36 @@ def decide(
         Whether the existing record's manifest was found; ``False`` makes the record
         an orphan (its files never finished uploading, or were deleted) and the job
         runs again. ``None`` means it could not be checked: the record is trusted.
+    claim : Claim or None
+        The key's claim (see :mod:`analysis_wrapper.claims`), if any: a live one held
+        elsewhere, or a failure, stops a job that would otherwise run.
+    now : float
+        The time the claim's lease is compared with (Unix seconds).
+    retry_failed : bool
+        ``--retry_failed 1``: a job whose earlier attempt failed runs again.
     """
     if earlier_job is not None:
         return Decision(Action.SKIP, f"same key as {earlier_job}, earlier in this run")
+    if existing is not None and not force and manifest_found is not False:
+        return Decision(Action.SKIP, f"already done: {describe_record(existing)}")
+    if claim is not None and claim.state in ("running", "failed"):
+        takeover = takeover_reason(claim, now, retry_failed=retry_failed)
+        if takeover is None and claim.state == "failed":
+            return Decision(
+                Action.FAILED, f"{describe_claim(claim, now)}; --retry_failed 1 runs it again"
+            )
+        if takeover is None:
+            return Decision(Action.IN_PROGRESS, describe_claim(claim, now))
+        if claim.state == "failed":
+            return Decision(Action.RUN, f"--retry_failed 1: {describe_claim(claim, now)}")
+        if existing is None:
+            return Decision(Action.RUN, f"no record with this key; {takeover}")
     if existing is None:
         return Decision(Action.RUN, "no record with this key")
     if force:
         return Decision(Action.RUN, f"--force 1: replacing {describe_record(existing)}")
-    if manifest_found is False:
-        location = existing.get("location")
-        return Decision(
-            Action.RUN,
-            f"orphaned: {describe_record(existing)} has no manifest at {location}; running again",
-        )
-    return Decision(Action.SKIP, f"already done: {describe_record(existing)}")
+    location = existing.get("location")  # no manifest there: the record is an orphan
+    return Decision(
+        Action.RUN,
+        f"orphaned: {describe_record(existing)} has no manifest at {location}; running again",
+    )

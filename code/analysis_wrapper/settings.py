@@ -7,6 +7,9 @@ Two sources, each for one kind of setting, so neither can leak into the other:
   environment: not ``dry_run``, and never an analysis parameter (upstream defect D20).
 - :class:`CodeOceanSettings` reads the Code Ocean run's variables (``CO_*``), the API
   domain and token, and the version policy (``CODE_VERSION_POLICY``).
+- :class:`InputSettings` reads how a job's inputs are read and identified: the
+  download cache (``INPUT_CACHE_DIR``, ``INPUT_CACHE_MAX_SIZE``), the asset metadata
+  records' source (``METADATA_HOST``, else ``DOCDB_HOST``) and ``INPUT_IDENTITY``.
 - :class:`RunOptions` holds the wrapper's command-line flags; the analysis's own
   parameters are parsed beside them (see :mod:`analysis_wrapper.command_line`).
 """
@@ -14,12 +17,15 @@ Two sources, each for one kind of setting, so neither can leak into the other:
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import ByteSize, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .claims import DEFAULT_LEASE_SECONDS
 
 STORE_DIR_NAME = ".analysis_store"
 
@@ -127,6 +133,80 @@ class CodeOceanSettings(BaseSettings):
         return bool(self.computation_id and self.computation_id.strip())
 
 
+class InputIdentity(str, enum.Enum):
+    """What of a job's inputs enters its key (``INPUT_IDENTITY``).
+
+    ``location`` (default): the inputs' locations only; data re-uploaded to the same
+    place is taken for the old, and no request is made while planning. ``content``:
+    also each input's version, an S3 ETag or VersionId (one HEAD per ``file_location``,
+    one listing per 1,000 objects of an asset prefix, per plan) or a local file's size
+    and modification time (one ``stat`` per file), so changed data runs again.
+    """
+
+    LOCATION = "location"
+    CONTENT = "content"
+
+
+class InputSettings(BaseSettings):
+    """How a job's inputs are read and identified, read from the environment.
+
+    The asset metadata records (``job.asset_records()``) come from ``METADATA_HOST``:
+    a ``mongodb://`` URI or an AIND DocDB API host name, as for ``DOCDB_HOST``. Unset,
+    it is ``DOCDB_HOST``'s server, as upstream read both from one host; ``none`` (or an
+    embedded record store) means no records are available.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", env_ignore_empty=True
+    )
+
+    input_identity: InputIdentity = Field(
+        default=InputIdentity.LOCATION,
+        validation_alias="INPUT_IDENTITY",
+        description="location: keys use input locations; content: also their versions.",
+    )
+    cache_dir: Path | None = Field(
+        default=None,
+        validation_alias="INPUT_CACHE_DIR",
+        description="Download cache; unset = $XDG_CACHE_HOME or ~/.cache, /aind-analysis-wrapper.",
+    )
+    cache_max_size: ByteSize = Field(
+        default=ByteSize(20 * 1024**3),
+        validation_alias="INPUT_CACHE_MAX_SIZE",
+        description="Download cache bound (bytes, or 500MB, 20GiB); least recently used go.",
+    )
+    metadata_host: str | None = Field(
+        default=None,
+        validation_alias="METADATA_HOST",
+        description="Asset records: mongodb://... or a DocDB API host; unset = DOCDB_HOST.",
+    )
+    docdb_host: str | None = Field(default=None, validation_alias="DOCDB_HOST")
+    metadata_database: str = Field(default="metadata_index", validation_alias="METADATA_DATABASE")
+    metadata_collection: str = Field(default="data_assets", validation_alias="METADATA_COLLECTION")
+    metadata_version: str | None = Field(
+        default=None,
+        validation_alias="METADATA_VERSION",
+        description="DocDB API version of the asset records; unset = DOCDB_VERSION or v1.",
+    )
+    docdb_version: str = Field(default="v1", validation_alias="DOCDB_VERSION")
+
+    @property
+    def asset_records_host(self) -> str | None:
+        """Where asset records come from, or ``None`` when no source is configured."""
+        host = (self.metadata_host or self.docdb_host or "").strip()
+        if not host or host.lower() == "none" or host.startswith("sqlite:"):
+            return None
+        return host
+
+    @property
+    def cache_directory(self) -> Path:
+        """The download cache's folder (``INPUT_CACHE_DIR`` or the user cache folder)."""
+        if self.cache_dir is not None:
+            return self.cache_dir.expanduser()
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        return Path(base) / "aind-analysis-wrapper"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """The wrapper's own flags for one run (command line or Code Ocean app panel).
@@ -151,6 +231,13 @@ class RunOptions:
         Process-pool or LocalCluster size; ``None`` means one per CPU.
     scheduler_address : str or None
         A running Dask scheduler to use instead of a LocalCluster.
+    retry_failed : bool
+        Run again the jobs whose earlier attempt failed (their claim says so).
+    lease_seconds : float
+        How long a claim lives without a heartbeat; a crashed worker's jobs can be
+        taken over after this long.
+    transient_retries : int
+        How many more tries a job gets after a transient failure.
     """
 
     input_directory: Path
@@ -162,6 +249,9 @@ class RunOptions:
     executor: ExecutorKind = "serial"
     workers: int | None = None
     scheduler_address: str | None = None
+    retry_failed: bool = False
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    transient_retries: int = 2
 
     @property
     def posting(self) -> bool:

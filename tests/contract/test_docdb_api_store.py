@@ -8,17 +8,22 @@ signatures and credentials, the payload limit, retries, TLS, and configuration.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from analysis_wrapper.claims import Claim, Claims, Failure, Owner
 from analysis_wrapper.errors import ConfigError, RecordExistsError, StoreError
 from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.stores import RecordQuery
 from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
+from contract.claim_store_contract import ClaimStoreContract, FakeClock, sample_claim, worker
 from contract.record_store_contract import (
     RecordStoreContract,
     ids,
@@ -91,6 +96,32 @@ class TestDocDbApiRecordStore(RecordStoreContract):
     @pytest.fixture
     def store_secrets(self) -> list[str]:
         return [SECRET_KEY, ACCESS_KEY]
+
+
+class TestDocDbApiClaimStore(ClaimStoreContract):
+    """The claim store contract through the stand-in, each worker its own store.
+
+    The takeover is check, write, verify rather than a guaranteed compare-and-set (see
+    analysis_wrapper.stores.docdb_api_claims); the tests under "claims" below show what
+    it gives.
+    """
+
+    atomic_replace = False
+
+    @pytest.fixture
+    def claim_stores(
+        self, docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+    ) -> Iterator[Callable[[], DocDbApiRecordStore]]:
+        collection = fresh_collection()
+        opened: list[DocDbApiRecordStore] = []
+
+        def open_handle() -> DocDbApiRecordStore:
+            opened.append(open_store(docdb_api, collection))
+            return opened[-1]
+
+        yield open_handle
+        for store in opened:
+            store.close()
 
 
 # --- pagination and batching ---------------------------------------------------------
@@ -504,3 +535,249 @@ def test_standin_serves_every_route_the_client_calls(
         False,  # aggregate with $out
     ]
     client.close()
+
+
+# --- claims: what the REST API gives ---------------------------------------------------
+
+
+def claims_backing(standin: DocDbApiStandIn, store: DocDbApiRecordStore) -> Any:
+    """The MongoDB collection behind ``store``'s claims, read directly."""
+    return standin.mongo[DATABASE][f"{store.collection}_claims"]
+
+
+def held_by(name: str, key: str, epoch: int) -> Claim:
+    """A claim on ``key`` at ``epoch`` held by the worker ``worker(store, name, clock)``."""
+    owner = Owner(f"host-{name}", 4242, f"run-{name}")
+    return dataclasses.replace(sample_claim(key, epoch=epoch, label=name), owner=owner)
+
+
+def after_next_read(store: DocDbApiRecordStore, action: Callable[[], object]) -> None:
+    """Run ``action`` as soon as ``store``'s next read has its answer (which goes stale)."""
+    read = store._find_by_ids
+
+    def read_then_act(*args: Any, **kwargs: Any) -> Any:
+        found = read(*args, **kwargs)
+        delattr(store, "_find_by_ids")  # later reads are the store's own again
+        action()
+        return found
+
+    store._find_by_ids = read_then_act  # type: ignore[method-assign]
+
+
+def test_claims_are_plain_documents_in_their_own_collection(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """<collection>_claims holds Claim.to_document(), replaced whole; writes are signed."""
+    store = open_store(docdb_api)
+    key = key_of("claim")
+    first = sample_claim(key, state="failed", failure=Failure("OSError", "disk full"))
+    assert store.insert_claim(first)
+    assert list(claims_backing(docdb_api, store).find()) == [first.to_document()]
+    docdb_api.reset()
+    second = sample_claim(key, epoch=2, label="second")
+    assert store.replace_claim(second, expected_epoch=1)
+    assert list(claims_backing(docdb_api, store).find()) == [second.to_document()]
+    assert backing(docdb_api, store).count_documents({}) == 0
+    # Check, write, verify: three requests, the write signed.
+    assert [(call.action, call.signed) for call in docdb_api.calls] == [
+        ("find", False),
+        ("update_one", True),
+        ("find", False),
+    ]
+    store.close()
+
+
+def test_fresh_keys_are_won_exactly_once_by_eight_racing_workers(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """Eight workers, each with its own store, race for 15 new keys: one winner per key."""
+    collection = fresh_collection()
+    clock = FakeClock()
+    stores = [open_store(docdb_api, collection) for _ in range(8)]
+    workers = [worker(store, f"w{n}", clock) for n, store in enumerate(stores)]
+    keys = [key_of(f"race {n}") for n in range(15)]
+    wins: Counter[str] = Counter()
+    winners: dict[str, str] = {}
+    lock = threading.Lock()
+    start = threading.Barrier(len(workers))
+
+    def race(claims: Claims) -> None:
+        start.wait()
+        for key in keys:
+            if claims.acquire(key).acquired:
+                with lock:
+                    wins[key] += 1
+                    winners[key] = claims.owner.run_id
+
+    threads = [threading.Thread(target=race, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wins == Counter({key: 1 for key in keys})
+    stored = stores[0].get_claims(keys)
+    assert {key: claim.owner.run_id for key, claim in stored.items()} == winners
+    assert {claim.epoch for claim in stored.values()} == {1}
+    for store in stores:
+        store.close()
+
+
+def test_a_takeover_whose_check_went_stale_is_refused_by_the_conditional_write(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """B reads epoch 1, then A takes over; B's write, filtered on epoch 1, gets 409.
+
+    The stand-in passes the filter to MongoDB as given, which is what makes the write
+    conditional; the real gateway is not documented to (see the next test).
+    """
+    collection = fresh_collection()
+    a, b = open_store(docdb_api, collection), open_store(docdb_api, collection)
+    key = key_of("stale check")
+    assert a.insert_claim(held_by("old", key, 1))
+    mine, theirs = held_by("a", key, 2), held_by("b", key, 2)
+    results: list[bool] = []
+    after_next_read(b, lambda: results.append(a.replace_claim(mine, expected_epoch=1)))
+    assert b.replace_claim(theirs, expected_epoch=1) is False
+    assert results == [True]
+    assert b.get_claims([key]) == {key: mine}
+    assert [call.status for call in docdb_api.calls_to("update_one")] == [200, 409]
+    a.close()
+    b.close()
+
+
+def test_race_window_if_the_gateway_ignored_the_epoch_and_what_still_holds(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The documented weakness, provoked: both takeovers win; fencing and records hold.
+
+    B's writes go out filtered on _id alone, as a gateway ignoring the epoch would apply
+    them. B reads epoch 1; A takes over and verifies; then B's write lands and verifies.
+    Both are told they won. A is fenced at its next renewal (the owner differs), B keeps
+    the key, and only one of them can write the record.
+    """
+    collection = fresh_collection()
+    clock = FakeClock()
+    a, b = open_store(docdb_api, collection), open_store(docdb_api, collection)
+    key = key_of("window")
+    assert a.insert_claim(held_by("old", key, 1))
+    api = b._api(f"{collection}_claims")
+    upsert = api._upsert_one_record
+
+    def by_id_only(record_filter: dict[str, Any], update: dict[str, Any]) -> Any:
+        return upsert(record_filter={"_id": record_filter["_id"]}, update=update)
+
+    api._upsert_one_record = by_id_only
+    mine, theirs = held_by("a", key, 2), held_by("b", key, 2)
+    results: list[bool] = []
+    after_next_read(b, lambda: results.append(a.replace_claim(mine, expected_epoch=1)))
+    assert b.replace_claim(theirs, expected_epoch=1) is True
+    assert results == [True]  # both believe they won
+    assert worker(a, "a", clock).renew(mine) is None  # A's fence
+    assert worker(a, "a", clock).finish(mine) is False
+    renewed = worker(b, "b", clock).renew(theirs)
+    assert renewed is not None and renewed.owner == theirs.owner
+    b.put(make_record(key, {"by": "b"}))
+    with pytest.raises(RecordExistsError):
+        a.put(make_record(key, {"by": "a"}))
+    a.close()
+    b.close()
+
+
+def test_a_takeover_overwritten_before_its_read_back_is_lost(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The read-back: another takeover landing right after ours makes ours a loss.
+
+    Again with writes filtered on _id alone: A had read epoch 1 too, and its write lands
+    just after B's, before B reads its claim back.
+    """
+    store = open_store(docdb_api)
+    key = key_of("verify")
+    assert store.insert_claim(held_by("old", key, 1))
+    api = store._api(f"{store.collection}_claims")
+    upsert = api._upsert_one_record
+
+    def then_theirs(record_filter: dict[str, Any], update: dict[str, Any]) -> Any:
+        reply = upsert(record_filter={"_id": record_filter["_id"]}, update=update)
+        claims_backing(docdb_api, store).replace_one(
+            {"_id": key}, held_by("a", key, 2).to_document()
+        )
+        return reply
+
+    api._upsert_one_record = then_theirs
+    assert store.replace_claim(held_by("b", key, 2), expected_epoch=1) is False
+    assert store.get_claims([key]) == {key: held_by("a", key, 2)}
+    store.close()
+
+
+def test_claim_writes_whose_reply_was_lost_are_still_ours(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """An insert or takeover applied but answered 502 is True; another's claim is False."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    mine, theirs = key_of("mine"), key_of("theirs")
+    docdb_api.fail("insert_one", 502, after_write=True)
+    assert store.insert_claim(sample_claim(mine)) is True
+    taken = sample_claim(mine, epoch=2, label="taken over")
+    docdb_api.fail("update_one", 502, after_write=True)
+    assert store.replace_claim(taken, expected_epoch=1) is True
+    assert [call.status for call in docdb_api.calls_to("insert_one")] == [502, 409]
+    assert [call.status for call in docdb_api.calls_to("update_one")] == [502, 409]
+    assert store.get_claims([mine]) == {mine: taken}
+    other = open_store(docdb_api, store.collection)
+    assert other.insert_claim(sample_claim(theirs, label="theirs"))
+    docdb_api.fail("insert_one", 503)
+    assert store.insert_claim(sample_claim(theirs, label="mine")) is False
+    assert store.get_claims([theirs]) == {theirs: sample_claim(theirs, label="theirs")}
+    other.close()
+    store.close()
+
+
+def test_a_failing_claim_write_raises_unless_the_epoch_moved_on(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """502 on every attempt: a StoreError if nothing changed; a loss if another took over.
+
+    The second case is a gateway that reports the refused conditional write as an error.
+    """
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    key = key_of("errors")
+    assert store.insert_claim(held_by("old", key, 1))
+    docdb_api.fail("update_one", 502, times=3)
+    with pytest.raises(StoreError, match=r"update_one.*HTTP 502") as raised:
+        store.replace_claim(held_by("me", key, 2), expected_epoch=1)
+    assert_clean(str(raised.value))
+    assert store.get_claims([key]) == {key: held_by("old", key, 1)}
+    other = open_store(docdb_api, store.collection)
+
+    def take_over() -> None:
+        assert other.replace_claim(held_by("other", key, 2), expected_epoch=1)
+        docdb_api.fail("update_one", 502, times=3)
+
+    after_next_read(store, take_over)
+    assert store.replace_claim(held_by("me", key, 2), expected_epoch=1) is False
+    assert store.get_claims([key]) == {key: held_by("other", key, 2)}
+    other.close()
+    store.close()
+
+
+def test_read_only_store_reads_claims_and_never_writes_them(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A read-only store reads claims; its claim writes are StoreErrors, sent nowhere."""
+    writer = open_store(docdb_api)
+    reader = open_store(docdb_api, writer.collection, read_only=True)
+    key = key_of("claim")
+    assert reader.get_claims([key]) == {}
+    assert writer.insert_claim(sample_claim(key))
+    assert reader.get_claims([key]) == {key: sample_claim(key)}
+    assert reader.list_claims() == [sample_claim(key)]
+    docdb_api.reset()
+    with pytest.raises(StoreError, match="read-only"):
+        reader.insert_claim(sample_claim(key_of("other")))
+    with pytest.raises(StoreError, match="read-only"):
+        reader.replace_claim(sample_claim(key, epoch=2), expected_epoch=1)
+    assert docdb_api.calls == []
+    assert writer.get_claims([key]) == {key: sample_claim(key)}
+    reader.close()
+    writer.close()

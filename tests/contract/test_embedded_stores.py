@@ -11,7 +11,7 @@ import multiprocessing
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,13 +28,14 @@ from analysis_wrapper.stores import (
     open_record_store,
     open_result_store,
 )
+from contract.claim_store_contract import ClaimStoreContract
 from contract.record_store_contract import (
     RecordStoreContract,
     key_of,
     make_record,
     with_inputs,
 )
-from contract.result_store_contract import ResultStoreContract, write_tree
+from contract.result_store_contract import ATTEMPT, ResultStoreContract, write_tree
 
 TABLE = "analysis_results"
 
@@ -66,6 +67,22 @@ class TestSqliteRecordStore(RecordStoreContract):
         store.close()
 
 
+class TestSqliteClaimStore(ClaimStoreContract):
+    """The claim store contract on one SQLite file, each worker with its own connection."""
+
+    @pytest.fixture
+    def claim_stores(self, tmp_path: Path) -> Iterator[Callable[[], SqliteRecordStore]]:
+        opened: list[SqliteRecordStore] = []
+
+        def open_handle() -> SqliteRecordStore:
+            opened.append(SqliteRecordStore(tmp_path / "claims" / "records.sqlite", TABLE))
+            return opened[-1]
+
+        yield open_handle
+        for store in opened:
+            store.close()
+
+
 class TestLocalResultStore(ResultStoreContract):
     """The result store contract on a local folder that does not exist yet."""
 
@@ -77,34 +94,82 @@ class TestLocalResultStore(ResultStoreContract):
     def read_tree(self) -> Any:
         return read_file_tree
 
+    @pytest.fixture
+    def put_raw(self, store: LocalResultStore) -> Any:
+        def put(relative: str, data: bytes) -> None:
+            path = store.root.joinpath(*relative.split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+        return put
+
 
 # --- the local results folder --------------------------------------------------------
 
 
-def test_local_publish_leaves_only_key_folders(tmp_path: Path) -> None:
-    """After publishes, a re-publish and a failed publish, the root holds only key folders."""
+def test_local_publish_leaves_only_attempt_folders(tmp_path: Path) -> None:
+    """After publishes, a re-publish and a failed publish, only attempt folders remain."""
     root = tmp_path / "results"
     store = LocalResultStore(root)
-    assert store.location(key_of("a")).endswith(key_of("a"))
+    assert store.location(key_of("a"), ATTEMPT).endswith(f"{key_of('a')}/{ATTEMPT}")
     assert not root.exists()
     one = write_tree(tmp_path / "one", {"a.txt": b"a", "sub/b.txt": b"b"})
-    store.publish(key_of("one"), one, build_manifest(key_of("one"), one))
-    store.publish(key_of("one"), one, build_manifest(key_of("one"), one))
+    store.publish(key_of("one"), ATTEMPT, one, build_manifest(key_of("one"), one))
+    store.publish(key_of("one"), ATTEMPT, one, build_manifest(key_of("one"), one))
     os.symlink(tmp_path / "nowhere", one / "broken")
     with pytest.raises(StoreError):
-        store.publish(key_of("two"), one, build_manifest(key_of("two"), one))
-    assert sorted(os.listdir(root)) == [key_of("one")]
-    assert sorted(os.listdir(root / key_of("one"))) == ["a.txt", MANIFEST_NAME, "sub"]
+        store.publish(key_of("two"), ATTEMPT, one, build_manifest(key_of("two"), one))
+    assert os.listdir(root) == [key_of("one")]  # the failed try left no folder at all
+    assert os.listdir(root / key_of("one")) == [ATTEMPT]
+    assert sorted(os.listdir(root / key_of("one") / ATTEMPT)) == ["a.txt", MANIFEST_NAME, "sub"]
 
 
-def test_local_read_manifest_of_corrupt_file_is_store_error(tmp_path: Path) -> None:
-    """A manifest.json that is not JSON gives StoreError naming the file."""
+def test_local_staging_leftovers_are_listed_incomplete_and_deletable(tmp_path: Path) -> None:
+    """Hidden folders of crashed publishes, old and new style, are listed and deletable."""
+    root = tmp_path / "results"
+    store = LocalResultStore(root)
+    key = key_of("crashed")
+    staging = root / key / f".staging-{ATTEMPT}-0123456789ab"
+    write_tree(staging, {"a.txt": b"aa", MANIFEST_NAME: b"{}"})  # crashed before the rename
+    retired = root / key / f".retired-{ATTEMPT}-0123456789ab"
+    retired.mkdir()  # crashed with nothing in it
+    top = root / f".staging-{key}-ba9876543210"
+    write_tree(top, {"x/y.txt": b"yyy"})
+    (root / ".staging-not-a-key").mkdir()
+    listed = {entry.location: entry for entry in store.list_published()}
+    assert sorted(listed) == sorted(
+        f"{store.url}/{path.relative_to(root).as_posix()}" for path in (staging, retired, top)
+    )
+    assert all(entry.key == key and not entry.complete for entry in listed.values())
+    sizes = {staging: (2, 4), retired: (0, 0), top: (1, 3)}
+    for folder, (files, size) in sizes.items():
+        entry = listed[f"{store.url}/{folder.relative_to(root).as_posix()}"]
+        assert (entry.files, entry.size) == (files, size), folder.name
+    assert listed[f"{store.url}/{key}/{retired.name}"].modified == retired.stat().st_mtime
+    assert sorted(store.delete(location) for location in listed) == [0, 1, 2]
+    assert sorted(os.listdir(root)) == [".staging-not-a-key"]
+    assert list(store.list_published()) == []
+
+
+def test_local_list_published_sees_folder_names_needing_quotes(tmp_path: Path) -> None:
+    """A folder name with a space or '%' gets a location that read_manifest and delete take."""
+    root = tmp_path / "results dir"
+    store = LocalResultStore(root)
+    key = key_of("quoted")
+    write_tree(root / key / "odd name%20", {MANIFEST_NAME: b'{"files": []}', "a": b"a"})
+    [entry] = store.list_published()
+    assert entry.complete and entry.files == 2
+    assert store.read_manifest(entry.location) == {"files": []}
+    assert store.delete(entry.location) == 2
+    assert not (root / key).exists()
+
+
+def test_local_read_manifest_of_unreadable_location_is_none(tmp_path: Path) -> None:
+    """A location that is a file, or under one, has no manifest."""
     store = LocalResultStore(tmp_path / "results")
-    folder = tmp_path / "results" / key_of("bad")
-    folder.mkdir(parents=True)
-    (folder / MANIFEST_NAME).write_text("{not json")
-    with pytest.raises(StoreError, match=MANIFEST_NAME):
-        store.read_manifest(key_of("bad"))
+    (tmp_path / "a-file").write_text("x")
+    assert store.read_manifest((tmp_path / "a-file").as_uri()) is None
+    assert store.read_manifest((tmp_path / "missing").as_uri()) is None
 
 
 # --- SQLite: read-only, tables ---------------------------------------------------------
@@ -316,7 +381,7 @@ def test_factory_rejects_docdb_host_with_credentials_masking_them(
 
 def _publish_one(store: Any, tmp_path: Path) -> str:
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
-    return str(store.publish(key_of("a"), folder, build_manifest(key_of("a"), folder)))
+    return str(store.publish(key_of("a"), ATTEMPT, folder, build_manifest(key_of("a"), folder)))
 
 
 def test_factory_without_bucket_uses_folder_in_capsule(tmp_path: Path) -> None:
@@ -326,8 +391,8 @@ def test_factory_without_bucket_uses_folder_in_capsule(tmp_path: Path) -> None:
     root = capsule / ".analysis_store" / "results"
     assert store.url == root.resolve().as_uri()
     _publish_one(store, tmp_path)
-    assert (root / key_of("a") / "a.txt").read_bytes() == b"a"
-    assert (root / key_of("a") / MANIFEST_NAME).is_file()
+    assert (root / key_of("a") / ATTEMPT / "a.txt").read_bytes() == b"a"
+    assert (root / key_of("a") / ATTEMPT / MANIFEST_NAME).is_file()
 
 
 @pytest.mark.parametrize("form", ["file_url", "absolute_path"])
@@ -341,8 +406,8 @@ def test_factory_honours_local_bucket(
     store = open_result_store(StoreSettings(), Capsule(capsule))
     assert store.url == root.as_uri()
     location = _publish_one(store, tmp_path)
-    assert location == f"{root.as_uri()}/{key_of('a')}"
-    assert (root / key_of("a") / "a.txt").read_bytes() == b"a"
+    assert location == f"{root.as_uri()}/{key_of('a')}/{ATTEMPT}"
+    assert (root / key_of("a") / ATTEMPT / "a.txt").read_bytes() == b"a"
     assert not capsule.exists()
 
 

@@ -12,15 +12,17 @@ record, end to end through the runner.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import pickle
 import socket
 import struct
 import threading
+import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from threading import Event
 from typing import Any
@@ -31,6 +33,7 @@ from pymongo import MongoClient, monitoring
 from pymongo.errors import OperationFailure
 
 from analysis_wrapper import capsule as capsule_module
+from analysis_wrapper.claims import Claim, Failure
 from analysis_wrapper.errors import RecordExistsError, StoreError
 from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.runner import Analysis
@@ -39,6 +42,7 @@ from analysis_wrapper.stores import Record, RecordQuery, RecordStore
 from analysis_wrapper.stores.base import INPUT_URL_PATH
 from analysis_wrapper.stores.mongo import BOOKKEEPING_FIELD, MongoRecordStore
 from conftest import CapsuleCopy
+from contract.claim_store_contract import ClaimStoreContract, sample_claim
 from contract.record_store_contract import (
     RecordStoreContract,
     key_of,
@@ -120,6 +124,24 @@ class TestMongoRecordStore(RecordStoreContract):
     @pytest.fixture
     def store_secrets(self, mongo_user: tuple[str, str]) -> list[str]:
         return [mongo_user[1], quote_plus(mongo_user[1])]
+
+
+class TestMongoClaimStore(ClaimStoreContract):
+    """The claim store contract: each worker its own store on one fresh database."""
+
+    @pytest.fixture
+    def claim_stores(
+        self, secret_uri: str, database: str
+    ) -> Iterator[Callable[[], MongoRecordStore]]:
+        opened: list[MongoRecordStore] = []
+
+        def open_handle() -> MongoRecordStore:
+            opened.append(MongoRecordStore(secret_uri, database, TABLE))
+            return opened[-1]
+
+        yield open_handle
+        for store in opened:
+            store.close()
 
 
 # --- DocumentDB safety: retryWrites=false, and the commands sent -------------------------
@@ -357,15 +379,17 @@ def test_record_over_16_mib_is_refused_and_nothing_is_stored(
 
 
 class DropsOneReply:
-    """A TCP proxy to the server that, once armed, drops the reply to the next insert.
+    """A TCP proxy to the server that, once armed, drops the reply to the next write.
 
-    The insert reaches the server and is applied; the client sees its connection
-    closed instead of the answer, as after a network fault or a failover.
+    The write (an ``insert`` unless :attr:`command` says otherwise) reaches the server
+    and is applied; the client sees its connection closed instead of the answer, as
+    after a network fault or a failover.
     """
 
     def __init__(self, port: int) -> None:
         self.target = port
         self.armed = False
+        self.command = "insert"
         self.dropped = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -385,7 +409,7 @@ class DropsOneReply:
     def _requests(self, client: socket.socket, server: socket.socket, drop: Event) -> None:
         try:
             while message := _read_message(client):
-                if self.armed and b"\x02insert\x00" in message[:64]:
+                if self.armed and f"\x02{self.command}\x00".encode() in message[:64]:
                     self.armed = False
                     drop.set()
                 server.sendall(message)
@@ -513,13 +537,16 @@ def folder_of(location: str) -> Path:
 
 
 def check_completed_run(records: dict[str, Record], keys: set[str], bucket: Path) -> None:
-    """Every key has a record whose folder holds its manifest and its metadata, unchanged."""
+    """Every key has a record whose folder holds its manifest and its metadata, unchanged.
+
+    The folder is one publish attempt's: ``<bucket>/<key>/<attempt>``.
+    """
     from aind_data_schema.core.metadata import Metadata
 
     assert set(records) == keys
-    for record in records.values():
+    for key, record in records.items():
         folder = folder_of(record["location"])
-        assert folder.parent.resolve() == bucket.resolve()
+        assert folder.parent.resolve() == (bucket / key).resolve()
         assert (folder / "manifest.json").is_file()
         metadata = json.loads((folder / "metadata.nd.json").read_text(encoding="utf-8"))
         assert metadata == {name: value for name, value in record.items() if name != "_id"}
@@ -611,6 +638,18 @@ class StopsServerBeforeFirstPut:
     def find_by_inputs(self, input_sets: Any) -> dict[tuple[str, ...], list[Record]]:
         return self.inner.find_by_inputs(input_sets)
 
+    def get_claims(self, keys: Any) -> dict[str, Claim]:
+        return self.inner.get_claims(keys)
+
+    def insert_claim(self, claim: Claim) -> bool:
+        return self.inner.insert_claim(claim)
+
+    def replace_claim(self, claim: Claim, *, expected_epoch: int) -> bool:
+        return self.inner.replace_claim(claim, expected_epoch=expected_epoch)
+
+    def list_claims(self) -> list[Claim]:
+        return self.inner.list_claims()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -624,7 +663,13 @@ def test_database_lost_between_upload_and_record_then_rerun_completes(
     admin: MongoClient[Document],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Files published, database gone before the record: jobs fail; a re-run completes them."""
+    """Files published, database gone before the record: jobs fail; a re-run completes them.
+
+    The first job's files and manifest are published, then the database stops as its
+    record is written. That job fails after its tries; the others fail at once, since
+    their keys cannot be claimed. Nothing is recorded. With the database back, a re-run
+    (once the first run's leases have expired) completes all six.
+    """
     from example_analysis_model import UnitFilterOutputs, UnitFilterParameters
     from run_capsule import run_analysis
 
@@ -657,22 +702,28 @@ def test_database_lost_between_upload_and_record_then_rerun_completes(
     with monkeypatch.context() as patch:
         patch.setattr(capsule_module, "open_record_store", open_failing_store)
         try:
-            code = capsule_module.main(analysis, ["--dry_run", "0"], Capsule(capsule.root))
+            code = capsule_module.main(
+                analysis, ["--dry_run", "0", "--lease_seconds", "1"], Capsule(capsule.root)
+            )
         finally:
             mongo_server.start()
     assert code == 1
-    assert [store.puts for store in wrapped] == [6]
+    assert [store.puts for store in wrapped] == [1]
     summary = summary_of(capsule)
     assert (summary["ran"], summary["failed"]) == (0, 6)
     keys = {job["key"] for job in summary["jobs"]}
     for job in summary["jobs"]:
-        assert "cannot write to record store mongodb://***@127.0.0.1:" in job["error"]
+        assert "record store mongodb://***@127.0.0.1:" in job["error"]
+        assert "cannot write" in job["error"]
         assert password not in job["error"]
         assert "\n" not in job["error"]
-    # Published but unrecorded: every key's files and manifest are there, no record.
-    assert {p.name for p in bucket.iterdir() if p.is_dir()} == keys
-    assert all((bucket / key / "manifest.json").is_file() for key in keys)
+    # Published but unrecorded: one key's attempt folder, with its manifest; no record.
+    (published,) = [p for p in bucket.iterdir() if p.is_dir()]
+    assert published.name in keys
+    (attempt,) = list(published.iterdir())
+    assert (attempt / "manifest.json").is_file()
     assert admin[database][TABLE].count_documents({}) == 0
+    time.sleep(1.2)  # the first run's claim on that key expires
 
     assert capsule_module.main(analysis, ["--dry_run", "0"], Capsule(capsule.root)) == 0
     summary = summary_of(capsule)
@@ -698,3 +749,111 @@ def test_find_by_inputs_uses_the_multikey_index_on_input_urls(
         ("s3://bucket/a", "s3://bucket/b"): [record]
     }
     store.close()
+
+
+# --- claims: where they live, what is sent, lost replies, read-only use ------------------
+
+CLAIMS = f"{TABLE}_claims"
+
+
+def test_claims_are_plain_documents_in_their_own_collection(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """A claim is stored as Claim.to_document() in <collection>_claims, and replaced whole."""
+    store = MongoRecordStore(secret_uri, database, TABLE)
+    key = key_of("claim")
+    first = sample_claim(key, state="failed", failure=Failure("OSError", "disk full"))
+    assert store.insert_claim(first)
+    assert admin[database][CLAIMS].find_one({"_id": key}) == first.to_document()
+    second = sample_claim(key, epoch=2, label="second")
+    assert store.replace_claim(second, expected_epoch=1)
+    assert list(admin[database][CLAIMS].find()) == [second.to_document()]
+    assert admin[database][TABLE].count_documents({}) == 0
+    store.close()
+
+
+def test_claim_commands_are_documentdb_safe(secret_uri: str, database: str) -> None:
+    """insert, a replacement filtered on _id and epoch (no upsert), finds of 500 keys at most."""
+    listener = CommandLog()
+    store = MongoRecordStore(
+        secret_uri, database, TABLE, client_options={"event_listeners": [listener]}
+    )
+    key = key_of("commands")
+    assert store.insert_claim(sample_claim(key))
+    assert store.replace_claim(sample_claim(key, epoch=2), expected_epoch=1)
+    assert not store.replace_claim(sample_claim(key, epoch=2), expected_epoch=1)
+    (insert,) = listener.named("insert")
+    assert insert["insert"] == CLAIMS
+    updates = [command["updates"][0] for command in listener.named("update")]
+    assert [update["q"] for update in updates] == [{"_id": key, "epoch": 1}] * 2
+    assert all(not any(name.startswith("$") for name in update["u"]) for update in updates)
+    assert not any(update.get("upsert") or update.get("multi") for update in updates)
+    writes = listener.named("insert") + listener.named("update")
+    assert all("txnNumber" not in command for command in writes)
+    listener.commands.clear()
+    keys = [key_of(n) for n in range(700)]
+    assert list(store.get_claims(keys)) == []
+    finds = listener.named("find")
+    assert [len(command["filter"]["_id"]["$in"]) for command in finds] == [500, 200]
+    assert all(command["find"] == CLAIMS for command in finds)
+    store.close()
+
+
+def test_claim_writes_whose_reply_was_lost_are_still_ours(
+    mongo_server: ServerProcess, mongo_user: tuple[str, str], database: str
+) -> None:
+    """An insert or takeover applied but unanswered reports True; another's claim is False."""
+    proxy = DropsOneReply(mongo_server.port)
+    sleeps: list[float] = []
+    store = MongoRecordStore(
+        uri_for(proxy.port, *mongo_user), database, TABLE, retry_policy=FAST, sleep=sleeps.append
+    )
+    mine, theirs = key_of("mine"), key_of("theirs")
+    assert store.list_claims() == []  # connects
+    proxy.armed = True
+    assert store.insert_claim(sample_claim(mine)) is True
+    proxy.command, proxy.armed = "update", True
+    taken = sample_claim(mine, epoch=2, label="taken over")
+    assert store.replace_claim(taken, expected_epoch=1) is True
+    proxy.armed = True
+    renewed = dataclasses.replace(taken, heartbeat=taken.heartbeat + 30)
+    assert store.replace_claim(renewed, expected_epoch=2) is True
+    assert proxy.dropped == 3 and len(sleeps) == 3
+    assert store.get_claims([mine]) == {mine: renewed}
+    # The same faults when someone else's claim is stored: refused, nothing changed.
+    other = MongoRecordStore(uri_for(mongo_server.port, *mongo_user), database, TABLE)
+    assert other.insert_claim(sample_claim(theirs, label="theirs"))
+    proxy.command, proxy.armed = "insert", True
+    assert store.insert_claim(sample_claim(theirs, label="mine")) is False
+    proxy.command, proxy.armed = "update", True
+    stale = sample_claim(mine, epoch=2, label="stale")
+    assert store.replace_claim(stale, expected_epoch=1) is False
+    assert proxy.dropped == 5
+    assert store.get_claims([mine, theirs]) == {
+        mine: renewed,
+        theirs: sample_claim(theirs, label="theirs"),
+    }
+    other.close()
+    store.close()
+    proxy.close()
+
+
+def test_read_only_store_reads_claims_and_never_writes_them(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """Read-only: no claims before any exist (nothing created); writes are StoreErrors."""
+    reader = MongoRecordStore(secret_uri, database, TABLE, read_only=True)
+    key = key_of("claim")
+    assert reader.get_claims([key]) == {}
+    assert reader.list_claims() == []
+    with pytest.raises(StoreError, match="read-only"):
+        reader.insert_claim(sample_claim(key))
+    assert database not in admin.list_database_names()
+    writer = MongoRecordStore(secret_uri, database, TABLE)
+    assert writer.insert_claim(sample_claim(key))
+    assert reader.get_claims([key]) == {key: sample_claim(key)}
+    with pytest.raises(StoreError, match="read-only"):
+        reader.replace_claim(sample_claim(key, epoch=2), expected_epoch=1)
+    assert writer.list_claims() == [sample_claim(key)]
+    reader.close()
+    writer.close()

@@ -3,10 +3,11 @@
 Every test publishes into a bucket of its own (uuid-named), so tests never see each
 other's objects. Below the contract: ANALYSIS_BUCKET forms through the factory,
 multipart and many-file uploads, has_manifest across buckets, leftovers of a failed
-attempt, errors (missing bucket, wrong secret on a moto server that enforces auth,
-unreachable endpoint) without secrets, and the S3 server stopped in the middle of an
-upload, then started again. The tests that stop a server use one of their own, so the
-session's S3 server (and other modules' buckets) are never disturbed.
+try, listing and deleting over many objects, errors (missing bucket, wrong secret on a
+moto server that enforces auth, unreachable endpoint) without secrets, and the S3
+server stopped in the middle of an upload, then started again. The tests that stop a
+server use one of their own, so the session's S3 server (and other modules' buckets)
+are never disturbed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from analysis_wrapper.settings import Capsule, StoreSettings
 from analysis_wrapper.stores import open_result_store
 from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings, _is_transient
 from conftest import CapsuleCopy
-from contract.result_store_contract import ResultStoreContract, key_of, write_tree
+from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
 from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process
 
 REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
@@ -82,6 +83,17 @@ def tree_reader(client: Any) -> Callable[[str], dict[str, bytes]]:
     return read_tree
 
 
+def raw_writer(client: Any, bucket: str, prefix: str) -> Callable[[str, bytes], None]:
+    """A ``put_raw`` for the contract: one object under ``s3://bucket/prefix``."""
+
+    def put_raw(relative: str, data: bytes) -> None:
+        client.put_object(
+            Bucket=bucket, Key=f"{prefix}/{relative}" if prefix else relative, Body=data
+        )
+
+    return put_raw
+
+
 def object_keys(client: Any, bucket: str, prefix: str = "") -> list[str]:
     """Every object key in ``bucket`` under ``prefix``, sorted."""
     reply = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
@@ -114,6 +126,10 @@ class TestS3ResultStore(ResultStoreContract):
     def read_tree(self, client: Any) -> Any:
         return tree_reader(client)
 
+    @pytest.fixture
+    def put_raw(self, client: Any, bucket: str) -> Any:
+        return raw_writer(client, bucket, "team/results")
+
 
 class TestS3ResultStoreAtBucketTop(ResultStoreContract):
     """The result store contract in a fresh bucket, with no prefix at all."""
@@ -125,6 +141,10 @@ class TestS3ResultStoreAtBucketTop(ResultStoreContract):
     @pytest.fixture
     def read_tree(self, client: Any) -> Any:
         return tree_reader(client)
+
+    @pytest.fixture
+    def put_raw(self, client: Any, bucket: str) -> Any:
+        return raw_writer(client, bucket, "")
 
 
 # --- ANALYSIS_BUCKET through the factory -------------------------------------------------
@@ -144,11 +164,11 @@ def test_factory_opens_s3_bucket_with_prefix(
     assert store.url == f"s3://{bucket}/team/results"
     key = key_of("factory")
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
-    location = store.publish(key, folder, build_manifest(key, folder))
-    assert location == f"s3://{bucket}/team/results/{key}"
+    location = store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    assert location == f"s3://{bucket}/team/results/{key}/{ATTEMPT}"
     assert object_keys(client, bucket) == [
-        f"team/results/{key}/a.txt",
-        f"team/results/{key}/{MANIFEST_NAME}",
+        f"team/results/{key}/{ATTEMPT}/a.txt",
+        f"team/results/{key}/{ATTEMPT}/{MANIFEST_NAME}",
     ]
     assert not (tmp_path / "capsule").exists()
 
@@ -163,8 +183,12 @@ def test_factory_bucket_without_prefix_publishes_at_top(
     assert store.url == f"s3://{bucket}"
     key = key_of("top")
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
-    assert store.publish(key, folder, build_manifest(key, folder)) == f"s3://{bucket}/{key}"
-    assert object_keys(client, bucket) == [f"{key}/a.txt", f"{key}/{MANIFEST_NAME}"]
+    location = store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    assert location == f"s3://{bucket}/{key}/{ATTEMPT}"
+    assert object_keys(client, bucket) == [
+        f"{key}/{ATTEMPT}/a.txt",
+        f"{key}/{ATTEMPT}/{MANIFEST_NAME}",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -195,14 +219,15 @@ def test_large_file_goes_up_in_parts(client: Any, bucket: str, tmp_path: Path) -
     key = key_of("large")
     folder = write_tree(tmp_path / "out", {"large.bin": large, "small.txt": b"small"})
     manifest = build_manifest(key, folder)
-    store.publish(key, folder, manifest)
-    head = client.head_object(Bucket=bucket, Key=f"big/{key}/large.bin")
+    location = store.publish(key, ATTEMPT, folder, manifest)
+    base = f"big/{key}/{ATTEMPT}"
+    head = client.head_object(Bucket=bucket, Key=f"{base}/large.bin")
     assert head["ETag"].strip('"').endswith("-3")
     assert head["ContentLength"] == len(large)
-    assert "-" not in client.head_object(Bucket=bucket, Key=f"big/{key}/small.txt")["ETag"]
-    body = client.get_object(Bucket=bucket, Key=f"big/{key}/large.bin")["Body"].read()
+    assert "-" not in client.head_object(Bucket=bucket, Key=f"{base}/small.txt")["ETag"]
+    body = client.get_object(Bucket=bucket, Key=f"{base}/large.bin")["Body"].read()
     assert body == large
-    assert store.read_manifest(key) == manifest
+    assert store.read_manifest(location) == manifest
 
 
 def test_many_small_files_all_arrive(client: Any, bucket: str, tmp_path: Path) -> None:
@@ -212,17 +237,16 @@ def test_many_small_files_all_arrive(client: Any, bucket: str, tmp_path: Path) -
     store = S3ResultStore(bucket, "many")
     folder = write_tree(tmp_path / "out", files)
     manifest = build_manifest(key, folder)
-    store.publish(key, folder, manifest)
+    location = store.publish(key, ATTEMPT, folder, manifest)
+    base = f"many/{key}/{ATTEMPT}"
     etags: dict[str, str] = {}
-    for page in client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=f"many/{key}/"
-    ):
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{base}/"):
         etags.update({entry["Key"]: entry["ETag"].strip('"') for entry in page["Contents"]})
-    assert sorted(etags) == sorted(f"many/{key}/{name}" for name in [*files, MANIFEST_NAME])
+    assert sorted(etags) == sorted(f"{base}/{name}" for name in [*files, MANIFEST_NAME])
     for name, data in files.items():
-        assert etags[f"many/{key}/{name}"] == hashlib.md5(data).hexdigest(), name
+        assert etags[f"{base}/{name}"] == hashlib.md5(data).hexdigest(), name
     assert len(manifest["files"]) == 300
-    assert store.read_manifest(key) == manifest
+    assert store.read_manifest(location) == manifest
 
 
 def test_content_type_follows_file_name(client: Any, bucket: str, tmp_path: Path) -> None:
@@ -230,9 +254,9 @@ def test_content_type_follows_file_name(client: Any, bucket: str, tmp_path: Path
     store = S3ResultStore(bucket, "")
     key = key_of("types")
     folder = write_tree(tmp_path / "out", {"units.csv": b"a,b\n", "figure.png": b"\x89PNG"})
-    store.publish(key, folder, build_manifest(key, folder))
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
     types = {
-        name: client.head_object(Bucket=bucket, Key=f"{key}/{name}")["ContentType"]
+        name: client.head_object(Bucket=bucket, Key=f"{key}/{ATTEMPT}/{name}")["ContentType"]
         for name in ("units.csv", "figure.png", MANIFEST_NAME)
     }
     assert types == {
@@ -245,58 +269,105 @@ def test_content_type_follows_file_name(client: Any, bucket: str, tmp_path: Path
 # --- leftovers of failed attempts (upstream defect D2) -----------------------------------
 
 
-def test_leftovers_of_a_crashed_attempt_never_block_the_next(
+def test_a_crashed_try_of_the_same_attempt_is_replaced_exactly(
     client: Any, bucket: str, tmp_path: Path
 ) -> None:
-    """Objects a crashed attempt left (no manifest) are overwritten or deleted on publish."""
+    """Objects a crashed try left in the attempt's folder are overwritten or deleted."""
     key = key_of("crashed")
-    client.put_object(Bucket=bucket, Key=f"r/{key}/a.txt", Body=b"half-written")
-    client.put_object(Bucket=bucket, Key=f"r/{key}/only_in_crashed/x.bin", Body=b"x")
+    client.put_object(Bucket=bucket, Key=f"r/{key}/{ATTEMPT}/a.txt", Body=b"half-written")
+    client.put_object(Bucket=bucket, Key=f"r/{key}/{ATTEMPT}/only_in_crashed/x.bin", Body=b"x")
+    client.put_object(Bucket=bucket, Key=f"r/{key}/{ATTEMPT}/{MANIFEST_NAME}", Body=b"{}")
+    client.put_object(Bucket=bucket, Key=f"r/{key}/other-attempt/a.txt", Body=b"other")
     store = S3ResultStore(bucket, "r")
-    assert store.read_manifest(key) is None
-    assert store.has_manifest(store.location(key)) is False
     folder = write_tree(tmp_path / "out", {"a.txt": b"complete", "b.txt": b"b"})
     manifest = build_manifest(key, folder)
-    store.publish(key, folder, manifest)
+    location = store.publish(key, ATTEMPT, folder, manifest)
     assert object_keys(client, bucket) == [
-        f"r/{key}/a.txt",
-        f"r/{key}/b.txt",
-        f"r/{key}/{MANIFEST_NAME}",
+        f"r/{key}/{ATTEMPT}/a.txt",
+        f"r/{key}/{ATTEMPT}/b.txt",
+        f"r/{key}/{ATTEMPT}/{MANIFEST_NAME}",
+        f"r/{key}/other-attempt/a.txt",
     ]
-    assert client.get_object(Bucket=bucket, Key=f"r/{key}/a.txt")["Body"].read() == b"complete"
-    assert store.read_manifest(key) == manifest
+    body = client.get_object(Bucket=bucket, Key=f"r/{key}/{ATTEMPT}/a.txt")["Body"].read()
+    assert body == b"complete"
+    assert store.read_manifest(location) == manifest
 
 
 def test_bad_local_file_changes_nothing_remote(client: Any, bucket: str, tmp_path: Path) -> None:
-    """A publish that fails on an unreadable local file leaves the earlier result intact."""
+    """A publish that fails on an unreadable local file leaves every earlier object intact."""
     key = key_of("keep earlier")
     store = S3ResultStore(bucket, "r")
     first = write_tree(tmp_path / "first", {"a.txt": b"first"})
     manifest = build_manifest(key, first)
-    store.publish(key, first, manifest)
+    location = store.publish(key, ATTEMPT, first, manifest)
     before = object_keys(client, bucket)
     second = write_tree(tmp_path / "second", {"a.txt": b"second"})
     os.symlink(tmp_path / "missing", second / "broken_link")
-    with pytest.raises(StoreError, match="broken_link"):
-        store.publish(key, second, build_manifest(key, second))
+    for attempt in (ATTEMPT, "another"):
+        with pytest.raises(StoreError, match="broken_link"):
+            store.publish(key, attempt, second, build_manifest(key, second))
     assert object_keys(client, bucket) == before
-    assert store.read_manifest(key) == manifest
-    assert client.get_object(Bucket=bucket, Key=f"r/{key}/a.txt")["Body"].read() == b"first"
+    assert store.read_manifest(location) == manifest
+    body = client.get_object(Bucket=bucket, Key=f"r/{key}/{ATTEMPT}/a.txt")["Body"].read()
+    assert body == b"first"
 
 
-def test_leftover_prefix_sharing_a_key_start_is_not_touched(
+def test_pruning_an_attempt_never_reaches_a_sibling_sharing_its_start(
     client: Any, bucket: str, tmp_path: Path
 ) -> None:
-    """Pruning <key>/ never reaches a sibling whose name merely starts with the key."""
+    """Pruning <key>/<attempt>/ never reaches a sibling whose name merely starts with it."""
     key = key_of("sibling")
-    client.put_object(Bucket=bucket, Key=f"{key}-other/keep.txt", Body=b"keep")
-    client.put_object(Bucket=bucket, Key=f"{key}x", Body=b"keep")
+    client.put_object(Bucket=bucket, Key=f"{key}/{ATTEMPT}/stale.txt", Body=b"pruned")
+    client.put_object(Bucket=bucket, Key=f"{key}/{ATTEMPT}-other/keep.txt", Body=b"keep")
+    client.put_object(Bucket=bucket, Key=f"{key}/{ATTEMPT}x", Body=b"keep")
     store = S3ResultStore(bucket, "")
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
-    store.publish(key, folder, build_manifest(key, folder))
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
     assert object_keys(client, bucket) == sorted(
-        [f"{key}-other/keep.txt", f"{key}x", f"{key}/a.txt", f"{key}/{MANIFEST_NAME}"]
+        [
+            f"{key}/{ATTEMPT}-other/keep.txt",
+            f"{key}/{ATTEMPT}x",
+            f"{key}/{ATTEMPT}/a.txt",
+            f"{key}/{ATTEMPT}/{MANIFEST_NAME}",
+        ]
     )
+
+
+# --- list_published and delete at scale ---------------------------------------------------
+
+
+def test_list_published_pages_through_many_objects(client: Any, bucket: str) -> None:
+    """Over 1,000 objects (several LIST pages) are all counted, and delete batches them."""
+    key = key_of("paged")
+    names = [f"f{n:04d}.txt" for n in range(1203)]
+    for name in names:
+        client.put_object(Bucket=bucket, Key=f"p/{key}/{ATTEMPT}/{name}", Body=b"12")
+    client.put_object(Bucket=bucket, Key=f"p/{key}/{ATTEMPT}/{MANIFEST_NAME}", Body=b"{}")
+    client.put_object(Bucket=bucket, Key=f"p/{key}/kept/a.txt", Body=b"a")
+    store = S3ResultStore(bucket, "p")
+    listed = {entry.location: entry for entry in store.list_published()}
+    location = store.location(key, ATTEMPT)
+    assert sorted(listed) == sorted([location, f"{store.url}/{key}/kept"])
+    assert (listed[location].files, listed[location].size) == (1204, 2 * 1203 + 2)
+    assert listed[location].complete
+    assert store.delete(location) == 1204
+    assert object_keys(client, bucket) == [f"p/{key}/kept/a.txt"]
+
+
+def test_delete_refuses_another_bucket(client: Any, bucket: str, tmp_path: Path) -> None:
+    """A location in another bucket, or outside the prefix, is refused and nothing goes."""
+    key = key_of("mine")
+    store = S3ResultStore(bucket, "p")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    location = store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    for other in (
+        location.replace(f"s3://{bucket}/", "s3://another-bucket/"),
+        location.replace("/p/", "/q/"),
+        f"s3://{bucket}/{key}/{ATTEMPT}",
+    ):
+        with pytest.raises(StoreError, match="not a published folder"):
+            store.delete(other)
+    assert store.has_manifest(location) is True
 
 
 # --- has_manifest ------------------------------------------------------------------------
@@ -308,11 +379,12 @@ def test_has_manifest_looks_in_any_bucket(client: Any, tmp_path: Path) -> None:
     old_store = S3ResultStore(elsewhere, "old/prefix")
     key = key_of("moved")
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
-    old_location = old_store.publish(key, folder, build_manifest(key, folder))
+    old_location = old_store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
     store = S3ResultStore(here, "new")
     assert store.has_manifest(old_location) is True
     assert store.has_manifest(old_location + "/") is True
-    assert store.has_manifest(old_store.location(key_of("never"))) is False
+    assert store.has_manifest(old_store.location(key_of("never"), ATTEMPT)) is False
+    assert store.read_manifest(old_location) is not None
     assert store.has_manifest(f"s3://{elsewhere}") is False
     assert store.has_manifest(f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/{key}") is False
     assert store.has_manifest(f"s3://None/{key}") is False
@@ -342,7 +414,7 @@ def test_missing_bucket_fails_fast_naming_bucket_and_remedy(
     store = S3ResultStore(missing, "p", sleep=sleeps)
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
     with pytest.raises(StoreError) as raised:
-        store.publish(key_of("m"), folder, build_manifest(key_of("m"), folder))
+        store.publish(key_of("m"), ATTEMPT, folder, build_manifest(key_of("m"), folder))
     message = str(raised.value)
     assert f"s3://{missing}/p" in message
     assert "NoSuchBucket" in message
@@ -350,7 +422,9 @@ def test_missing_bucket_fails_fast_naming_bucket_and_remedy(
     assert "\n" not in message
     assert sleeps.waits == []
     with pytest.raises(StoreError, match="NoSuchBucket"):
-        store.read_manifest(key_of("m"))
+        store.read_manifest(store.location(key_of("m"), ATTEMPT))
+    with pytest.raises(StoreError, match="NoSuchBucket"):
+        list(store.list_published())
 
 
 def test_unreachable_endpoint_fails_after_bounded_retries(
@@ -370,7 +444,7 @@ def test_unreachable_endpoint_fails_after_bounded_retries(
         caplog.at_level(logging.DEBUG, logger="analysis_wrapper"),
         pytest.raises(StoreError) as raised,
     ):
-        store.publish(key_of("u"), folder, build_manifest(key_of("u"), folder))
+        store.publish(key_of("u"), ATTEMPT, folder, build_manifest(key_of("u"), folder))
     message = str(raised.value)
     assert f"cannot reach S3 at {endpoint}" in message
     assert "after 3 attempts" in message
@@ -473,7 +547,7 @@ def test_right_credentials_publish_on_auth_server(
     use_credentials(monkeypatch, auth_setup["endpoint"], auth_setup["key_id"], auth_setup["secret"])
     store = S3ResultStore(auth_setup["bucket"], "ok")
     folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
-    location = store.publish(key_of("ok"), folder, build_manifest(key_of("ok"), folder))
+    location = store.publish(key_of("ok"), ATTEMPT, folder, build_manifest(key_of("ok"), folder))
     assert store.has_manifest(location) is True
 
 
@@ -493,7 +567,7 @@ def test_wrong_secret_fails_fast_with_one_line_and_no_secret(
         caplog.at_level(logging.DEBUG, logger="analysis_wrapper"),
         pytest.raises(StoreError) as raised,
     ):
-        store.publish(key_of("d"), folder, build_manifest(key_of("d"), folder))
+        store.publish(key_of("d"), ATTEMPT, folder, build_manifest(key_of("d"), folder))
     message = str(raised.value)
     assert f"results store s3://{auth_setup['bucket']}/denied" in message
     assert "SignatureDoesNotMatch" in message or "HTTP 403" in message
@@ -504,7 +578,7 @@ def test_wrong_secret_fails_fast_with_one_line_and_no_secret(
         assert secret not in message
         assert secret not in caplog.text
     with pytest.raises(StoreError, match="access denied"):
-        store.has_manifest(f"s3://{auth_setup['bucket']}/ok/{key_of('ok')}")
+        store.has_manifest(f"s3://{auth_setup['bucket']}/ok/{key_of('ok')}/{ATTEMPT}")
     reader = s3_client(auth_setup["endpoint"], auth_setup["key_id"], auth_setup["secret"])
     assert object_keys(reader, auth_setup["bucket"], "denied/") == []
 
@@ -516,7 +590,7 @@ def test_unknown_key_id_is_denied(
     use_credentials(monkeypatch, auth_setup["endpoint"], "AKIANOTISSUED0000000", "testing")
     store = S3ResultStore(auth_setup["bucket"], "x")
     with pytest.raises(StoreError, match=r"InvalidAccessKeyId.*check the AWS credentials"):
-        store.read_manifest(key_of("x"))
+        store.read_manifest(store.location(key_of("x"), ATTEMPT))
 
 
 # --- the S3 server stops in the middle of an upload ---------------------------------------
@@ -534,7 +608,7 @@ def private_server(tmp_path: Path) -> Iterator[ServerProcess]:
 def test_server_stopped_mid_upload_then_republish_completes(
     private_server: ServerProcess, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """S3 stops mid-upload: StoreError, no manifest trusted; back up: a re-publish completes."""
+    """S3 stops mid-upload: StoreError, the earlier attempt intact; back up: a retry completes."""
     endpoint = f"http://127.0.0.1:{private_server.port}"
     use_credentials(monkeypatch, endpoint, "testing", "testing")
     admin = s3_client(endpoint)
@@ -542,7 +616,7 @@ def test_server_stopped_mid_upload_then_republish_completes(
     store = S3ResultStore(bucket, "r", retry_policy=FAST)
     key = key_of("fault")
     earlier = write_tree(tmp_path / "earlier", {"old.txt": b"old"})
-    store.publish(key, earlier, build_manifest(key, earlier))
+    store.publish(key, "earlier", earlier, build_manifest(key, earlier))
     files = {f"f{n:03d}.bin": os.urandom(256 * 1024) for n in range(200)}
     folder = write_tree(tmp_path / "out", files)
     manifest = build_manifest(key, folder)
@@ -563,21 +637,23 @@ def test_server_stopped_mid_upload_then_republish_completes(
     stopper.start()
     try:
         with pytest.raises(StoreError, match="cannot reach S3") as raised:
-            store.publish(key, folder, manifest)
+            store.publish(key, ATTEMPT, folder, manifest)
     finally:
         stopper.join()
     assert "after 3 attempts" in str(raised.value)
     assert seen, "the upload ended before the server was stopped"
-    assert f"r/{key}/{MANIFEST_NAME}" not in seen  # the earlier result was retired first
+    assert f"r/{key}/{ATTEMPT}/{MANIFEST_NAME}" not in seen
+    assert f"r/{key}/earlier/{MANIFEST_NAME}" in seen  # another attempt: never touched
     assert sum(name.endswith(".bin") for name in seen) < len(files)
 
     private_server.start()  # empty again: moto keeps objects in memory
     make_bucket(admin, bucket)
-    assert store.has_manifest(store.location(key)) is False
-    assert store.publish(key, folder, manifest) == store.location(key)
-    assert store.has_manifest(store.location(key)) is True
-    assert store.read_manifest(key) == manifest
-    assert len(object_keys(admin, bucket, f"r/{key}/")) == len(files) + 1
+    location = store.location(key, ATTEMPT)
+    assert store.has_manifest(location) is False
+    assert store.publish(key, ATTEMPT, folder, manifest) == location
+    assert store.has_manifest(location) is True
+    assert store.read_manifest(location) == manifest
+    assert len(object_keys(admin, bucket, f"r/{key}/{ATTEMPT}/")) == len(files) + 1
 
 
 def test_outage_within_the_retry_budget_is_ridden_out(
@@ -601,9 +677,10 @@ def test_outage_within_the_retry_budget_is_ridden_out(
     key = key_of("outage")
     folder = write_tree(tmp_path / "out", {"a.txt": b"a", "b/c.txt": b"c"})
     manifest = build_manifest(key, folder)
-    assert store.publish(key, folder, manifest) == store.location(key)
+    location = store.publish(key, ATTEMPT, folder, manifest)
+    assert location == store.location(key, ATTEMPT)
     assert len(waits) == 1
-    assert store.read_manifest(key) == manifest
+    assert store.read_manifest(location) == manifest
 
 
 # --- end to end: the capsule publishing to S3 -------------------------------------------
@@ -612,7 +689,10 @@ def test_outage_within_the_retry_budget_is_ridden_out(
 def test_capsule_run_publishes_to_s3_and_skips_on_rerun(
     capsule: CapsuleCopy, client: Any, bucket: str, aws_test_env: dict[str, str], tmp_path: Path
 ) -> None:
-    """The example publishes to s3://bucket/prefix/<key>/; re-runs skip; a lost manifest reruns."""
+    """The example publishes to <prefix>/<key>/<attempt>/; a lost manifest reruns elsewhere.
+
+    Re-runs skip; a key whose manifest was deleted runs again into a new attempt folder.
+    """
     data = tmp_path / "data"
     shutil.copytree(capsule.data, data)
     for path in sorted(data.glob("job_dict/*.json"))[2:]:
@@ -627,10 +707,15 @@ def test_capsule_run_publishes_to_s3_and_skips_on_rerun(
         assert (summary["ran"], summary["skipped"], summary["failed"]) == expected
         return summary
 
+    def attempts(key: str) -> list[str]:
+        names = object_keys(client, bucket, f"analysis/v1/{key}/")
+        return sorted({name.split("/")[3] for name in names})
+
     summary = run((2, 0, 0))
     read_tree = tree_reader(client)
     for job in summary["jobs"]:
-        location = f"s3://{bucket}/analysis/v1/{job['key']}"
+        [attempt] = attempts(job["key"])
+        location = f"s3://{bucket}/analysis/v1/{job['key']}/{attempt}"
         published = read_tree(location)
         manifest = json.loads(published[MANIFEST_NAME])
         assert sorted(published) == sorted([MANIFEST_NAME, *(f["path"] for f in manifest["files"])])
@@ -638,7 +723,11 @@ def test_capsule_run_publishes_to_s3_and_skips_on_rerun(
     assert not (capsule.store / "results").exists()
     run((0, 2, 0))
     orphan = sorted(job["key"] for job in summary["jobs"])[0]
-    client.delete_object(Bucket=bucket, Key=f"analysis/v1/{orphan}/{MANIFEST_NAME}")
+    [lost] = attempts(orphan)
+    client.delete_object(Bucket=bucket, Key=f"analysis/v1/{orphan}/{lost}/{MANIFEST_NAME}")
     third = run((1, 1, 0))
     assert [job["key"] for job in third["jobs"] if job["status"] == "succeeded"] == [orphan]
-    assert S3ResultStore(bucket, "analysis/v1").has_manifest(f"s3://{bucket}/analysis/v1/{orphan}")
+    [new] = [attempt for attempt in attempts(orphan) if attempt != lost]
+    store = S3ResultStore(bucket, "analysis/v1")
+    assert store.has_manifest(f"s3://{bucket}/analysis/v1/{orphan}/{new}") is True
+    assert store.has_manifest(f"s3://{bucket}/analysis/v1/{orphan}/{lost}") is False

@@ -62,8 +62,10 @@ def test_example_posts_to_mongodb_and_s3_then_skips(
     bucket_url = production_env["ANALYSIS_BUCKET"]
     for record in records:
         key = record["_id"]
-        assert record["location"] == f"{bucket_url}/{key}"
-        prefix = f"analysis/example/{key}/"
+        attempt = record["location"].removeprefix(f"{bucket_url}/{key}/")
+        assert record["location"] == f"{bucket_url}/{key}/{attempt}"
+        assert "/" not in attempt
+        prefix = f"analysis/example/{key}/{attempt}/"
         manifest = json.loads(files[prefix + "manifest.json"])
         assert {entry["path"] for entry in manifest["files"]} == {
             "units.csv",
@@ -87,15 +89,22 @@ def test_deleted_manifest_on_s3_makes_an_orphan_that_runs_again(
 ) -> None:
     """A record whose S3 manifest is gone is orphaned: its job alone runs again."""
     assert capsule.run("--dry_run", "0", env=production_env).returncode == 0
-    orphan = sorted(str(r["_id"]) for r in stored(production_env))[0]
-    bucket = production_env["ANALYSIS_BUCKET"].removeprefix("s3://").split("/")[0]
+    locations = {str(r["_id"]): str(r["location"]) for r in stored(production_env)}
+    orphan = sorted(locations)[0]
+    bucket_url = production_env["ANALYSIS_BUCKET"]
+    bucket = bucket_url.removeprefix("s3://").split("/")[0]
+    lost = locations[orphan].removeprefix(f"{bucket_url}/")
     boto3.client("s3", endpoint_url=production_env["AWS_ENDPOINT_URL"]).delete_object(
-        Bucket=bucket, Key=f"analysis/example/{orphan}/manifest.json"
+        Bucket=bucket, Key=f"analysis/example/{lost}/manifest.json"
     )
     done = capsule.run("--dry_run", "0", env=production_env)
     assert done.returncode == 0, done.stderr
     assert "orphaned" in done.stderr
     summary = json.loads((capsule.results / "run_summary.json").read_text())
     assert (summary["ran"], summary["skipped"]) == (1, JOB_COUNT - 1)
-    assert f"analysis/example/{orphan}/manifest.json" in objects(production_env)
+    relocated = {str(r["_id"]): str(r["location"]) for r in stored(production_env)}[orphan]
+    assert relocated != locations[orphan]  # a new attempt, in its own folder
+    new = relocated.removeprefix(f"{bucket_url}/")
+    assert f"analysis/example/{new}/manifest.json" in objects(production_env)
+    assert f"analysis/example/{lost}/manifest.json" not in objects(production_env)
     assert len(stored(production_env)) == JOB_COUNT

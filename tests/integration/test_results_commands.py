@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
@@ -44,6 +45,13 @@ def code_of(record: dict[str, Any]) -> dict[str, Any]:
     """The record's code block."""
     code: dict[str, Any] = record["processing"]["data_processes"][0]["code"]
     return code
+
+
+def record_folder(record: dict[str, Any]) -> Path:
+    """The local folder a record's ``file://`` location names (its attempt's folder)."""
+    parts = urlsplit(record["location"])
+    assert parts.scheme == "file", record["location"]
+    return Path(unquote(parts.path))
 
 
 def sha256(path: Path) -> str:
@@ -119,7 +127,7 @@ def test_show_prints_summary_and_files(posted: CapsuleCopy) -> None:
     assert f"@{code_of(record)['version']}" in done.stdout
     assert SESSION in done.stdout
     assert "isi_violations_cutoff = 0.1" in done.stdout
-    folder = posted.store / "results" / key
+    folder = record_folder(record)
     for name in ("units.csv", "units.png", "metadata.nd.json"):
         size = (folder / name).stat().st_size
         assert any(line.split() == [str(size), name] for line in done.stdout.splitlines())
@@ -170,8 +178,9 @@ def test_download_local_and_tampered(capsule: CapsuleCopy, tmp_path: Path) -> No
     """Download checks sha256: a tampered stored file fails, naming it, with no file left."""
     done = capsule.run("--dry_run", "0")
     assert done.returncode == 0, done.stderr
-    key = find_json(capsule, "--input", SESSION, "--param", "isi_violations_cutoff=0.1")[0]["_id"]
-    folder = capsule.store / "results" / key
+    record = find_json(capsule, "--input", SESSION, "--param", "isi_violations_cutoff=0.1")[0]
+    key = record["_id"]
+    folder = record_folder(record)
     check_download(capsule, key, folder, tmp_path / "good")
 
     stored = folder / "units.csv"
@@ -199,13 +208,15 @@ def test_download_from_s3(
     assert done.returncode == 0, done.stderr
     records = find_json(capsule, "--input", SESSION)
     key = records[0]["_id"]
-    assert records[0]["location"] == f"s3://{bucket}/analysis/{key}"
+    attempt = records[0]["location"].removeprefix(f"s3://{bucket}/analysis/{key}/")
+    assert records[0]["location"] == f"s3://{bucket}/analysis/{key}/{attempt}"
+    assert "/" not in attempt
     target = tmp_path / "s3"
     fetched = capsule.cli("results", "download", key[:10], str(target), env=env)
     assert fetched.returncode == 0, fetched.stderr
     assert "downloaded 4 file(s)" in fetched.stdout
     manifest = json.loads(
-        s3.get_object(Bucket=bucket, Key=f"analysis/{key}/manifest.json")["Body"].read()
+        s3.get_object(Bucket=bucket, Key=f"analysis/{key}/{attempt}/manifest.json")["Body"].read()
     )
     for entry in manifest["files"]:
         assert sha256(target / entry["path"]) == entry["sha256"]
@@ -213,7 +224,7 @@ def test_download_from_s3(
     assert shown.returncode == 0, shown.stderr
     assert "files (4," in shown.stdout
 
-    s3.put_object(Bucket=bucket, Key=f"analysis/{key}/units.csv", Body=b"tampered\n")
+    s3.put_object(Bucket=bucket, Key=f"analysis/{key}/{attempt}/units.csv", Body=b"tampered\n")
     tampered = capsule.cli("results", "download", key, str(tmp_path / "t"), env=env)
     assert tampered.returncode == 1
     assert "units.csv" in tampered.stderr

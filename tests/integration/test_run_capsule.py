@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -76,6 +77,13 @@ def result_folders(root: Path) -> set[str]:
     return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
+def record_folder(record: dict[str, Any]) -> Path:
+    """The local folder a record's ``file://`` location names (its attempt's folder)."""
+    parts = urlsplit(record["location"])
+    assert parts.scheme == "file", record["location"]
+    return Path(unquote(parts.path))
+
+
 def key_folders(results: Path) -> set[str]:
     """Folders under a results directory named like a key."""
     return {
@@ -132,9 +140,10 @@ def test_posting_run_stores_records_and_files(posted: CapsuleCopy) -> None:
     assert result_folders(results_root) == set(records)
     for key, record in records.items():
         assert record["_id"] == record["name"] == key
-        folder = results_root / key
+        folder = record_folder(record)
+        assert folder.parent == (results_root / key).resolve()
+        assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # one attempt
         assert {p.name for p in folder.iterdir()} == RESULT_FILES
-        assert record["location"].rstrip("/") == folder.resolve().as_uri()
         assert read_json(folder / "metadata.nd.json") == {
             name: value for name, value in record.items() if name != "_id"
         }
@@ -179,7 +188,8 @@ def test_force_reruns_every_job(posted: CapsuleCopy, tmp_path: Path) -> None:
     after = stored_records(posted.store)
     for key, record in after.items():
         assert process(record)["end_date_time"] >= process(before[key])["end_date_time"]
-        folder = posted.store / "results" / key
+        folder = record_folder(record)
+        assert folder != record_folder(before[key])  # a new attempt, in its own folder
         assert read_json(folder / "metadata.nd.json") == {
             n: v for n, v in record.items() if n != "_id"
         }
@@ -554,8 +564,8 @@ def test_file_bucket_receives_results(capsule: CapsuleCopy, tmp_path: Path) -> N
     assert result_folders(bucket) == set(records)
     assert result_folders(capsule.store / "results") == set()
     for key, record in records.items():
-        assert record["location"].rstrip("/") == (bucket / key).resolve().as_uri()
-        assert {p.name for p in (bucket / key).iterdir()} == RESULT_FILES
+        assert record_folder(record).parent == (bucket / key).resolve()
+        assert {p.name for p in record_folder(record).iterdir()} == RESULT_FILES
 
 
 def test_unreachable_record_store_exits_1(capsule: CapsuleCopy, tmp_path: Path) -> None:
@@ -597,7 +607,7 @@ def test_record_without_manifest_is_orphaned_and_runs_again(capsule: CapsuleCopy
     ok(capsule.run("--dry_run", "0"))
     records = stored_records(capsule.store)
     orphan = sorted(records)[0]
-    (capsule.store / "results" / orphan / "manifest.json").unlink()
+    (record_folder(records[orphan]) / "manifest.json").unlink()
     ok(capsule.run("--plan", "1"))
     plan = {entry["key"]: entry for entry in read_json(capsule.results / "plan.json")}
     assert plan[orphan]["action"] == "run"
@@ -606,7 +616,9 @@ def test_record_without_manifest_is_orphaned_and_runs_again(capsule: CapsuleCopy
     ok(capsule.run("--dry_run", "0"))
     summary = run_summary(capsule.results)
     assert counts(summary) == (1, JOB_COUNT - 1, 0)
-    assert (capsule.store / "results" / orphan / "manifest.json").is_file()
+    again = record_folder(stored_records(capsule.store)[orphan])
+    assert again != record_folder(records[orphan])  # a new attempt, in its own folder
+    assert (again / "manifest.json").is_file()
     assert record_count(capsule.store) == JOB_COUNT
     ok(capsule.run("--dry_run", "0"))
     assert counts(run_summary(capsule.results)) == (0, JOB_COUNT, 0)

@@ -100,6 +100,7 @@ class Call:
     status: int
     signed: bool
     url_length: int
+    collection: str = ""
 
 
 @dataclass
@@ -282,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         standin = self.server.standin
-        action, signed = "?", False
+        action, signed, collection = "?", False, ""
         try:
             if len(self.path) > MAX_URL_CHARS:
                 self._drain()
@@ -305,7 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = 503, _dumps({"message": f"backend unavailable: {exc}"})
         except Exception as exc:
             status, payload = 500, _dumps({"message": f"{type(exc).__name__}: {exc}"})
-        standin._record(Call(self.command, action, status, signed, len(self.path)))
+        standin._record(Call(self.command, action, status, signed, len(self.path), collection))
         self._send(status, payload)
 
     def _route(self) -> tuple[str, str, str, str]:

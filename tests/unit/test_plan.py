@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from analysis_wrapper.claims import Claim, Failure, Owner
 from analysis_wrapper.plan import Action, Decision, decide
 
 KEY = "9f" * 32
@@ -23,10 +24,16 @@ RECORD: dict[str, Any] = {
 }
 
 
-def test_action_values_are_exactly_run_skip_invalid() -> None:
-    """The action set is named and closed: run, skip, invalid."""
-    assert {action.value for action in Action} == {"run", "skip", "invalid"}
-    assert len(Action) == 3
+def test_action_values_are_exactly_the_documented_ones() -> None:
+    """The action set is named and closed: run, skip, invalid, in-progress, failed."""
+    assert {action.value for action in Action} == {
+        "run",
+        "skip",
+        "invalid",
+        "in-progress",
+        "failed",
+    }
+    assert len(Action) == 5
 
 
 def test_action_values_are_the_json_words() -> None:
@@ -110,3 +117,65 @@ def test_record_whose_manifest_cannot_be_checked_is_trusted() -> None:
     """manifest_found None (another kind of store) keeps the skip."""
     assert decide(RECORD, force=False, manifest_found=None).action is Action.SKIP
     assert decide(RECORD, force=False, manifest_found=True).action is Action.SKIP
+
+
+NOW = 1_800_000_000.0
+
+
+def claim(state: str, *, lease_left: float = 60.0, failure: Failure | None = None) -> Claim:
+    return Claim(
+        KEY,
+        Owner("node-3", 77, "feedbeef" * 4),
+        2,
+        state,  # type: ignore[arg-type]
+        NOW - 300,
+        NOW - 10,
+        NOW + lease_left,
+        2,
+        failure,
+    )
+
+
+def test_a_live_claim_elsewhere_is_in_progress() -> None:
+    """No record, a live claim: the job is in progress elsewhere, and the reason says where."""
+    decision = decide(None, force=False, claim=claim("running"), now=NOW)
+    assert decision.action is Action.IN_PROGRESS
+    assert "node-3 pid 77 (run feedbeef)" in decision.reason
+    assert "started 5 min ago" in decision.reason and "heartbeat 10 s ago" in decision.reason
+
+
+def test_force_does_not_run_over_a_live_claim() -> None:
+    """--force 1 replaces a record, never races a worker that holds the key."""
+    decision = decide(RECORD, force=True, claim=claim("running"), now=NOW)
+    assert decision.action is Action.IN_PROGRESS
+
+
+def test_an_expired_claim_runs_with_the_takeover_named() -> None:
+    """A claim past its lease is taken over: the reason says from whom."""
+    decision = decide(None, force=False, claim=claim("running", lease_left=-5), now=NOW)
+    assert decision.action is Action.RUN
+    assert "taking over from node-3 pid 77" in decision.reason
+
+
+def test_a_failed_claim_is_failed_until_retry_failed() -> None:
+    """A failure blocks the job with its error; --retry_failed 1 runs it."""
+    failed = claim("failed", failure=Failure("ValueError", "bad session"))
+    blocked = decide(None, force=False, claim=failed, now=NOW)
+    assert blocked.action is Action.FAILED
+    assert "ValueError: bad session" in blocked.reason and "2 attempt(s)" in blocked.reason
+    assert "--retry_failed 1" in blocked.reason
+    retried = decide(None, force=False, claim=failed, now=NOW, retry_failed=True)
+    assert retried.action is Action.RUN and "--retry_failed 1" in retried.reason
+
+
+def test_a_record_wins_over_any_claim() -> None:
+    """A record means done, whatever a claim says."""
+    for state in ("running", "failed", "done"):
+        assert decide(RECORD, force=False, claim=claim(state), now=NOW).action is Action.SKIP
+
+
+def test_finished_or_released_claims_do_not_block() -> None:
+    """A done claim without a record (deleted) or a released one: the job runs."""
+    for state in ("done", "released"):
+        decision = decide(None, force=False, claim=claim(state), now=NOW)
+        assert decision == Decision(Action.RUN, "no record with this key")

@@ -138,8 +138,8 @@ def _open_record(args: argparse.Namespace) -> tuple[Record, ResultStore]:
 def show_command(args: argparse.Namespace) -> int:
     """Print one record's summary and the files its manifest lists."""
     record, result_store = _open_record(args)
-    key = str(record["_id"])
-    manifest = result_store.read_manifest(key)
+    location = str(record.get("location") or "")
+    manifest = result_store.read_manifest(location) if location else None
     print(format_record_summary(record, manifest, result_store.url))
     return EXIT_OK
 
@@ -165,7 +165,8 @@ def format_record_summary(record: Record, manifest: dict[str, Any] | None, store
     lines.append("outputs")
     lines += [f"  {n} = {json.dumps(v)}" for n, v in sorted(dict(outputs).items())]
     if manifest is None:
-        lines.append(f"files: no manifest for this key in {store_url}")
+        where = record.get("location") or f"{store_url} (the record names no location)"
+        lines.append(f"files: no manifest at {where}")
         return "\n".join(lines)
     files = [f for f in manifest.get("files") or [] if isinstance(f, dict)]
     total = sum(int(f.get("size") or 0) for f in files)
@@ -183,10 +184,17 @@ def download_command(args: argparse.Namespace) -> int:
     """
     record, result_store = _open_record(args)
     key = str(record["_id"])
-    manifest = result_store.read_manifest(key)
+    location = str(record.get("location") or "")
+    if not location:
+        raise StoreError(f"the record of {key} names no location: nothing to download")
+    manifest = result_store.read_manifest(location)
     if manifest is None:
-        raise StoreError(f"no manifest for {key} in {result_store.url}: nothing to download")
-    location = str(record.get("location") or result_store.location(key))
+        if result_store.has_manifest(location) is None:
+            raise StoreError(
+                f"{location} is not in a store like {result_store.url}; set "
+                "ANALYSIS_BUCKET to a store of that kind"
+            )
+        raise StoreError(f"no manifest at {location}: nothing to download")
     target_dir: Path = args.dir
     files = [f for f in manifest.get("files") or [] if isinstance(f, dict)]
     bad: list[str] = []

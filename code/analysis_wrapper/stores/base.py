@@ -8,10 +8,12 @@ backend is a module of its own, chosen by :func:`analysis_wrapper.stores.open_st
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from ..claims import ClaimStore
 
 Record = dict[str, Any]
 """A stored record: an aind-data-schema ``Metadata`` document plus ``_id``."""
@@ -138,8 +140,12 @@ def _same_value(stored: Any, wanted: Any) -> bool:
     return bool(stored == wanted)
 
 
-class RecordStore(Protocol):
-    """Records keyed by ``_id`` (the job key). A record is written last: it means done."""
+class RecordStore(ClaimStore, Protocol):
+    """Records keyed by ``_id`` (the job key). A record is written last: it means done.
+
+    Every record store also keeps the claims (:mod:`analysis_wrapper.claims`), in a
+    table or collection of their own.
+    """
 
     @property
     def display_url(self) -> str:
@@ -185,30 +191,91 @@ class RecordStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Published:
+    """One folder of a results store, as :meth:`ResultStore.list_published` finds it.
+
+    Parameters
+    ----------
+    key : str
+        The job key the folder belongs to.
+    location : str
+        The folder's URL, as a record's ``location`` would name it (no trailing slash).
+    complete : bool
+        Whether the folder has its ``manifest.json`` (a staging leftover never does).
+    modified : float
+        Unix seconds: when its newest file was written (the folder's own time if empty).
+    size : int
+        The bytes of all its files, manifest included.
+    files : int
+        How many files it holds, manifest included.
+    """
+
+    key: str
+    location: str
+    complete: bool
+    modified: float
+    size: int
+    files: int
+
+
 class ResultStore(Protocol):
-    """Folders of result files, one per key, each with a ``manifest.json`` written last."""
+    """Folders of result files, one per publish attempt, each with ``manifest.json`` last.
+
+    An attempt of key ``K`` is published to ``<url>/<K>/<attempt>/``, so two attempts
+    (two workers, or a retry) never mix files. The record, written after the manifest,
+    names the one attempt that is the result. Records written before attempt folders
+    existed name ``<url>/<K>``, whose files sit directly in the key's folder; every
+    method taking a location reads both.
+    """
 
     @property
     def url(self) -> str:
         """The store's base URL (``file:///...`` or ``s3://bucket/prefix``)."""
         ...
 
-    def location(self, key: str) -> str:
-        """Return the URL of the folder that holds (or will hold) ``key``'s files."""
+    def location(self, key: str, attempt: str) -> str:
+        """Return ``<url>/<key>/<attempt>``: where that attempt is (or will be) published.
+
+        Raises
+        ------
+        ValueError
+            If ``key`` is not 64 lowercase hex digits or ``attempt`` is not a name made
+            of ``[A-Za-z0-9._-]`` starting with a letter or digit.
+        """
         ...
 
-    def publish(self, key: str, folder: Path, manifest: Mapping[str, Any]) -> str:
-        """Copy every file under ``folder`` to ``key``'s location, then the manifest.
+    def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+        """Copy every file under ``folder`` to the attempt's folder, the manifest last.
+
+        Other attempts of ``key`` are never touched. Publishing the same attempt again
+        (a retry) replaces its folder's content, so it holds exactly the given files.
+        A ``manifest.json`` at the top of ``folder`` is not copied: ``manifest`` is.
 
         Returns
         -------
         str
-            The location the files were published to.
+            ``location(key, attempt)``.
+
+        Raises
+        ------
+        StoreError
+            If a file cannot be read or the store cannot be written; no manifest is
+            then in the attempt's folder.
         """
         ...
 
-    def read_manifest(self, key: str) -> dict[str, Any] | None:
-        """Return the manifest published for ``key``, or ``None`` if there is none."""
+    def read_manifest(self, location: str) -> dict[str, Any] | None:
+        """Return ``<location>/manifest.json``, or ``None`` if there is none.
+
+        ``location`` is a record's location (either layout), possibly in another store
+        of the same kind. A location of another kind of store gives ``None``.
+
+        Raises
+        ------
+        StoreError
+            If the manifest exists but cannot be read or is not JSON.
+        """
         ...
 
     def has_manifest(self, location: str) -> bool | None:
@@ -235,5 +302,41 @@ class ResultStore(Protocol):
         ------
         StoreError
             If the file is missing or cannot be read.
+        """
+        ...
+
+    def list_published(self) -> Iterator[Published]:
+        """Yield every published folder of this store, complete or not.
+
+        That is each attempt folder ``<key>/<attempt>/``, each old-layout folder
+        ``<key>/`` holding files directly (location ``<url>/<key>``), and each staging
+        leftover of a publish that crashed (incomplete, located at its own path). Keys
+        are the top-level folders named by 64 hex digits; anything else at the top of
+        the store (other files, other folders) is not the store's and is ignored. See
+        :mod:`analysis_wrapper.stores.layout` for how a key's folder is split.
+
+        Raises
+        ------
+        StoreError
+            If the store cannot be listed.
+        """
+        ...
+
+    def delete(self, location: str) -> int:
+        """Delete the folder at ``location``: exactly the files ``list_published`` counts.
+
+        The manifest goes first, so a folder half deleted is never taken for complete.
+        For an old-layout ``<url>/<key>``, attempt folders inside it are kept.
+
+        Returns
+        -------
+        int
+            How many files were deleted (0 when nothing was there).
+
+        Raises
+        ------
+        StoreError
+            If ``location`` is not a published folder's location in this store, or a
+            file cannot be deleted (the message names it).
         """
         ...

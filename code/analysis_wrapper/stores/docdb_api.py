@@ -24,6 +24,10 @@ How each operation maps onto the API:
   {"$in": [...]}}`` per batch of URLs that fits in a URL, then an exact check in Python.
   The API cannot create indexes: the collection needs an ascending (multikey) index on
   that path, made server-side by its administrators, or each query scans.
+- claims (:mod:`analysis_wrapper.claims`): in the collection ``<DOCDB_COLLECTION>_claims``
+  of the same database and version. Insert-if-absent is atomic (``insert_one``); the
+  takeover is not guaranteed to be a compare-and-set: :mod:`.docdb_api_claims` says
+  exactly what holds.
 
 Connection errors, timeouts, 429 and 5xx are retried with backoff and jitter, a bounded
 number of times. Everything else fails at once with one line that names the store and
@@ -54,6 +58,7 @@ from .base import (
     group_by_inputs,
     input_set_key,
 )
+from .docdb_api_claims import DocDbApiClaims
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +85,8 @@ _AWS_CREDENTIALS_HINT = (
 )
 
 
-class DocDbApiRecordStore:
-    """A record store behind the AIND DocDB REST API.
+class DocDbApiRecordStore(DocDbApiClaims):
+    """A record store behind the AIND DocDB REST API, and its claims.
 
     Constructing it makes no network call and imports no client; the first operation
     does both.
@@ -152,7 +157,8 @@ class DocDbApiRecordStore:
         self.retry_policy = retry_policy
         self.timeout_s = timeout_s
         self._sleep = sleep
-        self._client: Any = None
+        self._clients: dict[str, Any] = {}
+        self._session: Any = None
         self._secrets: list[str] = []
 
     @property
@@ -168,16 +174,17 @@ class DocDbApiRecordStore:
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Record]:
         """Look ``keys`` up with one ``find`` per batch that fits in a URL."""
-        wanted = list(dict.fromkeys(keys))
-        found: dict[str, Record] = {}
-        for batch in _batches(wanted):
-            records = self._find(
-                filter_query={"_id": {"$in": batch}}, sort={"_id": 1}, limit=len(batch)
-            )
+        return {record["_id"]: record for record in self._find_by_ids(keys)}
+
+    def _find_by_ids(self, keys: Iterable[str], collection: str | None = None) -> list[Record]:
+        """The documents among ``keys`` of ``collection`` (the records' by default)."""
+        found: list[Record] = []
+        for batch in _batches(list(dict.fromkeys(keys))):
             asked = set(batch)
-            for record in records:
-                if record["_id"] in asked:
-                    found[record["_id"]] = record
+            documents = self._find(
+                collection, filter_query={"_id": {"$in": batch}}, sort={"_id": 1}, limit=len(batch)
+            )
+            found += [document for document in documents if document["_id"] in asked]
         return found
 
     def find(self, query: RecordQuery) -> list[Record]:
@@ -201,9 +208,11 @@ class DocDbApiRecordStore:
                 found.setdefault(record["_id"], record)
         return group_by_inputs(found.values(), sets)
 
-    def _find(self, **arguments: Any) -> list[Record]:
+    def _find(self, collection: str | None = None, **arguments: Any) -> list[Record]:
         """One paginated ``find``, with retries; check the reply is a list of records."""
-        records = self._call("find", lambda: self._api().retrieve_docdb_records(**arguments))
+        records = self._call(
+            "find", lambda: self._api(collection).retrieve_docdb_records(**arguments)
+        )
         if not isinstance(records, list) or not all(
             isinstance(record, dict) and "_id" in record for record in records
         ):
@@ -314,13 +323,32 @@ class DocDbApiRecordStore:
 
     # --- the client, retries and errors ----------------------------------------------
 
-    def _api(self) -> Any:
-        """The ``MetadataDbClient``, made on first use with a session that has timeouts."""
-        if self._client is None:
-            import requests  # type: ignore[import-untyped,unused-ignore]
+    def _api(self, collection: str | None = None) -> Any:
+        """The ``MetadataDbClient`` of ``collection`` (the records' by default).
+
+        Made on first use; every collection's client shares one HTTP session, which has
+        timeouts, and one boto session.
+        """
+        name = collection or self.collection
+        if name not in self._clients:
             from aind_data_access_api.document_db import (  # type: ignore[import-untyped,unused-ignore]
                 MetadataDbClient,
             )
+
+            first = next(iter(self._clients.values()), None)
+            self._clients[name] = MetadataDbClient(
+                host=self.host,
+                database=self.database,
+                collection=name,
+                version=self.version,
+                session=self._http_session(),
+                boto=None if first is None else first.boto,
+            )
+        return self._clients[name]
+
+    def _http_session(self) -> Any:
+        if self._session is None:
+            import requests  # type: ignore[import-untyped,unused-ignore]
 
             session = requests.Session()
             send = session.request
@@ -332,14 +360,8 @@ class DocDbApiRecordStore:
 
             session.request = request  # type: ignore[method-assign,assignment,unused-ignore]
             _hide_session_tokens_in_botocore_logs()
-            self._client = MetadataDbClient(
-                host=self.host,
-                database=self.database,
-                collection=self.collection,
-                version=self.version,
-                session=session,
-            )
-        return self._client
+            self._session = session
+        return self._session
 
     def _call(self, action: str, call: Callable[[], T], *, size: int = 0) -> T:
         """Run ``call`` with retries on transient errors; translate every failure."""
@@ -367,6 +389,14 @@ class DocDbApiRecordStore:
             raise
         except Exception as exc:
             raise StoreError(self._message(action, exc, size)) from exc
+
+    def _write_unless_duplicate(self, action: str, call: Callable[[], Any]) -> bool:
+        """Run a write like :meth:`_call`; False when the API reports a duplicate ``_id``."""
+        try:
+            self._call(action, call)
+        except _Duplicate:
+            return False
+        return True
 
     def _message(self, action: str, exc: Exception, size: int) -> str:
         """One line naming the store, what failed and the remedy; no secret in it."""
@@ -443,9 +473,10 @@ class DocDbApiRecordStore:
 
     def close(self) -> None:
         """Close the HTTP session."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        if self._session is not None:
+            self._session.close()
+        self._session = None
+        self._clients = {}
 
 
 class _Duplicate(Exception):

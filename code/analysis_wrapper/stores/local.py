@@ -1,22 +1,33 @@
-"""Results in a local folder: ``<root>/<key>/`` with ``manifest.json`` written last.
+"""Results in a local folder: ``<root>/<key>/<attempt>/``, ``manifest.json`` written last.
 
-A result is assembled in a hidden staging folder beside its final place and renamed
-into place in one step, so a reader never sees half a result under ``<key>/``.
+An attempt is assembled in a hidden staging folder beside its final place and renamed
+into place in one step, so a reader never sees half an attempt. The folder layout,
+old-layout results included, is described in :mod:`analysis_wrapper.stores.layout`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import StoreError
 from ..manifest import MANIFEST_NAME
+from .base import Published
+from .layout import (
+    KEY_PATTERN,
+    Folder,
+    StoredFile,
+    attempt_path,
+    folder_key,
+    group_folders,
+)
 
 
 class LocalResultStore:
@@ -36,54 +47,62 @@ class LocalResultStore:
         """The folder as a ``file://`` URL."""
         return self.root.resolve().as_uri()
 
-    def location(self, key: str) -> str:
-        """Return ``<url>/<key>``."""
-        return f"{self.url}/{key}"
+    def location(self, key: str, attempt: str) -> str:
+        """Return ``<url>/<key>/<attempt>``."""
+        return f"{self.url}/{attempt_path(key, attempt)}"
 
-    def publish(self, key: str, folder: Path, manifest: Mapping[str, Any]) -> str:
-        """Copy ``folder`` to ``<root>/<key>/``, manifest last, replacing what was there."""
+    def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+        """Copy ``folder`` to ``<root>/<key>/<attempt>/``, manifest last, in one rename.
+
+        An earlier copy of the same attempt (a retried publish) is replaced whole.
+        """
+        location = self.location(key, attempt)
         token = uuid.uuid4().hex[:12]
-        staging = self.root / f".staging-{key}-{token}"
-        final = self.root / key
+        final = self.root / key / attempt
+        staging = final.parent / f".staging-{attempt}-{token}"
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(folder, staging)
             (staging / MANIFEST_NAME).unlink(missing_ok=True)  # a stale one; ours comes last
             partial = staging / f".{MANIFEST_NAME}.partial"
             partial.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
             os.replace(partial, staging / MANIFEST_NAME)
             if final.exists():
-                # A folder no record points to (a crashed run) or one being forced
-                # over: move it aside in one step, then delete it.
-                retired = self.root / f".retired-{key}-{token}"
+                # The same attempt published before: move that copy aside in one step
+                # (a directory cannot be renamed over), then delete it.
+                retired = final.parent / f".retired-{attempt}-{token}"
                 os.replace(final, retired)
                 shutil.rmtree(retired, ignore_errors=True)
             os.replace(staging, final)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
+            _remove_if_empty(final.parent)  # a first attempt leaves no empty key folder
             raise StoreError(
                 f"cannot publish to results folder {self.root}: {exc.strerror or exc}; "
                 "check that it exists and is writable, or set ANALYSIS_BUCKET"
             ) from exc
-        return self.location(key)
+        return location
 
     def has_manifest(self, location: str) -> bool | None:
         """Check ``<location>/manifest.json`` for a ``file://`` location."""
-        if not location.startswith("file://"):
-            return None
-        path = Path(unquote(urlsplit(location).path)) / MANIFEST_NAME
-        return path.is_file()
+        folder = _local_path(location)
+        return None if folder is None else (folder / MANIFEST_NAME).is_file()
 
-    def read_manifest(self, key: str) -> dict[str, Any] | None:
-        """Return ``<root>/<key>/manifest.json``, or ``None`` if absent."""
-        path = self.root / key / MANIFEST_NAME
+    def read_manifest(self, location: str) -> dict[str, Any] | None:
+        """Return ``<location>/manifest.json`` for a ``file://`` location, else ``None``."""
+        folder = _local_path(location)
+        if folder is None:
+            return None
+        path = folder / MANIFEST_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {path}: {exc}") from exc
-        return data if isinstance(data, dict) else None
+            raise StoreError(f"cannot read {path}: {exc}; publish the result again") from exc
+        if not isinstance(data, dict):
+            raise StoreError(f"cannot read {path}: not a JSON object; publish the result again")
+        return data
 
     def download(self, location: str, relative_path: str, target: Path) -> bool:
         """Copy ``<location>/<relative_path>`` to ``target`` for a ``file://`` location.
@@ -93,9 +112,9 @@ class LocalResultStore:
         StoreError
             If the file is missing or unreadable, or ``relative_path`` leaves the folder.
         """
-        if not location.startswith("file://"):
+        folder = _local_path(location)
+        if folder is None:
             return False
-        folder = Path(unquote(urlsplit(location).path))
         source = folder / relative_path
         if ".." in Path(relative_path).parts or Path(relative_path).is_absolute():
             raise StoreError(f"{location}: file {relative_path!r} is outside the result folder")
@@ -104,3 +123,151 @@ class LocalResultStore:
         except OSError as exc:
             raise StoreError(f"cannot read {source}: {exc.strerror or exc}") from exc
         return True
+
+    def list_published(self) -> Iterator[Published]:
+        """Yield every attempt, old-layout result and staging leftover under the root.
+
+        Keys are the folders named by 64 hex digits; other files and folders at the top
+        of the root are ignored.
+        """
+        try:
+            tops = sorted(
+                entry.name for entry in os.scandir(self.root) if entry.is_dir(follow_symlinks=False)
+            )
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot list results folder {self.root}: {exc}") from exc
+        for top in tops:
+            if folder_key(top) is not None:
+                for folder in self._folders_under(top):
+                    yield folder.published(f"{self.url}/{quote(folder.path)}")
+
+    def delete(self, location: str) -> int:
+        """Delete the folder at ``location`` (of this store), its manifest first.
+
+        Raises
+        ------
+        StoreError
+            If ``location`` is no published folder of this store, or deleting fails.
+        """
+        relative = self._relative(location)
+        folders = self._folders_under(relative.split("/")[0])
+        folder = next((found for found in folders if found.path == relative), None)
+        if folder is None:
+            _refuse_if_holding_files(location, relative, folders)
+            return 0
+        try:
+            self._delete_folder(folder)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot delete {self.root / relative}: {exc.strerror or exc}"
+            ) from exc
+        return len(folder.files)
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _folders_under(self, top: str) -> list[Folder]:
+        """The published folders in the top-level folder ``top`` (a key's or a leftover)."""
+        base = self.root / top
+        files: list[StoredFile] = []
+        for directory, _, names in os.walk(base, onerror=_raise):
+            for name in names:
+                path = Path(directory) / name
+                try:
+                    info = path.lstat()
+                except FileNotFoundError:
+                    continue  # gone since the walk saw it (a publish renaming its staging)
+                relative = path.relative_to(self.root).as_posix()
+                files.append(StoredFile(relative, info.st_size, info.st_mtime))
+        # The folders a crash may leave without files: a top-level leftover, or a
+        # key's subfolder (a staging folder whose copy had not started).
+        candidates = [base] if not KEY_PATTERN.fullmatch(top) else _subfolders(base)
+        occupied = {"/".join(f.path.split("/")[:depth]) for f in files for depth in (1, 2)}
+        empty: dict[str, float] = {}
+        for candidate in candidates:
+            relative = candidate.relative_to(self.root).as_posix()
+            with contextlib.suppress(FileNotFoundError):
+                if relative not in occupied:
+                    empty[relative] = candidate.stat().st_mtime
+        return group_folders(files, self._read_raw_manifest, empty)
+
+    def _delete_folder(self, folder: Folder) -> None:
+        """Delete ``folder``'s files (the manifest first), then the folders left empty."""
+        path = self.root / folder.path
+        manifest = path / MANIFEST_NAME
+        if folder.complete:
+            manifest.unlink()  # from here on the folder is never taken for complete
+        if folder.path != folder.key:
+            shutil.rmtree(path)  # an attempt or a leftover: everything under it
+        else:
+            # An old-layout result: its own files only, not the attempts beside them.
+            for file in folder.files:
+                (self.root / file.path).unlink(missing_ok=True)
+            for directory, _, _ in sorted(os.walk(path), key=lambda entry: -len(entry[0])):
+                _remove_if_empty(Path(directory))
+        _remove_if_empty(self.root / folder.key)
+
+    def _read_raw_manifest(self, relative: str) -> bytes | None:
+        path = self.root / relative / MANIFEST_NAME
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+    def _relative(self, location: str) -> str:
+        """The path of ``location`` relative to the root, if it names a folder of this store."""
+        path = _local_path(location.rstrip("/"))
+        root = self.root.resolve()
+        inside = path is not None and path != root and path.is_relative_to(root)
+        relative = path.relative_to(root).as_posix() if inside and path else ""
+        if folder_key(relative) is None:
+            raise StoreError(
+                f"{location} is not a published folder of results store {self.url}; "
+                "nothing was deleted"
+            )
+        return relative
+
+
+def _refuse_if_holding_files(location: str, relative: str, folders: list[Folder]) -> None:
+    """Raise when ``relative`` is no published folder, yet files are under it.
+
+    That is a key's folder holding only attempts, or a subfolder of an old-layout
+    result (see :mod:`analysis_wrapper.stores.layout`); deleting it would delete files
+    of other folders.
+    """
+    if not any(f.path.startswith(f"{relative}/") for found in folders for f in found.files):
+        return
+    if "/" not in relative:
+        raise StoreError(f"{location} holds attempt folders only; delete each by its location")
+    raise StoreError(
+        f"{location} is part of the old-layout result in its parent folder; delete that one instead"
+    )
+
+
+def _local_path(location: str) -> Path | None:
+    """The folder a ``file://`` location names, or ``None`` for another kind of URL."""
+    if not location.startswith("file://"):
+        return None
+    return Path(unquote(urlsplit(location).path))
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    """The folders directly in ``folder`` (not links to folders)."""
+    try:
+        return [path for path in folder.iterdir() if path.is_dir() and not path.is_symlink()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _remove_if_empty(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not empty (other attempts), or already gone
+        folder.rmdir()
+
+
+def _raise(exc: OSError) -> None:
+    """Let ``os.walk`` fail loudly, but not on a folder gone since it was listed."""
+    if not isinstance(exc, FileNotFoundError):
+        raise StoreError(f"cannot list {exc.filename}: {exc.strerror or exc}") from exc

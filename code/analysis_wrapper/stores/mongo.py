@@ -2,7 +2,8 @@
 
 ``DOCDB_HOST=mongodb://...`` (or ``mongodb+srv://...``) selects this store; the
 records go to ``DOCDB_DATABASE`` / ``DOCDB_COLLECTION``, one document per key with
-``_id`` = the key.
+``_id`` = the key. Claims (:mod:`analysis_wrapper.claims`) go to the collection
+``<DOCDB_COLLECTION>_claims`` of the same database (see :mod:`.mongo_claims`).
 
 DocumentDB-safe by construction:
 
@@ -13,8 +14,8 @@ DocumentDB-safe by construction:
 - Only operations DocumentDB 5.0 supports: ``find`` with ``_id: {$in: [...]}`` or
   dotted-path equality, a sort, an exclusion projection, ``insert_one``,
   ``replace_one(upsert=True)`` on ``_id``, ``$in`` on the input URLs (a multikey
-  index), and ``create_index`` (ascending keys). No
-  ``$expr``, ``$function``, aggregation or transactions.
+  index), ``create_index`` (ascending keys), and for claims ``replace_one`` filtered
+  on ``_id`` and ``epoch``. No ``$expr``, ``$function``, aggregation or transactions.
 
 Each stored document carries one bookkeeping field, ``_store``: when it was written
 (UTC, microseconds, ISO 8601) and a write token. ``find`` returns records in write
@@ -62,6 +63,7 @@ from .base import (
     group_by_inputs,
     input_set_key,
 )
+from .mongo_claims import MongoClaims
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +112,8 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-class MongoRecordStore:
-    """A record store in a MongoDB or DocumentDB collection.
+class MongoRecordStore(MongoClaims):
+    """A record store in a MongoDB or DocumentDB collection, and its claims.
 
     Nothing connects until the first read or write.
 

@@ -1,23 +1,25 @@
-"""Results on S3 or any S3-compatible store: ``s3://bucket/prefix/<key>/``, manifest last.
+"""Results on S3 or any S3-compatible store: ``s3://bucket/prefix/<key>/<attempt>/``.
 
-Publishing ``key`` goes in this order, so a reader that trusts a result only when its
-``manifest.json`` exists never trusts a half-written one:
+Each publish attempt has a folder of its own (see :mod:`analysis_wrapper.stores.layout`),
+so two attempts never mix files. Publishing goes in this order, so a reader that trusts
+a folder only when its ``manifest.json`` exists never trusts a half-written one:
 
 1. Every local file is checked to be readable; if one is not, nothing remote changes.
-2. One LIST (of at most one key) tells whether anything is under ``<key>/`` already;
-   on a first publish, the usual case, nothing is. If ``<key>/manifest.json`` exists
-   (a forced re-run, or a record that was lost), it is deleted before any file
-   changes: from then on the old result is no longer trusted.
+2. One LIST (of at most one key) tells whether the attempt's folder holds anything.
+   A fresh attempt, the usual case, holds nothing. When the same attempt is published
+   again (a retry), a ``manifest.json`` already there is deleted before any file
+   changes: from then on that copy is no longer trusted.
 3. Every file is uploaded through boto3's transfer manager, many at once; a file
    above the multipart threshold goes up in parts, themselves in parallel.
-4. ``manifest.json`` is written: from then on the result is trusted.
-5. If step 2 found anything, objects under ``<key>/`` that the new manifest does not
-   list (left by a failed or earlier attempt) are deleted. A failure here is logged,
-   not raised: the result is complete, and its manifest says which objects belong to
-   it.
+4. ``manifest.json`` is written: from then on the attempt is trusted.
+5. If step 2 found anything, objects of the attempt's folder that the new manifest
+   does not list (left by the earlier try) are deleted, so the folder holds exactly the
+   given files. A failure here is logged, not raised: the manifest says which objects
+   belong to the result.
 
-A failed attempt therefore leaves at most files without a manifest, which the next
-attempt overwrites and prunes: it never blocks it (upstream's "path already exists").
+A failed attempt therefore leaves at most files without a manifest, in a folder no
+later attempt uses; ``analysis-wrapper gc`` lists and deletes such folders
+(:meth:`S3ResultStore.list_published`, :meth:`S3ResultStore.delete`).
 
 The endpoint comes from ``AWS_ENDPOINT_URL`` and the credentials from the usual
 chain, both read by boto3 itself. Transient errors (refused or reset connections,
@@ -55,6 +57,8 @@ from ..errors import ConfigError, StoreError
 from ..manifest import MANIFEST_NAME
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from .base import Published
+from .layout import StoredFile, attempt_path, folder_key, group_folders
 
 __all__ = ["S3ResultStore", "TransferSettings"]
 
@@ -62,6 +66,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MiB = 1024 * 1024
+DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 # What botocore accepts as a bucket name (S3 itself is stricter: it answers
 # InvalidBucketName). Anything else, e.g. "key:secret@bucket", is refused before use.
@@ -194,12 +199,12 @@ class S3ResultStore:
         """``s3://bucket/prefix`` (``s3://bucket`` for an empty prefix)."""
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
-    def location(self, key: str) -> str:
-        """Return ``<url>/<key>``."""
-        return f"{self.url}/{key}"
+    def location(self, key: str, attempt: str) -> str:
+        """Return ``<url>/<key>/<attempt>``."""
+        return f"{self.url}/{attempt_path(key, attempt)}"
 
-    def publish(self, key: str, folder: Path, manifest: Mapping[str, Any]) -> str:
-        """Upload every file under ``folder`` to ``<url>/<key>/``, then the manifest.
+    def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+        """Upload every file under ``folder`` to ``<url>/<key>/<attempt>/``, then the manifest.
 
         A ``manifest.json`` at the top of ``folder`` is not uploaded: ``manifest`` is.
 
@@ -207,12 +212,13 @@ class S3ResultStore:
         ------
         StoreError
             If a local file cannot be read, or S3 refuses or stays unreachable; no
-            manifest is then in place, and a later publish of ``key`` starts afresh.
+            manifest is then in place, and no other attempt of ``key`` was touched.
         """
         started = time.perf_counter()
+        location = self.location(key, attempt)
+        base = self._object_key(attempt_path(key, attempt))
         files = _local_files(folder)
-        base = self._object_key(key)
-        with self._translated(f"publishing {key}", self.bucket):
+        with self._translated(f"publishing {key}/{attempt}", self.bucket):
             occupied = self._clear_the_way(base)
             self._upload(files, base)
             body = json.dumps(dict(manifest), indent=2).encode("utf-8")
@@ -223,7 +229,7 @@ class S3ResultStore:
                     Body=body,
                     ContentType="application/json",
                 ),
-                f"writing {self.location(key)}/{MANIFEST_NAME}",
+                f"writing {location}/{MANIFEST_NAME}",
             )
         if occupied:
             keep = {f"{base}/{file.relative}" for file in files} | {f"{base}/{MANIFEST_NAME}"}
@@ -231,23 +237,31 @@ class S3ResultStore:
         log.info(
             "published %d file(s) to %s in %.1f s",
             len(files),
-            self.location(key),
+            location,
             time.perf_counter() - started,
         )
-        return self.location(key)
+        return location
 
-    def read_manifest(self, key: str) -> dict[str, Any] | None:
-        """Return ``<url>/<key>/manifest.json``, or ``None`` if there is none."""
-        object_key = f"{self._object_key(key)}/{MANIFEST_NAME}"
+    def read_manifest(self, location: str) -> dict[str, Any] | None:
+        """Return ``<location>/manifest.json``; ``None`` if absent or not ``s3://``.
+
+        ``location`` may be in any bucket this store's credentials can read.
+        """
+        parts = urlsplit(location)
+        if parts.scheme != "s3" or not _BUCKET_NAME.match(parts.netloc):
+            return None  # another kind of store, or a bucket no name can have
+        bucket, folder = parts.netloc, parts.path.strip("/")
+        object_key = f"{folder}/{MANIFEST_NAME}" if folder else MANIFEST_NAME
+        where = f"{mask_url(location.rstrip('/'))}/{MANIFEST_NAME}"
 
         def read() -> bytes:
-            reply = self._client().get_object(Bucket=self.bucket, Key=object_key)
+            reply = self._client().get_object(Bucket=bucket, Key=object_key)
             data: bytes = reply["Body"].read()
             return data
 
-        with self._translated(f"reading the manifest of {key}", self.bucket):
+        with self._translated(f"reading {where}", bucket):
             try:
-                data = self._retried(read, f"reading {self.location(key)}/{MANIFEST_NAME}")
+                data = self._retried(read, f"reading {where}")
             except boto_errors.ClientError as exc:
                 if _code(exc) in ("NoSuchKey", "404"):
                     return None
@@ -256,10 +270,13 @@ class S3ResultStore:
             parsed = json.loads(data)
         except ValueError as exc:
             raise StoreError(
-                f"results store {self.url}: {key}/{MANIFEST_NAME} is not JSON ({exc}); "
-                "publish the result again"
+                f"results store {self.url}: {where} is not JSON ({exc}); publish the result again"
             ) from exc
-        return parsed if isinstance(parsed, dict) else None
+        if not isinstance(parsed, dict):
+            raise StoreError(
+                f"results store {self.url}: {where} is not a JSON object; publish the result again"
+            )
+        return parsed
 
     def has_manifest(self, location: str) -> bool | None:
         """Check ``<location>/manifest.json`` with one HEAD; ``None`` if not ``s3://``.
@@ -311,17 +328,73 @@ class S3ResultStore:
                 raise
         return True
 
+    def list_published(self) -> Iterator[Published]:
+        """Yield every published folder under the prefix, from one paginated listing.
+
+        Keys are the folders named by 64 hex digits right under the prefix; other
+        objects there are ignored. An old-layout result's manifest is read only when
+        a subfolder of it holds a manifest of its own (see
+        :mod:`analysis_wrapper.stores.layout`).
+        """
+        with self._translated(f"listing {self.url}", self.bucket):
+            files = self._retried(lambda: self._stored_files(""), f"listing {self.url}/")
+            folders = group_folders(files, self._raw_manifest)
+        for folder in folders:
+            yield folder.published(f"{self.url}/{folder.path}")
+
+    def delete(self, location: str) -> int:
+        """Delete the objects of the folder at ``location``, the manifest first.
+
+        Objects go 1,000 per request; every object that could not be deleted is named
+        (up to a few) in the error.
+
+        Raises
+        ------
+        StoreError
+            If ``location`` is no published folder of this store, or deleting fails.
+        """
+        relative = self._relative(location)
+        shown = mask_url(location)
+        with self._translated(f"deleting {shown}", self.bucket):
+            top = relative.split("/")[0]
+            files = self._retried(lambda: self._stored_files(f"{top}/"), f"listing {shown}/")
+            folders = group_folders(files, self._raw_manifest)
+            folder = next((found for found in folders if found.path == relative), None)
+            if folder is None:
+                if any(file.path.startswith(f"{relative}/") for file in files):
+                    raise StoreError(
+                        f"results store {self.url}: {shown} is not a folder of its own (a "
+                        "key's folder holding attempts, or part of an old-layout result); "
+                        "nothing was deleted"
+                    )
+                return 0
+            names = [self._object_key(file.path) for file in folder.files]
+            manifest = self._object_key(f"{folder.path}/{MANIFEST_NAME}")
+            # The manifest goes alone, first: a half-deleted folder is never complete.
+            failed = self._delete_objects([manifest], shown) if folder.complete else []
+            rest = [name for name in names if name != manifest] if not failed else []
+            for start in range(0, len(rest), DELETE_BATCH):
+                failed += self._delete_objects(rest[start : start + DELETE_BATCH], shown)
+        if failed:
+            listed = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
+            raise StoreError(
+                f"results store {self.url}: {len(failed)} of {len(names)} object(s) of {shown} "
+                f"could not be deleted: {listed}"
+            )
+        return len(names)
+
     # --- the steps of a publish ------------------------------------------------------
 
-    def _object_key(self, key: str) -> str:
-        """The object key of ``key``'s folder, without a trailing slash."""
-        return f"{self.prefix}/{key}" if self.prefix else key
+    def _object_key(self, relative: str) -> str:
+        """The object key of ``relative`` (a path under the store), without a trailing slash."""
+        return f"{self.prefix}/{relative}" if self.prefix else relative
 
     def _clear_the_way(self, base: str) -> bool:
         """Retire an earlier manifest under ``<base>/``; tell whether anything was there.
 
-        One LIST of at most one key answers the usual case (a first publish: nothing
+        One LIST of at most one key answers the usual case (a fresh attempt: nothing
         there, nothing to retire or prune later) and fails fast on a missing bucket.
+        Only a retried publish of the same attempt finds something.
         """
         listing = self._retried(
             lambda: self._client().list_objects_v2(
@@ -403,28 +476,33 @@ class S3ResultStore:
     def _delete_leftovers(self, base: str, keep: set[str]) -> None:
         """Delete objects under ``<base>/`` not in ``keep``; log, never raise, on failure."""
         try:
-            with self._translated("deleting files of earlier attempts", self.bucket):
-                stale = self._retried(lambda: self._list(f"{base}/"), f"listing {base}/")
-                stale = [name for name in stale if name not in keep]
-                for start in range(0, len(stale), 1000):
-                    self._delete_batch(base, stale[start : start + 1000])
+            with self._translated("deleting files of an earlier try", self.bucket):
+                stale = [
+                    name
+                    for name in self._retried(lambda: self._list(f"{base}/"), f"listing {base}/")
+                    if name not in keep
+                ]
+                failed: list[str] = []
+                for start in range(0, len(stale), DELETE_BATCH):
+                    failed += self._delete_objects(stale[start : start + DELETE_BATCH], base)
+                if failed:
+                    raise StoreError(f"{len(failed)} leftover object(s) under {base}/ remain")
         except StoreError as exc:
             log.warning("%s; the manifest lists the result's files, the rest are leftovers", exc)
 
-    def _delete_batch(self, base: str, names: list[str]) -> None:
-        """Delete up to 1,000 objects in one request."""
+    def _delete_objects(self, names: list[str], where: str) -> list[str]:
+        """Delete up to 1,000 objects in one request; return ``key (code)`` of each failure."""
         objects = [{"Key": name} for name in names]
         reply = self._retried(
             lambda: self._client().delete_objects(
                 Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
             ),
-            f"deleting {len(objects)} leftover object(s) under {base}/",
+            f"deleting {len(objects)} object(s) of {where}",
         )
-        if reply.get("Errors"):
-            raise StoreError(
-                f"results store {self.url}: {len(reply['Errors'])} leftover object(s) under "
-                f"{base}/ could not be deleted ({reply['Errors'][0].get('Code', '?')})"
-            )
+        return [
+            f"{error.get('Key', '?')} ({error.get('Code', '?')})"
+            for error in reply.get("Errors", [])
+        ]
 
     def _list(self, prefix: str) -> list[str]:
         """Every object key under ``prefix``."""
@@ -433,6 +511,53 @@ class S3ResultStore:
         for page in pages.paginate(Bucket=self.bucket, Prefix=prefix):
             names.extend(entry["Key"] for entry in page.get("Contents", []))
         return names
+
+    # --- listing and deleting folders -------------------------------------------------
+
+    def _stored_files(self, under: str) -> list[StoredFile]:
+        """Every object under ``<prefix>/<under>``, with its path relative to the prefix."""
+        root = f"{self.prefix}/" if self.prefix else ""
+        files: list[StoredFile] = []
+        pages = self._client().get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=self.bucket, Prefix=root + under):
+            files.extend(
+                StoredFile(
+                    entry["Key"][len(root) :], int(entry["Size"]), entry["LastModified"].timestamp()
+                )
+                for entry in page.get("Contents", [])
+            )
+        return files
+
+    def _raw_manifest(self, relative: str) -> bytes | None:
+        """The bytes of ``<relative>/manifest.json`` under the prefix, or ``None``."""
+        object_key = self._object_key(f"{relative}/{MANIFEST_NAME}")
+
+        def read() -> bytes:
+            data: bytes = (
+                self._client().get_object(Bucket=self.bucket, Key=object_key)["Body"].read()
+            )
+            return data
+
+        try:
+            return self._retried(read, f"reading s3://{self.bucket}/{object_key}")
+        except boto_errors.ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def _relative(self, location: str) -> str:
+        """The path of ``location`` under the prefix, if it names a folder of this store."""
+        parts = urlsplit(location.rstrip("/"))
+        root = f"{self.prefix}/" if self.prefix else ""
+        path = parts.path.lstrip("/")
+        inside = parts.scheme == "s3" and parts.netloc == self.bucket and path.startswith(root)
+        relative = path[len(root) :] if inside else ""
+        if folder_key(relative) is None:
+            raise StoreError(
+                f"results store {self.url}: {mask_url(location)} is not a published folder "
+                "of this store; nothing was deleted"
+            )
+        return relative
 
     # --- the client, retries and errors ----------------------------------------------
 

@@ -3,7 +3,10 @@
 One table per collection: ``_id`` (the key, primary key), the record as JSON text, and
 when it was written. A side table ``<table>__inputs`` (``_id``, ``url``), indexed on
 ``url`` and written in the same transaction as the record, holds each record's input
-URLs, so :meth:`SqliteRecordStore.find_by_inputs` never scans the records. WAL mode
+URLs, so :meth:`SqliteRecordStore.find_by_inputs` never scans the records. Claims
+(:mod:`analysis_wrapper.claims`) live in ``<table>__claims``: one row per key with its
+epoch and state in columns, so the compare-and-set on the epoch is one ``UPDATE ...
+WHERE epoch = ?``. WAL mode
 lets readers go on while a writer commits; the busy timeout makes concurrent writers
 queue instead of failing.
 """
@@ -14,6 +17,7 @@ import json
 import random
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..claims import Claim
 from ..errors import ConfigError, RecordExistsError, StoreError
 from .base import (
     PARAMETERS_PATH,
@@ -60,15 +65,28 @@ class SqliteRecordStore:
         self.read_only = read_only
         self._connection: sqlite3.Connection | None = None
         self._table_ready = False
+        # One connection, shared with the claim heartbeat thread: calls take turns.
+        self._lock = threading.RLock()
 
     @property
     def inputs_table(self) -> str:
         """The side table of input URLs per record, indexed on ``url``."""
         return f"{self.table}__inputs"
 
+    @property
+    def claims_table(self) -> str:
+        """The table of claims, one row per key being (or last) worked on."""
+        return f"{self.table}__claims"
+
     def __getstate__(self) -> dict[str, Any]:
-        # A connection cannot travel to another process; each process opens its own.
-        return {**self.__dict__, "_connection": None}
+        # A connection or lock cannot travel to another process; each opens its own.
+        state = {**self.__dict__, "_connection": None}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     @property
     def display_url(self) -> str:
@@ -77,6 +95,10 @@ class SqliteRecordStore:
 
     def _connect(self) -> sqlite3.Connection | None:
         """Open the connection once; ``None`` when read-only and nothing exists yet."""
+        with self._lock:
+            return self._connect_once()
+
+    def _connect_once(self) -> sqlite3.Connection | None:
         if self._connection is not None:
             return self._connection
         try:
@@ -84,11 +106,16 @@ class SqliteRecordStore:
                 if not self.path.exists():
                     return None
                 uri = f"{self.path.resolve().as_uri()}?mode=ro"
-                self._connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
+                self._connection = sqlite3.connect(
+                    uri, uri=True, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
+                )
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 connection = sqlite3.connect(
-                    self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None
+                    self.path,
+                    timeout=_BUSY_TIMEOUT_S,
+                    isolation_level=None,
+                    check_same_thread=False,  # calls are serialised by self._lock
                 )
                 self._initialise(connection)
                 self._connection = connection
@@ -127,6 +154,11 @@ class SqliteRecordStore:
         connection.execute(
             f'CREATE INDEX IF NOT EXISTS "{self.inputs_table}_url" ON "{self.inputs_table}" (url)'
         )
+        connection.execute(
+            f'CREATE TABLE IF NOT EXISTS "{self.claims_table}" ('
+            "_id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, state TEXT NOT NULL, "
+            "document TEXT NOT NULL)"
+        )
         self._table_ready = True
 
     def _has_table(self, connection: sqlite3.Connection) -> bool:
@@ -145,11 +177,12 @@ class SqliteRecordStore:
             raise StoreError(f"cannot {action} record store {self.display_url}: {exc}") from exc
 
     def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        connection = self._connect()
-        if connection is None or not self._has_table(connection):
-            return []
-        with self._errors("read"):
-            return connection.execute(sql, tuple(args)).fetchall()
+        with self._lock:
+            connection = self._connect()
+            if connection is None or not self._has_table(connection):
+                return []
+            with self._errors("read"):
+                return connection.execute(sql, tuple(args)).fetchall()
 
     def get(self, key: str) -> Record | None:
         """Return the record with ``_id == key``, or ``None``."""
@@ -184,10 +217,21 @@ class SqliteRecordStore:
                 " document=excluded.document, written=excluded.written"
             )
         urls = [(key, url) for url in input_set_key(record_input_urls(record))]
+        with self._lock:
+            self._write_record(connection, sql, (key, document, written), urls)
+
+    def _write_record(
+        self,
+        connection: sqlite3.Connection,
+        sql: str,
+        row: tuple[str, str, str],
+        urls: list[tuple[str, str]],
+    ) -> None:
+        key = row[0]
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.execute(sql, (key, document, written))
+                connection.execute(sql, row)
                 connection.execute(f'DELETE FROM "{self.inputs_table}" WHERE _id = ?', (key,))
                 connection.executemany(
                     f'INSERT INTO "{self.inputs_table}" (_id, url) VALUES (?, ?)', urls
@@ -248,17 +292,86 @@ class SqliteRecordStore:
         return group_by_inputs((json.loads(document) for _, (_, document) in ordered), sets)
 
     def _has_inputs_table(self, connection: sqlite3.Connection) -> bool:
-        with self._errors("read"):
+        with self._lock, self._errors("read"):
             row = connection.execute(
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self.inputs_table,)
             ).fetchone()
         return row is not None
 
+    # --- claims (see analysis_wrapper.claims) ------------------------------------
+
+    def get_claims(self, keys: Iterable[str]) -> dict[str, Claim]:
+        """Return the claims among ``keys``, a few hundred keys per query."""
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Claim] = {}
+        if not self._has_claims_table():
+            return found
+        for start in range(0, len(wanted), _BATCH):
+            batch = wanted[start : start + _BATCH]
+            marks = ",".join("?" * len(batch))
+            for (document,) in self._rows(
+                f'SELECT document FROM "{self.claims_table}" WHERE _id IN ({marks})', batch
+            ):
+                claim = Claim.from_document(json.loads(document))
+                found[claim.key] = claim
+        return found
+
+    def insert_claim(self, claim: Claim) -> bool:
+        """Insert ``claim`` unless its key has one (``INSERT OR IGNORE``)."""
+        return self._write_claim(
+            f'INSERT OR IGNORE INTO "{self.claims_table}" (_id, epoch, state, document) '
+            "VALUES (?, ?, ?, ?)",
+            (claim.key, claim.epoch, claim.state, _claim_json(claim)),
+        )
+
+    def replace_claim(self, claim: Claim, *, expected_epoch: int) -> bool:
+        """Overwrite the claim if its stored epoch is ``expected_epoch`` (one UPDATE)."""
+        return self._write_claim(
+            f'UPDATE "{self.claims_table}" SET epoch = ?, state = ?, document = ? '
+            "WHERE _id = ? AND epoch = ?",
+            (claim.epoch, claim.state, _claim_json(claim), claim.key, expected_epoch),
+        )
+
+    def list_claims(self) -> list[Claim]:
+        """Return every claim, by key."""
+        if not self._has_claims_table():
+            return []
+        rows = self._rows(f'SELECT document FROM "{self.claims_table}" ORDER BY _id')
+        return [Claim.from_document(json.loads(document)) for (document,) in rows]
+
+    def _write_claim(self, sql: str, args: tuple[Any, ...]) -> bool:
+        if self.read_only:
+            raise StoreError(f"record store {self.display_url} is open read-only")
+        with self._lock:
+            connection = self._connect()
+            assert connection is not None
+            with self._errors("write a claim to"):
+                return connection.execute(sql, args).rowcount == 1
+
+    def _has_claims_table(self) -> bool:
+        with self._lock:
+            connection = self._connect()
+            if connection is None:
+                return False
+            if not self.read_only:
+                return True  # created with the records table
+            with self._errors("read"):
+                row = connection.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
+                    (self.claims_table,),
+                ).fetchone()
+            return row is not None
+
     def close(self) -> None:
         """Close the connection."""
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+def _claim_json(claim: Claim) -> str:
+    return json.dumps(claim.to_document(), ensure_ascii=False, allow_nan=False)
 
 
 def _json_path(parameter: str) -> str:

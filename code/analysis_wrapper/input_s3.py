@@ -1,0 +1,252 @@
+"""Input objects on S3: look one up, list a prefix, download one; errors in one line.
+
+boto3 is imported here only; :mod:`analysis_wrapper.inputs` imports this module on
+first use of an S3 input. One client per process serves every job (boto3 clients are
+thread-safe); the endpoint comes from ``AWS_ENDPOINT_URL`` and the credentials from
+the usual chain, both read by boto3 itself. Transient errors (no connection, 5xx,
+throttling) are retried with backoff and jitter, a bounded number of times.
+
+A missing object or bucket is :class:`InputNotFound` (the caller names the job file
+and field); denied access and other failures are :class:`StoreError` naming the URL
+and the remedy, never a credential.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO, TypeVar
+
+import boto3  # type: ignore[import-untyped]
+import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+
+from .errors import StoreError
+from .redact import mask_url
+from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from .stores.s3 import _code, _is_transient, _status
+
+T = TypeVar("T")
+
+CHUNK_BYTES = 1024 * 1024
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+_DENIED = frozenset(
+    {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
+)
+_CHANGED = frozenset({"412", "PreconditionFailed"})
+_CREDENTIALS_REMEDY = (
+    "check the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+    "or the role) and that they may read"
+)
+
+_lock = threading.Lock()
+_clients: dict[tuple[str | None, ...], Any] = {}
+# What a client is made from: a change (another endpoint or profile) makes a new one.
+_CLIENT_VARIABLES = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+)
+
+
+class InputNotFound(Exception):
+    """The object, prefix or bucket does not exist."""
+
+
+class ObjectChanged(Exception):
+    """The object was replaced between looking it up and reading it."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One S3 object as a listing or a HEAD describes it.
+
+    Parameters
+    ----------
+    bucket, key : str
+        Where it is.
+    etag : str
+        Its ETag, without quotes (``<md5>`` or, for a multipart upload, ``<md5>-<parts>``).
+    size : int
+        Its size in bytes.
+    version_id : str or None
+        Its version in a versioned bucket.
+    """
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    version_id: str | None = None
+
+    @property
+    def url(self) -> str:
+        """``s3://bucket/key``."""
+        return f"s3://{self.bucket}/{self.key}"
+
+    @property
+    def version(self) -> str:
+        """The object's version for a key: its VersionId when it has one, else its ETag."""
+        return f"version:{self.version_id}" if self.version_id else f"etag:{self.etag}"
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/key`` as ``(bucket, key)``; the key may be empty."""
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    return bucket, key.strip("/")
+
+
+def client() -> Any:
+    """The process's S3 client, made on first use (a forked child makes its own)."""
+    key = (str(os.getpid()), *(os.environ.get(name) for name in _CLIENT_VARIABLES))
+    with _lock:
+        if key not in _clients:
+            config = Config(
+                retries={"mode": "standard", "total_max_attempts": 1},  # ours retry
+                max_pool_connections=20,
+                connect_timeout=10,
+                read_timeout=120,
+            )
+            _clients.clear()
+            _clients[key] = boto3.session.Session().client("s3", config=config)
+        return _clients[key]
+
+
+def endpoint() -> str:
+    """The endpoint this process's client talks to (part of a cache entry's identity)."""
+    return str(client().meta.endpoint_url)
+
+
+def head(url: str, policy: RetryPolicy = DEFAULT_POLICY) -> ObjectInfo:
+    """Look one object up (one HEAD request).
+
+    Raises
+    ------
+    InputNotFound
+        If the object or its bucket does not exist.
+    StoreError
+        If access is denied or S3 cannot be reached.
+    """
+    bucket, key = split_url(url)
+    reply = _call(url, "reading", lambda: client().head_object(Bucket=bucket, Key=key), policy)
+    version = reply.get("VersionId")
+    return ObjectInfo(
+        bucket,
+        key,
+        str(reply.get("ETag", "")).strip('"'),
+        int(reply.get("ContentLength", 0)),
+        version if version and version != "null" else None,
+    )
+
+
+def list_objects(url: str, policy: RetryPolicy = DEFAULT_POLICY) -> list[ObjectInfo]:
+    """Every object under a prefix (one request per 1,000 objects).
+
+    Raises
+    ------
+    InputNotFound
+        If the bucket does not exist.
+    StoreError
+        If access is denied or S3 cannot be reached.
+    """
+    bucket, key = split_url(url)
+    prefix = f"{key}/" if key else ""
+
+    def read() -> list[ObjectInfo]:
+        found: list[ObjectInfo] = []
+        pages = client().get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                found.append(
+                    ObjectInfo(
+                        bucket, item["Key"], str(item.get("ETag", "")).strip('"'), item["Size"]
+                    )
+                )
+        return found
+
+    return _call(url, "listing", read, policy)
+
+
+def download(info: ObjectInfo, handle: BinaryIO, policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    """Write one object's bytes into ``handle``: exactly the version ``info`` describes.
+
+    The GET carries ``If-Match: <ETag>`` (or the VersionId), so a replaced object is
+    never mixed with the old one.
+
+    Raises
+    ------
+    ObjectChanged
+        If the object was replaced since ``info`` was read.
+    InputNotFound
+        If it was deleted since.
+    StoreError
+        If access is denied or S3 cannot be reached.
+    """
+    pin = {"VersionId": info.version_id} if info.version_id else {"IfMatch": f'"{info.etag}"'}
+
+    def read() -> None:
+        handle.seek(0)
+        handle.truncate()
+        body = client().get_object(Bucket=info.bucket, Key=info.key, **pin)["Body"]
+        try:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                handle.write(chunk)
+        finally:
+            body.close()
+
+    _call(info.url, "downloading", read, policy)
+
+
+def _call(url: str, doing: str, action: Callable[[], T], policy: RetryPolicy) -> T:
+    """Run ``action`` with retries; translate what botocore raises."""
+    try:
+        return with_retries(
+            action, is_transient=_is_transient, what=f"{doing} {url}", policy=policy
+        )
+    except boto_errors.ClientError as exc:
+        code, status = _code(exc), _status(exc)
+        what = f"{code}, HTTP {status}" if code != str(status) else f"HTTP {status}"
+        if code in _NOT_FOUND or status == 404:
+            raise InputNotFound(code) from None
+        if code in _CHANGED or status == 412:
+            raise ObjectChanged(url) from None
+        if code in _DENIED or status == 403:
+            raise StoreError(
+                f"access denied ({what}) {doing} {url}; {_CREDENTIALS_REMEDY} "
+                f"s3://{split_url(url)[0]}"
+            ) from None
+        if _is_transient(exc):
+            raise StoreError(
+                f"S3 still failing after {policy.attempts} attempts ({what}) {doing} {url}; "
+                "try again later"
+            ) from None
+        raise StoreError(f"S3 refused {doing} {url} ({what})") from None
+    except (
+        boto_errors.NoCredentialsError,
+        boto_errors.PartialCredentialsError,
+        boto_errors.CredentialRetrievalError,
+    ) as exc:
+        raise StoreError(
+            f"no usable AWS credentials ({type(exc).__name__}) {doing} {url}; set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or attach a role"
+        ) from None
+    except boto_errors.BotoCoreError as exc:
+        raise StoreError(
+            f"cannot reach S3 at {_shown_endpoint()} ({type(exc).__name__}) {doing} {url}; "
+            "check AWS_ENDPOINT_URL, the region and the network"
+        ) from None
+
+
+def _shown_endpoint() -> str:
+    """The endpoint for a message, credentials masked; never raises."""
+    try:
+        return mask_url(endpoint())
+    except Exception:  # the client itself could not be made
+        return "the default S3 endpoint"

@@ -1,0 +1,580 @@
+"""A job's inputs, ready to read wherever they live: a folder, S3, or a Code Ocean mount.
+
+In ``run_analysis``::
+
+    asset = job.inputs[0]                              # the job's first s3_location
+    path = asset.local_path("spike_times.json")        # a local file, whatever the source
+    with asset.open("units.csv") as handle: ...        # or an open (binary) file
+    nwb_files = asset.glob("**/*.nwb")                 # locations, for local_path/open
+    zarr.open(asset.url("ephys.zarr"))                 # a URL for streaming readers
+    records = job.asset_records()                      # the assets' metadata records
+
+Each ``s3_location`` is an *asset*: a folder or an S3 prefix. Paths given to an asset's
+methods are relative to it. ``job.inputs`` has the same methods for whole locations
+(``s3://`` or ``file://`` URLs, paths, relative ones under the input directory, and
+what ``glob`` returns), so ``job.inputs.local_path(job.file_location[0])`` works too.
+
+Where a file is read from, in order:
+
+1. the Code Ocean mount: an S3 asset whose ``asset_name`` is a folder in the input
+   directory (``/data/<asset name>/``) is read there, with no download;
+2. a local path, as it is;
+3. S3: downloaded once into the input cache (:mod:`analysis_wrapper.input_cache`),
+   keyed by the object's ETag, shared by jobs and processes; ``url``/``open_stream``
+   read over the network instead (s3fs), for formats that stream (Zarr, NWB-Zarr).
+
+Errors name the job file, the field and the remedy: an input that does not exist and a
+``file_location`` outside the job's assets are :class:`JobInputError`; denied access is
+:class:`StoreError`.
+
+:mod:`analysis_wrapper.input_versions` reads the inputs' versions for
+``INPUT_IDENTITY=content``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from pydantic import ValidationError
+
+from .errors import ConfigError, JobInputError, StoreError
+from .locations import LocationError, is_s3, normalise_location, resolve_location
+from .settings import InputSettings
+
+if TYPE_CHECKING:
+    from .asset_records import AssetRecords
+    from .input_cache import InputCache
+    from .jobs import Job
+
+_CHANGED_RETRIES = 3
+
+
+class InputAsset:
+    """One input asset of a job (one ``s3_location``): a folder or an S3 prefix.
+
+    Paths given to its methods are relative to the asset (``"ecephys/units.nwb"``).
+    """
+
+    def __init__(self, inputs: JobInputs, index: int) -> None:
+        self._inputs = inputs
+        self.index = index
+
+    @property
+    def location(self) -> str:
+        """The asset's location as the job file gives it, normalised."""
+        return self._inputs._locations[self.index]
+
+    @property
+    def name(self) -> str | None:
+        """The asset's name (``asset_name``), when the job gives one."""
+        names = self._inputs._names
+        return names[self.index] if self.index < len(names) else None
+
+    @property
+    def mount(self) -> Path | None:
+        """The Code Ocean mount of this S3 asset (``<input directory>/<name>/``), if any."""
+        return self._inputs._mount(self.index)
+
+    def location_of(self, path: str = "") -> str:
+        """The whole location of ``path`` inside the asset."""
+        relative = posixpath.normpath(path) if path else "."
+        if posixpath.isabs(path) or "://" in path or relative.split("/")[0] == "..":
+            raise JobInputError(
+                self._inputs.job_file,
+                f"s3_location[{self.index}]",
+                f"{path!r} is not a path inside the asset; give one relative to it",
+            )
+        return self.location if relative == "." else f"{self.location}/{relative}"
+
+    def local_path(self, path: str = "") -> Path:
+        """A local copy of a file of the asset (the asset's folder for ``""``, if local)."""
+        return self._inputs.local_path(self.location_of(path))
+
+    def open(self, path: str) -> BinaryIO:
+        """Open a file of the asset for reading, in binary mode."""
+        return self._inputs.open(self.location_of(path))
+
+    def glob(self, pattern: str) -> list[str]:
+        """The locations in the asset that match ``pattern`` (``*.nwb``, ``**/*.zarr``)."""
+        return self._inputs._glob_asset(self.index, pattern)
+
+    def url(self, path: str = "") -> str:
+        """Where a streaming reader (fsspec, zarr) finds ``path``: a local path or s3:// URL."""
+        return self._inputs.url(self.location_of(path))
+
+    def open_stream(self, path: str) -> BinaryIO:
+        """Open ``path`` for reading over the network (s3fs), without downloading it."""
+        return self._inputs.open_stream(self.location_of(path))
+
+    def __repr__(self) -> str:
+        return f"InputAsset({self.location!r}, name={self.name!r})"
+
+
+class JobInputs:
+    """A job's inputs: its assets (``job.inputs[i]``) and methods for whole locations.
+
+    Holds no open client, so a job travels to process-pool and Dask workers as is.
+
+    Parameters
+    ----------
+    job_file : str
+        The job file, named in errors.
+    input_directory : Path
+        Relative locations resolve here; Code Ocean mounts its data assets here.
+    locations : list of str
+        The job's ``s3_location`` s, normalised.
+    names : list of str
+        The job's ``asset_name`` s.
+    file_locations : list of str
+        The job's ``file_location`` s, normalised.
+    record_ids : list of str
+        The job's ``docdb_record_id`` s.
+    settings : InputSettings
+        The cache and the record source.
+
+    Raises
+    ------
+    JobInputError
+        If a ``file_location`` is not inside one of the job's assets.
+    """
+
+    def __init__(
+        self,
+        job_file: str,
+        input_directory: Path,
+        locations: list[str],
+        names: list[str],
+        file_locations: list[str],
+        record_ids: list[str],
+        settings: InputSettings,
+    ) -> None:
+        self.job_file = job_file
+        self.input_directory = input_directory
+        self._locations = locations
+        self._names = names
+        self._file_locations = file_locations
+        self._record_ids = record_ids
+        self.settings = settings
+        self._records: AssetRecords | None = None
+        for index, location in enumerate(file_locations):
+            if self._asset_of(self._as_s3_if_inside(location)) is None:
+                raise JobInputError(
+                    job_file,
+                    f"file_location[{index}]",
+                    f"{location!r} is not inside any of the job's assets (s3_location "
+                    f"{', '.join(locations) or 'is empty'}); give a file inside one of "
+                    "them, or add its asset to s3_location",
+                )
+
+    # --- assets --------------------------------------------------------------------
+
+    def __getitem__(self, index: int) -> InputAsset:
+        if not -len(self._locations) <= index < len(self._locations):
+            raise IndexError(f"the job has {len(self._locations)} input asset(s)")
+        return InputAsset(self, index % len(self._locations))
+
+    def __len__(self) -> int:
+        return len(self._locations)
+
+    def __iter__(self) -> Iterator[InputAsset]:
+        return (InputAsset(self, index) for index in range(len(self._locations)))
+
+    @property
+    def files(self) -> list[str]:
+        """The job's ``file_location`` s, normalised (give them to :meth:`local_path`)."""
+        return list(self._file_locations)
+
+    def records(self) -> AssetRecords:
+        """The metadata records of the job's ``docdb_record_id`` s (one query, then kept)."""
+        if self._records is None:
+            from .asset_records import fetch_asset_records
+
+            self._records = fetch_asset_records(self._record_ids, self.settings, self.job_file)
+        return self._records
+
+    # --- whole locations -------------------------------------------------------------
+
+    def local_path(self, location: str) -> Path:
+        """A local copy of an input file: mounted, local, or downloaded into the cache.
+
+        Parameters
+        ----------
+        location : str
+            An ``s3://`` or ``file://`` URL, a path (relative ones resolve under the
+            input directory), or what :meth:`glob` returned.
+
+        Raises
+        ------
+        JobInputError
+            If the input does not exist, or is a folder on S3 (glob its files, or
+            stream it with :meth:`url`).
+        StoreError
+            If S3 denies access or cannot be reached.
+        """
+        normal, local, s3_url = self._place(location)
+        if local is not None and local.exists():
+            return local
+        if s3_url is None:
+            raise self._missing(location, normal, f"{local} does not exist")
+        return self._download(location, s3_url)
+
+    def open(self, location: str) -> BinaryIO:
+        """Open an input file for reading, in binary mode (see :meth:`local_path`)."""
+        path = self.local_path(location)
+        if path.is_dir():
+            raise JobInputError(
+                self.job_file,
+                self._field_of(location),
+                f"{location!r} is a folder; open a file inside it (see glob)",
+            )
+        return path.open("rb")
+
+    def glob(self, pattern: str) -> list[str]:
+        """The locations matching ``pattern`` in every asset of the job, sorted.
+
+        ``*`` matches within one folder level, ``**`` any number of levels, ``?`` one
+        character. On S3, folders are the prefixes the objects' keys imply, so
+        ``**/*.zarr`` finds Zarr stores too. Costs one listing request per 1,000
+        objects of each S3 asset (none for a mounted or local one).
+        """
+        return sorted(
+            location for index in range(len(self)) for location in self._glob_asset(index, pattern)
+        )
+
+    def url(self, location: str) -> str:
+        """Where a streaming reader finds an input: a local path, or the ``s3://`` URL.
+
+        Mounted and local inputs give their path; fsspec, s3fs and zarr read an S3 URL
+        with the same AWS settings (``AWS_ENDPOINT_URL``, credentials) as downloads.
+        """
+        normal, local, s3_url = self._place(location)
+        if local is not None and local.exists():
+            return str(local)
+        if s3_url is None:
+            raise self._missing(location, normal, f"{local} does not exist")
+        return s3_url
+
+    def open_stream(self, location: str) -> BinaryIO:
+        """Open an input for reading over the network (s3fs), without downloading it.
+
+        A mounted or local input is opened as a local file.
+
+        Raises
+        ------
+        ConfigError
+            If s3fs is not installed (``pip install 'aind-analysis-wrapper[stream]'``).
+        """
+        where = self.url(location)
+        if not where.startswith("s3://"):
+            return Path(where).open("rb")
+        try:
+            import fsspec  # type: ignore[import-untyped]
+
+            opened: BinaryIO = fsspec.open(where, "rb").open()
+        except ImportError as exc:
+            raise ConfigError(
+                f"streaming {where} needs s3fs ({exc.name} is missing); run: pip install "
+                "'aind-analysis-wrapper[stream]', or use local_path to download it"
+            ) from exc
+        except FileNotFoundError:
+            raise self._missing(location, where, "no such object on S3") from None
+        except PermissionError:
+            bucket = where.removeprefix("s3://").split("/", 1)[0]
+            raise StoreError(
+                f"{self.job_file}: access denied (HTTP 403) streaming {where}; check the AWS "
+                "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the "
+                f"role) and that they may read s3://{bucket}"
+            ) from None
+        return opened
+
+    # --- resolution ----------------------------------------------------------------
+
+    def _place(self, location: str) -> tuple[str, Path | None, str | None]:
+        """``(normal form, local path to try first, S3 URL)`` of a location."""
+        try:
+            normal = normalise_location(location)
+        except LocationError as exc:
+            raise JobInputError(self.job_file, self._field_of(location), str(exc)) from None
+        normal = self._as_s3_if_inside(normal)
+        if not is_s3(normal):
+            resolved = resolve_location(normal, self.input_directory)
+            assert isinstance(resolved, Path)
+            return normal, resolved, None
+        index = self._asset_of(normal)
+        mount = self._mount(index) if index is not None else None
+        local = None
+        if mount is not None and index is not None:
+            relative = normal[len(self._locations[index]) :].strip("/")
+            local = mount / relative if relative else mount
+        return normal, local, normal
+
+    def _as_s3_if_inside(self, location: str) -> str:
+        """Read ``bucket/key`` (s3fs's form) as ``s3://bucket/key`` when inside an S3 asset.
+
+        Only when no local path of that name exists.
+        """
+        if is_s3(location) or posixpath.isabs(location):
+            return location
+        candidate = "s3://" + location
+        if self._asset_of(candidate) is not None and not (self.input_directory / location).exists():
+            return candidate
+        return location
+
+    def _asset_of(self, location: str) -> int | None:
+        """The index of the asset that holds a normalised location, or ``None``."""
+        target = self._comparable(location)
+        for index, asset in enumerate(self._locations):
+            root = self._comparable(asset)
+            if target == root or target.startswith(root.rstrip("/") + "/"):
+                return index
+            mount = self._mount(index)
+            if mount is not None and not is_s3(location):
+                mounted = str(mount)
+                if target == mounted or target.startswith(mounted + "/"):
+                    return index
+        return None
+
+    def _comparable(self, location: str) -> str:
+        if is_s3(location):
+            return location
+        return str(resolve_location(location, self.input_directory))
+
+    def _mount(self, index: int) -> Path | None:
+        """``<input directory>/<asset name>`` when the asset is on S3 and that is a folder."""
+        if not is_s3(self._locations[index]) or index >= len(self._names):
+            return None
+        name = self._names[index]
+        if not name or "/" in name or name in (".", ".."):
+            return None
+        folder = self.input_directory / name
+        return folder if folder.is_dir() else None
+
+    def _field_of(self, location: str) -> str:
+        """The job-file field that names ``location``, or ``""``."""
+        try:
+            normal = normalise_location(location)
+        except LocationError:
+            return ""
+        for field, values in (
+            ("s3_location", self._locations),
+            ("file_location", self._file_locations),
+        ):
+            if normal in values:
+                return f"{field}[{values.index(normal)}]"
+        return ""
+
+    def _missing(self, location: str, normal: str, detail: str) -> JobInputError:
+        field = self._field_of(location)
+        where = "" if field else f"input {normal!r}: "
+        return JobInputError(
+            self.job_file,
+            field,
+            f"{where}{detail}; check the job file, and that the data is where it says",
+        )
+
+    # --- S3 ------------------------------------------------------------------------
+
+    def _download(self, location: str, url: str) -> Path:
+        from . import input_s3
+
+        for _ in range(_CHANGED_RETRIES):
+            try:
+                info = input_s3.head(url)
+            except input_s3.InputNotFound:
+                raise self._missing(location, url, self._why_missing(url)) from None
+            except StoreError as exc:
+                raise StoreError(f"{self.job_file}: {exc}") from exc
+            try:
+                cached = self._cache().fetch(
+                    (input_s3.endpoint(), info.bucket, info.key, info.version),
+                    info.key,
+                    info.size,
+                    _downloader(info),
+                )
+            except input_s3.ObjectChanged:
+                continue  # replaced between HEAD and GET: look it up again
+            except input_s3.InputNotFound:
+                raise self._missing(location, url, "the object was deleted") from None
+            except StoreError as exc:
+                raise StoreError(f"{self.job_file}: {exc}") from exc
+            return cached.path
+        raise StoreError(
+            f"{self.job_file}: {url} changed {_CHANGED_RETRIES} times while it was being "
+            "downloaded; run again once its upload is over"
+        )
+
+    def _why_missing(self, url: str) -> str:
+        """Say whether ``url`` is a folder (a prefix with objects) or nothing at all."""
+        from . import input_s3
+
+        try:
+            inside = input_s3.list_objects(url)
+        except (input_s3.InputNotFound, StoreError):
+            inside = []
+        if inside:
+            return (
+                f"{url} is a folder on S3, not a file; list its files with glob(), or "
+                "stream it with url()"
+            )
+        bucket = input_s3.split_url(url)[0]
+        return f"no object {url} (or bucket {bucket!r} does not exist)"
+
+    def _cache(self) -> InputCache:
+        try:
+            from .input_cache import InputCache
+        except ImportError as exc:
+            raise ConfigError(
+                f"downloading S3 inputs needs {exc.name}, which is not installed; run: "
+                "pip install 'aind-analysis-wrapper[s3]'"
+            ) from exc
+        settings = self.settings
+        return InputCache(settings.cache_directory, int(settings.cache_max_size))
+
+    # --- listing -------------------------------------------------------------------
+
+    def _glob_asset(self, index: int, pattern: str) -> list[str]:
+        matcher = glob_pattern(pattern)
+        location = self._locations[index]
+        field = f"s3_location[{index}]"
+        mount = self._mount(index)
+        if is_s3(location) and mount is None:
+            from . import input_s3
+
+            try:
+                objects = input_s3.list_objects(location)
+            except input_s3.InputNotFound:
+                objects = []
+            except StoreError as exc:
+                raise StoreError(f"{self.job_file}: {exc}") from exc
+            if not objects:
+                raise JobInputError(
+                    self.job_file,
+                    field,
+                    f"{location} holds no objects (or its bucket does not exist); check "
+                    "the location, and that the asset was not deleted",
+                )
+            prefix = input_s3.split_url(location)[1]
+            keys = [item.key[len(prefix) :].lstrip("/") for item in objects]
+            candidates = set(keys) | {
+                "/".join(key.split("/")[:depth])
+                for key in keys
+                for depth in range(1, key.count("/") + 1)
+            }
+        else:
+            root = mount or Path(str(resolve_location(location, self.input_directory)))
+            if not root.is_dir():
+                raise self._missing(location, location, f"{root} is not a folder")
+            candidates = set()
+            for folder, dirs, files in os.walk(root):
+                relative = Path(folder).relative_to(root).as_posix()
+                for name in (*dirs, *files):
+                    candidates.add(name if relative == "." else f"{relative}/{name}")
+        return sorted(f"{location}/{path}" for path in candidates if matcher.fullmatch(path))
+
+
+def _downloader(info: Any) -> Callable[[BinaryIO], None]:
+    """Write the object ``info`` describes into a file (for :meth:`InputCache.fetch`)."""
+    from . import input_s3
+
+    def download(handle: BinaryIO) -> None:
+        input_s3.download(info, handle)
+
+    return download
+
+
+def glob_pattern(pattern: str) -> re.Pattern[str]:
+    """A regular expression for a glob pattern over ``/``-separated relative paths.
+
+    ``**/`` matches any number of folders (none included), ``**`` alone anything,
+    ``*`` anything within one folder level, ``?`` one character, ``[...]`` a class.
+
+    Raises
+    ------
+    ValueError
+        If the pattern is absolute or climbs out with ``..``.
+    """
+    text = pattern.strip()
+    if not text or text.startswith("/") or ".." in text.split("/"):
+        raise ValueError(f"glob pattern {pattern!r} must be relative to the asset, without ..")
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif text.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif text[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif text[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif text[i] == "[" and "]" in text[i + 2 :]:
+            end = text.index("]", i + 2)
+            body = text[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end + 1
+        else:
+            out.append(re.escape(text[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def bind_inputs(
+    job: Job, input_directory: Path | None = None, settings: InputSettings | None = None
+) -> Job:
+    """Give ``job`` its input access (``job.inputs``, ``job.asset_records()``); return it.
+
+    The runner calls it before ``run_analysis``; ``job.inputs`` also binds itself on
+    first use with the settings from the environment.
+
+    Parameters
+    ----------
+    job : Job
+        The job; changed in place.
+    input_directory : Path, optional
+        Where relative locations resolve and Code Ocean mounts assets; the job's own
+        input directory by default.
+    settings : InputSettings, optional
+        The cache and record source; read from the environment by default.
+
+    Raises
+    ------
+    JobInputError
+        If a ``file_location`` is not inside one of the job's assets.
+    """
+    job._inputs = JobInputs(
+        str(job.source_file),
+        input_directory or job.input_directory,
+        list(job.s3_location),
+        list(job.asset_name),
+        list(job.file_location or []),
+        list(job.docdb_record_id),
+        settings or input_settings(),
+    )
+    return job
+
+
+def input_settings() -> InputSettings:
+    """The input settings from the environment.
+
+    Raises
+    ------
+    ConfigError
+        Naming the variable and what it accepts, for a value that does not validate.
+    """
+    try:
+        return InputSettings()
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        variable = str(error["loc"][0]).upper() if error["loc"] else "an input setting"
+        raise ConfigError(
+            f"{variable}={error.get('input')!r}: {error['msg']}; see the README's "
+            "Configuration table"
+        ) from None
