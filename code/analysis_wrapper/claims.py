@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -373,80 +372,6 @@ class Claims:
         now = self.clock()
         ended = replace(claim, state=state, heartbeat=now, lease_expires=now, failure=failure)
         return self.store.replace_claim(ended, expected_epoch=claim.epoch)
-
-
-class Heartbeat:
-    """Renews a claim from a background thread while a job runs.
-
-    Use as a context manager. :attr:`claim` is the latest renewed claim; :attr:`lost`
-    becomes True once a renewal finds the key taken over (the job can then stop
-    early; publishing is fenced either way). A renewal that fails for a store error
-    is retried at the next beat: the lease has room for two misses.
-    """
-
-    def __init__(self, claims: Claims, claim: Claim, interval: float | None = None) -> None:
-        self.claims = claims
-        self.claim = claim
-        self.interval = interval if interval is not None else claims.lease_seconds / 3
-        self.lost = False
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="claim-heartbeat", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def fence(self) -> Claim | None:
-        """Renew now, from the job's thread: the check before publishing and recording.
-
-        Returns the renewed claim, or ``None`` once another worker holds the key.
-        """
-        with self._lock:
-            if self.lost:
-                return None
-            renewed = self.claims.renew(self.claim)
-            if renewed is None:
-                self.lost = True
-            else:
-                self.claim = renewed
-            return renewed
-
-    def count_attempt(self) -> Claim | None:
-        """Record one more attempt (a transient failure being retried) on the claim."""
-        with self._lock:
-            if self.lost:
-                return None
-            renewed = self.claims.still_attempting(self.claim)
-            if renewed is None:
-                self.lost = True
-            else:
-                self.claim = renewed
-            return renewed
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.interval):
-            with self._lock:
-                if self.lost:
-                    return
-                try:
-                    renewed = self.claims.renew(self.claim)
-                except Exception as exc:  # a store hiccup: the next beat tries again
-                    log.warning("could not renew the claim on %s: %s", self.claim.key[:12], exc)
-                    continue
-                if renewed is None:
-                    self.lost = True
-                    log.warning(
-                        "%s: the claim was taken over by another worker; this attempt "
-                        "will not be published",
-                        self.claim.label or self.claim.key[:12],
-                    )
-                    return
-                self.claim = renewed
 
 
 @lru_cache(maxsize=1)

@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .claims import Claim, Claims, Failure, Heartbeat, Owner
+from .claims import Claim, Claims, Failure, Owner
 from .codeocean import CodeOceanIdentity
 from .errors import (
     JobInputError,
@@ -47,6 +47,7 @@ from .errors import (
     TransientError,
     WrapperError,
 )
+from .heartbeat import Heartbeat
 from .identity import canonical_json
 from .jobs import validation_error_to_input_error
 from .manifest import build_manifest

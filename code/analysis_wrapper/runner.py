@@ -5,6 +5,8 @@ cloud client. The steps live in their own modules::
 
     planning.py   job files -> keys (pure) -> records and claims, in batches -> decisions
     job_run.py    one job: claim -> run_analysis -> publish (manifest last) -> record
+    claims.py     who runs a key: insert-if-absent, takeover by epoch, fencing
+    heartbeat.py  a running job's claim renewed in the background
     executors.py  where the jobs run: serially, a process pool, Dask
     runner.py     this module: drives a run, writes plan.json / run_summary.json
 
