@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -42,6 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     def run() -> int:
         args = build_parser().parse_args(arguments)
         code: int = args.handler(args)
+        sys.stdout.flush()  # here, so a closed pipe is caught below, not at exit
         return code
 
-    return exit_code_of(run)
+    try:
+        return exit_code_of(run)
+    except BrokenPipeError:
+        # The reader went away (`analysis-wrapper results find | head`): not an error.
+        # Point stdout at /dev/null so the interpreter's last flush cannot fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

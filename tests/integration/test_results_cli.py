@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,20 @@ def test_find_before_any_run_is_empty(capsule: CapsuleCopy) -> None:
     assert "0 record(s)" in done.stdout
     assert find_records(capsule=capsule.root) == []
     assert not capsule.store.exists()
+
+
+def test_a_reader_that_goes_away_is_not_an_error(capsule: CapsuleCopy) -> None:
+    """`analysis-wrapper status --format json | head -1`: exit 0, no traceback."""
+    assert capsule.run("--dry_run", "0").returncode == 0
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "analysis_wrapper", "status", "--all", "--format", "json"],
+        cwd=capsule.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None
+    reader.stdout.close()  # before anything is read: every write hits a closed pipe
+    _, errors = reader.communicate(timeout=120)
+    assert reader.returncode == 0, errors
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors
