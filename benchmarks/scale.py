@@ -2,11 +2,14 @@
 
     python benchmarks/scale.py [--jobs 10000] [--servers]
 
-1. Planning N jobs (load, merge, validate, key, look up), batched lookups vs one
-   lookup per job (upstream's way), on the embedded store and, with --servers, on a
-   MongoDB wire-protocol server (SecantusDB) that this script starts.
-2. The wrapper's own cost per job for an analysis that does nothing (record,
-   manifest, publish), posting to the embedded stores.
+1. Planning N jobs (load, merge, validate, key, look up, decide), batched lookups vs
+   one lookup per job (upstream's way), on the embedded store and, with --servers, on
+   a MongoDB wire-protocol server (SecantusDB) that this script starts; there also the
+   batched query shapes compared (``$in`` batch sizes, ``$or``, ``_id`` ranges, an
+   aggregation).
+2. The wrapper's own cost per job for an analysis that does nothing (claim, record,
+   manifest, publish), posting to the embedded stores and, with --servers, to
+   SecantusDB and moto's S3 server.
 3. 1,000 trivial jobs on the process pool and on a Dask LocalCluster, 2 workers each.
 
 Prints one table (markdown) on stdout.
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
 import shutil
 import sys
 import tempfile
@@ -72,10 +77,10 @@ class OneByOne:
         return found
 
 
-def write_jobs(folder: Path, count: int) -> None:
-    """Write ``count`` job files in the current upstream shape."""
+def write_jobs(folder: Path, count: int, first: int = 0) -> None:
+    """Write ``count`` job files in the current upstream shape, numbered from ``first``."""
     (folder / "job_dict").mkdir(parents=True)
-    for index in range(count):
+    for index in range(first, first + count):
         job = {
             "s3_location": [f"s3://bench-bucket/asset_{index}"],
             "asset_name": [f"asset_{index}"],
@@ -108,20 +113,34 @@ def context_for(
 
 
 def seed_records(store: RecordStore, context: RunContext, fraction: float) -> None:
-    """Store small records for a share of the jobs, so lookups find some."""
+    """Store small records for a share of the jobs, so lookups find some.
+
+    Each record's location is a folder of the run's results store that holds a
+    ``manifest.json``, as after a real run: planning checks each one (one ``stat``).
+    """
     planned = plan_run(context)
+    results = context.result_store
+    assert isinstance(results, LocalResultStore)
     for job in planned[: int(len(planned) * fraction)]:
         assert job.key
-        store.put({"_id": job.key, "name": job.key, "location": "gs://not-checked/" + job.key})
+        folder = results.root / job.key / "seeded"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "manifest.json").write_text("{}")
+        location = results.location(job.key, "seeded")
+        store.put({"_id": job.key, "name": job.key, "location": location})
 
 
 def time_plan(context: RunContext, rounds: int = 3) -> float:
-    """Best of ``rounds`` planning times, in seconds."""
+    """Best of ``rounds`` planning times, in seconds: until the plan is there.
+
+    Freeing a plan's objects is left out: a run frees them when it ends.
+    """
     best = float("inf")
     for _ in range(rounds):
         started = time.perf_counter()
-        plan_run(context)
+        planned = plan_run(context)
         best = min(best, time.perf_counter() - started)
+        del planned
     return best
 
 
@@ -137,7 +156,7 @@ def planning_rows(work: Path, jobs: int, mongo_uri: str | None) -> list[tuple[st
 
         stores.append(("MongoDB (SecantusDB)", MongoRecordStore(mongo_uri, "bench", "records")))
     rows = []
-    results = LocalResultStore(work / "unused-results")
+    results = LocalResultStore(work / "plan-results")
     for name, store in stores:
         batched = context_for(inputs, work / "r", store, results, dry_run=True, plan=True)
         seed_records(store, batched, 0.5)
@@ -164,36 +183,130 @@ def planning_rows(work: Path, jobs: int, mongo_uri: str | None) -> list[tuple[st
             (
                 f"look up {len(keys)} keys, {name}: batched vs one query per key",
                 f"{many:.2f} s vs {single_lookups:.2f} s",
-                f"batched is {single_lookups / many:.0f}x faster",
+                f"batched is {single_lookups / many:.1f}x faster",
             )
         )
+        if name.startswith("MongoDB"):
+            rows += lookup_shape_rows(store, keys)
         store.close()
     return rows
 
 
-def overhead_rows(work: Path, jobs: int = 200) -> list[tuple[str, str, str]]:
-    """The wrapper's own cost per posted job (record, manifest, publish) on embedded stores."""
+def lookup_shape_rows(store: Any, keys: list[str]) -> list[tuple[str, str, str]]:
+    """Batched query shapes a MongoDB-compatible server could answer, per key looked up.
+
+    On 1,000 of the keys in a random order, as a plan asks (200 for the shapes that
+    scan the collection on every query); each must find what ``get_many`` finds.
+    """
+    collection = store.collection_of()
+    sample = random.Random(7).sample(keys, min(len(keys), 1000))
+    present = set(store.get_many(sample))
+    hide = {"_store": 0}
+
+    def per_key(batch: list[str]) -> list[Any]:
+        return [doc for key in batch if (doc := collection.find_one({"_id": key}, hide))]
+
+    def in_list(batch: list[str]) -> list[Any]:
+        return list(collection.find({"_id": {"$in": batch}}, hide))
+
+    def or_of_ids(batch: list[str]) -> list[Any]:
+        return list(collection.find({"$or": [{"_id": key} for key in batch]}, hide))
+
+    def id_range(batch: list[str]) -> list[Any]:
+        found = collection.find({"_id": {"$gte": batch[0], "$lte": batch[-1]}}, hide)
+        asked = set(batch)
+        return [doc for doc in found if doc["_id"] in asked]
+
+    def aggregate(batch: list[str]) -> list[Any]:
+        stages = [{"$match": {"_id": {"$in": batch}}}, {"$project": hide}]
+        return list(collection.aggregate(stages))
+
+    shapes: list[tuple[str, Any, int, int]] = [  # name, shape, batch, keys looked up
+        ("one find_one per key", per_key, 1, len(sample)),
+        ("_id $in, 50 keys per query (the store's)", in_list, 50, len(sample)),
+        ("_id $in, 500 keys per query (before)", in_list, 500, len(sample)),
+        (f"_id $in, all {len(sample)} keys in one query", in_list, len(sample), len(sample)),
+        ("aggregate $match _id $in, 50 per query", aggregate, 50, len(sample)),
+        ("$or of _id equalities, 50 per query", or_of_ids, 50, 200),
+        ("_id range over 50 sorted keys, then filtered", id_range, 50, 200),
+    ]
+    timings = []
+    for name, shape, size, count in shapes:
+        # A range covers consecutive keys: the wanted keys are sorted, then batched.
+        keys_here = sorted(sample[:count]) if shape is id_range else sample[:count]
+        started = time.perf_counter()
+        found = {
+            doc["_id"]
+            for start in range(0, count, size)
+            for doc in shape(keys_here[start : start + size])
+        }
+        timings.append((name, count, (time.perf_counter() - started) / count * 1000))
+        assert found == set(keys_here) & present, name
+    per_key_ms = timings[0][2]
+    return [
+        (
+            f"look up {count} keys, SecantusDB: {name}",
+            f"{ms:.3f} ms/key",
+            "" if index == 0 else f"{per_key_ms / ms:.1f}x as fast as one query per key",
+        )
+        for index, (name, count, ms) in enumerate(timings)
+    ]
+
+
+def overhead_rows(
+    work: Path, jobs: int = 200, mongo_uri: str | None = None, bucket: str | None = None
+) -> list[tuple[str, str, str]]:
+    """The wrapper's own cost per posted job (claim, record, manifest, publish).
+
+    On the embedded stores (SQLite, a local folder) and, when given, on MongoDB
+    (SecantusDB) with S3 (moto's server).
+    """
     inputs = work / "overhead-inputs"
     write_jobs(inputs, jobs)
-    store = SqliteRecordStore(work / "overhead.sqlite", "records")
-    context = context_for(
-        inputs,
-        work / "overhead-results",
-        store,
-        LocalResultStore(work / "overhead-store"),
-        dry_run=False,
-        plan=False,
-    )
-    planning = time_plan(context, rounds=1)
-    started = time.perf_counter()
-    summary = execute_run(context)
-    total = time.perf_counter() - started
-    assert summary.failed == 0 and len(summary.jobs) == jobs
-    per_job = (total - planning) / jobs * 1000
-    store.close()
-    return [
-        (f"wrapper overhead per job, {jobs} posted no-op jobs, embedded", f"{per_job:.1f} ms", "")
+    setups: list[tuple[str, RecordStore, Any]] = [
+        (
+            "embedded (SQLite, local folder)",
+            SqliteRecordStore(work / "overhead.sqlite", "records"),
+            LocalResultStore(work / "overhead-store"),
+        )
     ]
+    if mongo_uri and bucket:
+        from analysis_wrapper.stores.mongo import MongoRecordStore
+        from analysis_wrapper.stores.s3 import S3ResultStore
+
+        setups.append(
+            (
+                "MongoDB (SecantusDB) + S3 (moto)",
+                MongoRecordStore(mongo_uri, "bench", "overhead"),
+                S3ResultStore(bucket, "overhead"),
+            )
+        )
+    warm_up = work / "overhead-warm-up"
+    write_jobs(warm_up, 5, first=jobs)  # other inputs, so other keys
+    rows = []
+    for name, store, results in setups:
+        # Untimed: the one-time imports (aind-data-schema for the record, about 1 s;
+        # benchmarks/cold_start.py times those), clients, tables and indexes.
+        execute_run(
+            context_for(
+                warm_up, work / f"warm-up-{len(rows)}", store, results, dry_run=False, plan=False
+            )
+        )
+        context = context_for(
+            inputs, work / f"overhead-results-{len(rows)}", store, results,
+            dry_run=False, plan=False,
+        )  # fmt: skip
+        planning = time_plan(context, rounds=1)
+        started = time.perf_counter()
+        summary = execute_run(context)
+        total = time.perf_counter() - started
+        assert summary.failed == 0 and len(summary.jobs) == jobs, summary.as_json()["jobs"][:3]
+        per_job = (total - planning) / jobs * 1000
+        store.close()
+        rows.append(
+            (f"wrapper overhead per job, {jobs} posted no-op jobs, {name}", f"{per_job:.1f} ms", "")
+        )
+    return rows
 
 
 def executor_rows(work: Path, jobs: int = 1000) -> list[tuple[str, str, str]]:
@@ -225,6 +338,18 @@ def executor_rows(work: Path, jobs: int = 1000) -> list[tuple[str, str, str]]:
     return rows
 
 
+def make_bucket() -> str:
+    """A bucket on the S3 server the AWS variables name."""
+    import boto3  # type: ignore[import-untyped]
+
+    region = os.environ["AWS_DEFAULT_REGION"]
+    client = boto3.session.Session().client("s3", region_name=region)
+    client.create_bucket(
+        Bucket="bench-results", CreateBucketConfiguration={"LocationConstraint": region}
+    )
+    return "bench-results"
+
+
 def main() -> None:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -232,11 +357,11 @@ def main() -> None:
     parser.add_argument("--servers", action="store_true", help="also measure on SecantusDB")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aw-bench-"))
-    server = None
+    server = s3_server = None
     try:
-        mongo_uri = None
+        mongo_uri = bucket = None
         if args.servers:
-            from servers import SERVERS_BIN, ServerProcess, _mongo_ready
+            from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, _mongo_ready, moto_process
 
             config = work / "secantusd.toml"
             config.write_text("")
@@ -250,12 +375,17 @@ def main() -> None:
             )  # fmt: skip
             server.start()
             mongo_uri = f"mongodb://127.0.0.1:{server.port}/?directConnection=true"
+            s3_server = moto_process("moto_server", work / "moto.log")
+            s3_server.start()
+            os.environ.update(TEST_AWS_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_server.port}")
+            bucket = make_bucket()
         rows = planning_rows(work, args.jobs, mongo_uri)
-        rows += overhead_rows(work)
+        rows += overhead_rows(work, mongo_uri=mongo_uri, bucket=bucket)
         rows += executor_rows(work)
     finally:
-        if server is not None:
-            server.stop()
+        for running in (s3_server, server):
+            if running is not None:
+                running.stop()
         shutil.rmtree(work, ignore_errors=True)
     print("| measurement | result | note |")
     print("|---|---|---|")

@@ -24,6 +24,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # what the encoder writes a string with
 from typing import Any
 
 from .errors import KeyComputationError
@@ -57,6 +58,12 @@ class CodeIdentity:
     commit: str | None = None
     name: str | None = None
     dirty: bool = False
+
+
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+"""The one canonical encoder, made once (``json.dumps`` with options makes one per call)."""
 
 
 def key_preimage(
@@ -112,18 +119,58 @@ def canonical_json(value: Any) -> bytes:
         message names the field.
     """
     try:
-        text = json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
-        return text.encode("utf-8")
+        return _CANONICAL.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) included
         _reject_non_finite(value, "")  # name the field, when a NaN or infinity is the cause
         raise KeyComputationError(f"value has no canonical JSON form: {exc}") from exc
 
 
-def compute_key(preimage: Mapping[str, Any]) -> str:
-    """Return the key (sha256 hex of the canonical JSON) of a pre-image."""
-    return hashlib.sha256(canonical_json(preimage)).hexdigest()
+def compute_key(preimage: Mapping[str, Any], encoded: Mapping[str, str] | None = None) -> str:
+    """Return the key (sha256 hex of the canonical JSON) of a pre-image.
+
+    Parameters
+    ----------
+    preimage : mapping
+        The pre-image (:func:`key_preimage`).
+    encoded : mapping, optional
+        The canonical JSON (as text) of some of the pre-image's values, by field, which
+        the caller already has: a plan encodes its code and each distinct parameter set
+        once, not once per job. The key is the same; only the time to compute it
+        changes.
+    """
+    if not encoded:
+        return hashlib.sha256(canonical_json(preimage)).hexdigest()
+    return hashlib.sha256(_assembled(preimage, encoded)).hexdigest()
+
+
+def _assembled(preimage: Mapping[str, Any], encoded: Mapping[str, str]) -> bytes:
+    """``canonical_json(preimage)``, with the given texts of some values spliced in.
+
+    The fields go in sorted order, as ``sort_keys`` writes them. A list of strings
+    (the locations) is written string by string with the function the encoder itself
+    writes strings with, an int as the encoder does, anything else by
+    :func:`canonical_json`.
+    """
+    parts = []
+    for name in sorted(preimage):
+        text = encoded.get(name)
+        if text is None:
+            value = preimage[name]
+            kind = value.__class__
+            if kind is list:
+                try:
+                    text = "[" + ",".join(map(encode_basestring, value)) + "]"
+                except TypeError:  # not only strings
+                    text = canonical_json(value).decode("utf-8")
+            elif kind is int:
+                text = int.__repr__(value)
+            else:
+                text = canonical_json(value).decode("utf-8")
+        parts.append(encode_basestring(name) + ":" + text)
+    try:
+        return ("{" + ",".join(parts) + "}").encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate, as canonical_json says
+        raise KeyComputationError(f"value has no canonical JSON form: {exc}") from exc
 
 
 def _reject_non_finite(value: Any, path: str) -> None:

@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -126,13 +126,13 @@ class JobInputs:
         The job file, named in errors.
     input_directory : Path
         Relative locations resolve here; Code Ocean mounts its data assets here.
-    locations : list of str
+    locations : sequence of str
         The job's ``s3_location`` s, normalised.
-    names : list of str
+    names : sequence of str
         The job's ``asset_name`` s.
-    file_locations : list of str
+    file_locations : sequence of str
         The job's ``file_location`` s, normalised.
-    record_ids : list of str
+    record_ids : sequence of str
         The job's ``docdb_record_id`` s.
     settings : InputSettings
         The cache and the record source.
@@ -147,10 +147,10 @@ class JobInputs:
         self,
         job_file: str,
         input_directory: Path,
-        locations: list[str],
-        names: list[str],
-        file_locations: list[str],
-        record_ids: list[str],
+        locations: Sequence[str],
+        names: Sequence[str],
+        file_locations: Sequence[str],
+        record_ids: Sequence[str],
         settings: InputSettings,
     ) -> None:
         self.job_file = job_file
@@ -549,13 +549,15 @@ def bind_inputs(
     JobInputError
         If a ``file_location`` is not inside one of the job's assets.
     """
+    # Tuples: the inputs keep the job's lists as they were bound (an empty one costs
+    # nothing, and a plan binds every job).
     job._inputs = JobInputs(
         str(job.source_file),
         input_directory or job.input_directory,
-        list(job.s3_location),
-        list(job.asset_name),
-        list(job.file_location or []),
-        list(job.docdb_record_id),
+        tuple(job.s3_location),
+        tuple(job.asset_name),
+        tuple(job.file_location or ()),
+        tuple(job.docdb_record_id),
         settings or input_settings(),
     )
     return job

@@ -86,12 +86,17 @@ class Job(BaseModel):
     @property
     def source_file(self) -> Path:
         """The job file this job was read from (``<memory>`` for one built in code)."""
-        return self._source_file or Path("<memory>")
+        return self._private("_source_file") or Path("<memory>")
 
     @property
     def input_directory(self) -> Path:
         """The run's input directory, against which relative locations resolve."""
-        return self._input_directory or Path(".")
+        return self._private("_input_directory") or Path(".")
+
+    def _private(self, name: str) -> Any:
+        # Reading a private attribute as ``self._x`` goes through pydantic's
+        # ``__getattr__`` (about 2.5 us); a plan reads these for every job.
+        return (self.__pydantic_private__ or {}).get(name)
 
     @property
     def input_paths(self) -> list[str | Path]:
@@ -186,6 +191,24 @@ def read_json_file(path: Path) -> Any:
         ) from None
 
 
+def _read_bytes(path: Path) -> bytes:
+    """Read a whole file with bare system calls: twice as fast as ``Path.read_bytes``.
+
+    A plan reads thousands of small job files, and the buffered file object that
+    ``read_bytes`` builds and closes for each cost more than the read itself.
+    """
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(descriptor, _READ_SIZE):
+            chunks.append(chunk)
+    finally:
+        os.close(descriptor)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+_READ_SIZE = 64 * 1024
+
 # Errors of the JSON text itself, which read_json_file explains better than pydantic.
 _JSON_ERRORS = frozenset({"json_invalid", "json_type", "model_type"})
 
@@ -203,7 +226,7 @@ def load_job(path: Path, input_directory: Path) -> Job:
         message names the file and the field.
     """
     try:
-        raw = path.read_bytes()
+        raw = _read_bytes(path)
     except OSError:
         raw = b""  # read_json_file below reports why
     try:

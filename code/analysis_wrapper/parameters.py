@@ -97,19 +97,50 @@ def load_fixed_parameters(input_directory: Path) -> dict[str, Any]:
     return fixed
 
 
+LAYER_SOURCES = (
+    f"{PARAMETERS_FILE_NAME} fixed_parameters",
+    "job analysis_code.parameters",
+    "command line",
+    "job distributed_parameters",
+)
+"""The layers' names in messages, lowest precedence first."""
+
+
 def job_layers(
     fixed: Mapping[str, Any], job: Job, command_line: Mapping[str, Any]
 ) -> list[ParameterLayer]:
     """List a job's parameter layers, lowest precedence first."""
-    from_code = dict(job.analysis_code.parameters or {}) if job.analysis_code else {}
-    for name in NOT_PARAMETERS:
-        from_code.pop(name, None)
     return [
-        ParameterLayer(f"{PARAMETERS_FILE_NAME} fixed_parameters", fixed),
-        ParameterLayer("job analysis_code.parameters", from_code),
-        ParameterLayer("command line", command_line),
-        ParameterLayer("job distributed_parameters", job.distributed_parameters or {}),
+        ParameterLayer(source, values)
+        for source, values in zip(
+            LAYER_SOURCES, _layer_values(fixed, job, command_line), strict=True
+        )
     ]
+
+
+def merge_job_parameters(
+    fixed: Mapping[str, Any], job: Job, command_line: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The merged values of :func:`job_layers`, without their sources.
+
+    What a plan computes for every job; the sources are needed only to explain an
+    invalid value, so only a parameter set validated for the first time asks for them.
+    """
+    merged: dict[str, Any] = {}
+    for values in _layer_values(fixed, job, command_line):
+        merged.update(values)
+    return merged
+
+
+def _layer_values(
+    fixed: Mapping[str, Any], job: Job, command_line: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], ...]:
+    """The values of each layer, in the order of :data:`LAYER_SOURCES`."""
+    code = job.analysis_code.parameters if job.analysis_code else None
+    from_code: Mapping[str, Any] = {}
+    if code:
+        from_code = {name: value for name, value in code.items() if name not in NOT_PARAMETERS}
+    return (fixed, from_code, command_line, job.distributed_parameters or {})
 
 
 def merge_layers(layers: list[ParameterLayer]) -> tuple[dict[str, Any], dict[str, str]]:

@@ -38,6 +38,10 @@ class Decision:
     reason: str
 
 
+_NO_RECORD = Decision(Action.RUN, "no record with this key")
+"""The most common decision, made once (a decision is immutable)."""
+
+
 def decide(
     existing: Mapping[str, Any] | None,
     *,
@@ -87,7 +91,7 @@ def decide(
         if existing is None:
             return Decision(Action.RUN, f"no record with this key; {takeover}")
     if existing is None:
-        return Decision(Action.RUN, "no record with this key")
+        return _NO_RECORD
     if force:
         return Decision(Action.RUN, f"--force 1: replacing {describe_record(existing)}")
     location = existing.get("location")  # no manifest there: the record is an orphan

@@ -1,14 +1,16 @@
-"""Progress over the jobs of a run: a bar on a terminal, plain log lines elsewhere.
+"""Progress over the jobs of a run, and over the bytes of an upload.
 
-In Code Ocean, in a pipeline or under a scheduler, stderr is a log file, where a bar
-would be noise; there a line says how far the run is every ``interval_s`` seconds, and
-once at the end.
+A bar on a terminal, plain log lines elsewhere: in Code Ocean, in a pipeline or under a
+scheduler, stderr is a log file, where a bar would be noise; there a line says how far
+things are every ``interval_s`` seconds, and once at the end. tqdm is imported only
+when a bar is drawn.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -103,6 +105,126 @@ class JobProgress:
         self._stack.close()
         if self._bar is None and self.total:
             log.info("%s", self.line())
+
+
+MiB = 1024 * 1024
+BAR_MIN_BYTES = 64 * MiB
+"""Uploads smaller than this get no bar on a terminal: a result of a few files would
+flash one bar per job."""
+
+
+class ByteProgress:
+    """Count the bytes of one upload and show how far it is.
+
+    On a terminal an upload of at least ``bar_min_bytes`` gets a bar over bytes;
+    otherwise a line says how far it is at most every ``interval_s`` seconds (so a quick
+    upload says nothing), and, if any was said, once more at the end with the total.
+    :meth:`update` may be called from many threads at once, with negative counts when a
+    transfer rewinds.
+
+    Parameters
+    ----------
+    total : int
+        The bytes the upload sends.
+    label : str
+        What is uploaded, or where to; named in the bar and the lines.
+    stream : text stream, optional
+        Where the bar goes; ``sys.stderr`` by default.
+    interval_s : float
+        Seconds between log lines when there is no bar.
+    bar_min_bytes : int
+        The smallest upload that gets a bar.
+    clock : callable
+        A monotonic clock, replaceable in tests.
+    """
+
+    def __init__(
+        self,
+        total: int,
+        label: str,
+        *,
+        stream: TextIO | None = None,
+        interval_s: float = 10.0,
+        bar_min_bytes: int = BAR_MIN_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self.bar_min_bytes = bar_min_bytes
+        self.clock = clock
+        self.started = clock()
+        self._last_line = self.started
+        self._said: int | None = None  # the count in the last line logged
+        self._lock = threading.Lock()
+        self._bar: Any = None
+
+    def __enter__(self) -> ByteProgress:
+        if self.total >= self.bar_min_bytes and self.total and _is_terminal(self.stream):
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=self.total,
+                desc=self.label,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                file=self.stream,
+                leave=False,  # the job's own line (and bar) stay; this one goes
+                dynamic_ncols=True,
+            )
+        return self
+
+    def update(self, count: int) -> None:
+        """Count ``count`` more bytes sent (fewer, when negative)."""
+        with self._lock:
+            self.done += count
+            if self._bar is not None:
+                self._bar.update(count)
+                return
+            now = self.clock()
+            if now - self._last_line >= self.interval_s:
+                self._last_line = now
+                self._say()
+
+    def line(self) -> str:
+        """How far the upload is, in words: bytes done of the total, and the rate."""
+        elapsed = self.clock() - self.started
+        percent = 100 * self.done / self.total if self.total else 100.0
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        return (
+            f"uploading {self.label}: {_size(self.done)} of {_size(self.total)} "
+            f"({percent:.0f}%), {_size(rate)}/s"
+        )
+
+    def _say(self) -> None:
+        self._said = self.done
+        log.info("%s", self.line())
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        elif kind is None and self._said is not None and self._said != self.done:
+            self._say()  # lines were logged: the last one says it is all there
+
+
+def _size(count: float) -> str:
+    """Bytes in the largest binary unit below them: ``512 B``, ``1.5 KiB``, ``3.2 GiB``."""
+    if abs(count) < 1024:
+        return f"{count:.0f} B"
+    count /= 1024
+    units = ["KiB", "MiB", "GiB"]
+    while abs(count) >= 1024 and len(units) > 1:
+        count /= 1024
+        units.pop(0)
+    return f"{count:.1f} {units[0]}"
 
 
 def _is_terminal(stream: TextIO) -> bool:

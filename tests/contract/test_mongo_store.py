@@ -40,7 +40,7 @@ from analysis_wrapper.runner import Analysis
 from analysis_wrapper.settings import Capsule
 from analysis_wrapper.stores import Record, RecordQuery, RecordStore
 from analysis_wrapper.stores.base import INPUT_URL_PATH
-from analysis_wrapper.stores.mongo import BOOKKEEPING_FIELD, MongoRecordStore
+from analysis_wrapper.stores.mongo import BATCH_SIZE, BOOKKEEPING_FIELD, MongoRecordStore
 from conftest import CapsuleCopy
 from contract.claim_store_contract import ClaimStoreContract, sample_claim
 from contract.record_store_contract import (
@@ -192,7 +192,7 @@ def test_retry_writes_is_off_even_when_the_uri_asks_for_it(
 
 
 def test_only_documentdb_operators_are_sent(secret_uri: str, database: str) -> None:
-    """Find sends dotted equality on scalars only; get_many sends _id $in of 500 at most."""
+    """Find sends dotted equality on scalars only; get_many sends _id $in of 50 at most."""
     listener = CommandLog()
     store = MongoRecordStore(
         secret_uri, database, TABLE, client_options={"event_listeners": [listener]}
@@ -207,10 +207,11 @@ def test_only_documentdb_operators_are_sent(secret_uri: str, database: str) -> N
     assert dict(find["sort"]) == {f"{BOOKKEEPING_FIELD}.written": 1, "_id": 1}
     assert find["projection"] == {BOOKKEEPING_FIELD: 0}
     listener.commands.clear()
-    keys = [key_of(n) for n in range(1200)]
+    assert BATCH_SIZE == 50
+    keys = [key_of(n) for n in range(2 * BATCH_SIZE + 20)]
     assert list(store.get_many(keys)) == [stored]
     batches = [command["filter"]["_id"]["$in"] for command in listener.named("find")]
-    assert [len(batch) for batch in batches] == [500, 500, 200]
+    assert [len(batch) for batch in batches] == [50, 50, 20]
     assert [key for batch in batches for key in batch] == keys
     assert all(set(command["filter"]) == {"_id"} for command in listener.named("find"))
     store.close()
@@ -773,7 +774,7 @@ def test_claims_are_plain_documents_in_their_own_collection(
 
 
 def test_claim_commands_are_documentdb_safe(secret_uri: str, database: str) -> None:
-    """insert, a replacement filtered on _id and epoch (no upsert), finds of 500 keys at most."""
+    """insert, a replacement filtered on _id and epoch (no upsert), finds of 50 keys at most."""
     listener = CommandLog()
     store = MongoRecordStore(
         secret_uri, database, TABLE, client_options={"event_listeners": [listener]}
@@ -791,10 +792,10 @@ def test_claim_commands_are_documentdb_safe(secret_uri: str, database: str) -> N
     writes = listener.named("insert") + listener.named("update")
     assert all("txnNumber" not in command for command in writes)
     listener.commands.clear()
-    keys = [key_of(n) for n in range(700)]
+    keys = [key_of(n) for n in range(70)]
     assert list(store.get_claims(keys)) == []
     finds = listener.named("find")
-    assert [len(command["filter"]["_id"]["$in"]) for command in finds] == [500, 200]
+    assert [len(command["filter"]["_id"]["$in"]) for command in finds] == [50, 20]
     assert all(command["find"] == CLAIMS for command in finds)
     store.close()
 

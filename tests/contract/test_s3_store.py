@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,10 +35,16 @@ from botocore.exceptions import ClientError
 
 from analysis_wrapper.errors import ConfigError, StoreError
 from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.progress import ByteProgress
 from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.settings import Capsule, StoreSettings
 from analysis_wrapper.stores import open_result_store
-from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings, _is_transient
+from analysis_wrapper.stores.s3 import (
+    S3ResultStore,
+    TransferSettings,
+    _is_transient,
+    _ProgressSubscriber,
+)
 from conftest import CapsuleCopy
 from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
 from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process
@@ -228,6 +237,109 @@ def test_large_file_goes_up_in_parts(client: Any, bucket: str, tmp_path: Path) -
     body = client.get_object(Bucket=bucket, Key=f"{base}/large.bin")["Body"].read()
     assert body == large
     assert store.read_manifest(location) == manifest
+
+
+def upload_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The progress lines of uploads that were logged."""
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("uploading ")]
+
+
+class Terminal(io.StringIO):
+    """A text stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_publish_without_a_terminal_logs_bytes_up_to_the_total(
+    client: Any, bucket: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Log lines give the bytes sent of the total and a rate; the last one, all of them."""
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    settings = TransferSettings(
+        multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB, progress_interval_s=0
+    )
+    store = S3ResultStore(bucket, "progress", transfer=settings)
+    key = key_of("progress lines")
+    folder = write_tree(
+        tmp_path / "out", {"large.bin": os.urandom(12 * MiB), "half.bin": os.urandom(MiB // 2)}
+    )
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    lines = upload_lines(caplog)
+    prefix = f"uploading s3://{bucket}/progress/{key}/{ATTEMPT}/: "
+    assert len(lines) >= 3, lines  # 12.5 MiB read in 1 MiB chunks: many steps
+    assert all(line.startswith(prefix) and " of 12.5 MiB (" in line for line in lines)
+    assert all(line.endswith("/s") for line in lines)
+    assert lines[-1].startswith(prefix + "12.5 MiB of 12.5 MiB (100%), ")
+    percents = [int(line.split(" (")[1].split("%")[0]) for line in lines]
+    assert max(percents) == 100 == percents[-1]  # never above the total
+
+
+def test_publish_on_a_terminal_draws_a_bar_over_bytes(
+    client: Any,
+    bucket: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On a terminal, a publish over the size limit draws a bar in bytes, and logs no lines."""
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    settings = TransferSettings(progress_bar_min_bytes=3 * MiB, progress_interval_s=0)
+    store = S3ResultStore(bucket, "bar", transfer=settings)
+    key = key_of("progress bar")
+    folder = write_tree(tmp_path / "out", {"a.bin": os.urandom(2 * MiB), "b.bin": os.urandom(MiB)})
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    shown = terminal.getvalue()
+    assert f"s3://{bucket}/bar/{key}/{ATTEMPT}/" in shown
+    assert "3.00M" in shown  # the total, in bytes scaled by 1024
+    assert "B/s" in shown
+    assert upload_lines(caplog) == []
+
+
+def test_publish_below_the_size_limit_draws_no_bar(
+    client: Any, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A result under 64 MiB (the default limit) gets no bar, even on a terminal."""
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    store = S3ResultStore(bucket, "small")
+    key = key_of("no bar")
+    folder = write_tree(tmp_path / "out", {"a.bin": os.urandom(2 * MiB)})
+    location = store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    assert store.has_manifest(location) is True
+    assert terminal.getvalue() == ""
+
+
+class FakeTransfer:
+    """What the subscriber reads of a transfer manager's future: its id and its outcome."""
+
+    def __init__(self, transfer_id: int, error: Exception | None = None) -> None:
+        self.meta = types.SimpleNamespace(transfer_id=transfer_id)
+        self.error = error
+
+    def result(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def test_a_failed_file_gives_its_bytes_back() -> None:
+    """Bytes of a file whose upload failed are taken back: the next round sends it again."""
+    progress = ByteProgress(300, "x", stream=io.StringIO(), interval_s=3600)
+    subscriber = _ProgressSubscriber(progress)
+    ok, failed = FakeTransfer(1), FakeTransfer(2, ConnectionError("reset"))
+    subscriber.on_progress(ok, 100)
+    subscriber.on_progress(failed, 80)
+    subscriber.on_progress(failed, -30)  # a request rewound
+    assert progress.done == 150
+    subscriber.on_done(ok)
+    subscriber.on_done(failed)
+    assert progress.done == 100
+    again = FakeTransfer(3)
+    subscriber.on_progress(again, 200)
+    subscriber.on_done(again)
+    assert progress.done == progress.total
 
 
 def test_many_small_files_all_arrive(client: Any, bucket: str, tmp_path: Path) -> None:

@@ -1,13 +1,14 @@
-"""Progress over jobs: log lines without a terminal, a bar on one."""
+"""Progress over jobs and over upload bytes: log lines without a terminal, a bar on one."""
 
 from __future__ import annotations
 
 import io
 import logging
+import threading
 
 import pytest
 
-from analysis_wrapper.progress import JobProgress
+from analysis_wrapper.progress import ByteProgress, JobProgress
 
 
 class Clock:
@@ -73,3 +74,101 @@ def test_no_jobs_no_output(caplog: pytest.LogCaptureFixture) -> None:
         pass
     assert terminal.getvalue() == ""
     assert progress_lines(caplog) == []
+
+
+# --- bytes of an upload ------------------------------------------------------------------
+
+MiB = 1024 * 1024
+
+
+def upload_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("uploading ")]
+
+
+def test_upload_lines_at_most_once_per_interval_then_the_total(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without a terminal: bytes done of the total and the rate per interval, then the total."""
+    clock = Clock()
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    stream = io.StringIO()
+    with ByteProgress(100 * MiB, "s3://b/p/", stream=stream, interval_s=10, clock=clock) as up:
+        up.update(10 * MiB)  # at 0 s: too early for a line
+        clock.now += 10
+        up.update(15 * MiB)  # 10 s: a line
+        clock.now += 5
+        up.update(75 * MiB)  # 15 s: too early; the closing line says it
+    assert upload_lines(caplog) == [
+        "uploading s3://b/p/: 25.0 MiB of 100.0 MiB (25%), 2.5 MiB/s",
+        "uploading s3://b/p/: 100.0 MiB of 100.0 MiB (100%), 6.7 MiB/s",
+    ]
+    assert stream.getvalue() == ""
+
+
+def test_a_quick_upload_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """An upload over before the first interval says nothing (the publish line says it)."""
+    clock = Clock()
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    with ByteProgress(5 * MiB, "s3://b/p/", stream=io.StringIO(), clock=clock) as up:
+        clock.now += 9
+        up.update(5 * MiB)
+    assert upload_lines(caplog) == []
+
+
+def test_rewound_bytes_are_taken_back(caplog: pytest.LogCaptureFixture) -> None:
+    """A negative count (a retried request) lowers the bytes done."""
+    clock = Clock()
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    with ByteProgress(4096, "x", stream=io.StringIO(), interval_s=0, clock=clock) as up:
+        up.update(3072)
+        up.update(-2048)
+        up.update(3072)
+    assert upload_lines(caplog) == [
+        "uploading x: 3.0 KiB of 4.0 KiB (75%), 0 B/s",
+        "uploading x: 1.0 KiB of 4.0 KiB (25%), 0 B/s",
+        "uploading x: 4.0 KiB of 4.0 KiB (100%), 0 B/s",
+    ]
+
+
+def test_updates_from_many_threads_add_up() -> None:
+    """Transfer threads report at once; no count is lost."""
+    up = ByteProgress(8 * 1000 * 512, "x", stream=io.StringIO(), interval_s=3600)
+
+    def send() -> None:
+        for _ in range(1000):
+            up.update(512)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    with up:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert up.done == up.total
+
+
+def test_a_large_upload_on_a_terminal_gets_a_bar_over_bytes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """At or above the size limit, a terminal shows a bar in bytes and no line is logged."""
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    terminal = Terminal()
+    with ByteProgress(64 * MiB, "s3://b/p/", stream=terminal, interval_s=0) as up:
+        up.update(64 * MiB)
+    shown = terminal.getvalue()
+    assert "s3://b/p/" in shown
+    assert "64.0M" in shown  # the total, in bytes scaled by 1024
+    assert "B/s" in shown
+    assert upload_lines(caplog) == []
+
+
+def test_a_small_upload_on_a_terminal_gets_no_bar(caplog: pytest.LogCaptureFixture) -> None:
+    """Below the size limit a terminal gets no bar; lines, if the upload lasts, go to the log."""
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    terminal = Terminal()
+    clock = Clock()
+    with ByteProgress(64 * MiB - 1, "s3://b/p/", stream=terminal, interval_s=0, clock=clock) as up:
+        clock.now += 2
+        up.update(64 * MiB - 1)
+    assert terminal.getvalue() == ""
+    assert upload_lines(caplog) == ["uploading s3://b/p/: 64.0 MiB of 64.0 MiB (100%), 32.0 MiB/s"]

@@ -8,9 +8,12 @@ old-layout results included, is described in :mod:`analysis_wrapper.stores.layou
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,6 +31,8 @@ from .layout import (
     folder_key,
     group_folders,
 )
+
+_ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
 
 class LocalResultStore:
@@ -85,8 +90,20 @@ class LocalResultStore:
 
     def has_manifest(self, location: str) -> bool | None:
         """Check ``<location>/manifest.json`` for a ``file://`` location."""
-        folder = _local_path(location)
-        return None if folder is None else (folder / MANIFEST_NAME).is_file()
+        folder = _file_url_path(location)
+        if folder is None:
+            return None
+        # One os.stat, no Path objects: a plan asks this of every record it finds.
+        # The errors that mean "not there" are those Path.is_file ignores.
+        manifest = f"{folder}/{MANIFEST_NAME}" if folder else MANIFEST_NAME
+        try:
+            return stat.S_ISREG(os.stat(manifest).st_mode)
+        except OSError as exc:
+            if exc.errno in _ABSENT_ERRNOS:
+                return False
+            raise
+        except ValueError:  # an embedded NUL byte: no such file
+            return False
 
     def read_manifest(self, location: str) -> dict[str, Any] | None:
         """Return ``<location>/manifest.json`` for a ``file://`` location, else ``None``."""
@@ -249,9 +266,25 @@ def _refuse_if_holding_files(location: str, relative: str, folders: list[Folder]
 
 def _local_path(location: str) -> Path | None:
     """The folder a ``file://`` location names, or ``None`` for another kind of URL."""
+    folder = _file_url_path(location)
+    return None if folder is None else Path(folder)
+
+
+_NOT_PLAIN = re.compile(r"[?#%\s\x00-\x1f\x7f]")
+
+
+def _file_url_path(location: str) -> str | None:
+    """The path of a ``file://`` URL (host, query and fragment dropped, decoded), or ``None``.
+
+    What ``unquote(urlsplit(location).path)`` gives. The locations this store writes
+    (``file:///abs/path``, nothing to decode or drop) skip the parser, which costs
+    more than the ``stat`` that follows.
+    """
     if not location.startswith("file://"):
         return None
-    return Path(unquote(urlsplit(location).path))
+    if location.startswith("file:///") and not _NOT_PLAIN.search(location):
+        return location[7:]
+    return unquote(urlsplit(location).path)
 
 
 def _subfolders(folder: Path) -> list[Path]:

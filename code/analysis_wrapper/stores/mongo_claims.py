@@ -9,7 +9,7 @@ atomic on MongoDB and on DocumentDB 5.0 alike, with no transaction and no ``$exp
   (``DuplicateKeyError``);
 - compare-and-set is ``replace_one({"_id": key, "epoch": expected}, claim)`` without
   upsert: it matches a document only while the stored epoch is the expected one;
-- reads are ``find`` with ``_id: {$in: [...]}`` (a few hundred keys per query) or
+- reads are ``find`` with ``_id: {$in: [...]}`` (fifty keys per query) or
   ``find({})``.
 
 Writes are retried on transient errors like the store's other writes (``retryWrites``
@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 CLAIMS_SUFFIX = "_claims"
 """The claims collection is the records collection's name with this suffix."""
-_BATCH_SIZE = 500  # keys per ``$in`` query, as for the records
+_BATCH_SIZE = 50  # keys per ``$in`` query, as for the records (see mongo.BATCH_SIZE)
 
 
 class _Store(Protocol):
@@ -60,7 +60,7 @@ class MongoClaims:
     """The four claim primitives (:class:`~analysis_wrapper.claims.ClaimStore`)."""
 
     def get_claims(self: _Store, keys: Iterable[str]) -> dict[str, Claim]:
-        """Look claims up with ``_id: {$in: [...]}``, a few hundred keys per query."""
+        """Look claims up with ``_id: {$in: [...]}``, fifty keys per query."""
         wanted = list(dict.fromkeys(keys))
         found: dict[str, Claim] = {}
         for start in range(0, len(wanted), _BATCH_SIZE):

@@ -10,7 +10,9 @@ a folder only when its ``manifest.json`` exists never trusts a half-written one:
    again (a retry), a ``manifest.json`` already there is deleted before any file
    changes: from then on that copy is no longer trusted.
 3. Every file is uploaded through boto3's transfer manager, many at once; a file
-   above the multipart threshold goes up in parts, themselves in parallel.
+   above the multipart threshold goes up in parts, themselves in parallel. How many
+   bytes are up shows as a bar on a terminal (for 64 MiB or more), else as a log line
+   every few seconds (:class:`~analysis_wrapper.progress.ByteProgress`).
 4. ``manifest.json`` is written: from then on the attempt is trusted.
 5. If step 2 found anything, objects of the attempt's folder that the new manifest
    does not list (left by the earlier try) are deleted, so the folder holds exactly the
@@ -52,9 +54,11 @@ from boto3.s3.transfer import (  # type: ignore[import-untyped]
     create_transfer_manager,
 )
 from botocore.config import Config  # type: ignore[import-untyped]
+from s3transfer.subscribers import BaseSubscriber  # type: ignore[import-untyped]
 
 from ..errors import ConfigError, StoreError
 from ..manifest import MANIFEST_NAME
+from ..progress import BAR_MIN_BYTES, ByteProgress
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
 from .base import Published
@@ -129,20 +133,55 @@ class TransferSettings:
         The size of each part (S3 needs at least 5 MiB, except for the last one).
     io_chunksize : int
         How much of a file is read at a time.
+    progress_bar_min_bytes : int
+        On a terminal, a publish of at least this many bytes shows a bar over bytes.
+    progress_interval_s : float
+        Without a bar, a line says how far a publish is at most this often.
     """
 
     max_concurrency: int = 10
     multipart_threshold: int = 16 * MiB
     multipart_chunksize: int = 16 * MiB
     io_chunksize: int = 1 * MiB
+    progress_bar_min_bytes: int = BAR_MIN_BYTES
+    progress_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)
 class _LocalFile:
-    """A file to upload: where it is, and its path relative to the result folder."""
+    """A file to upload: where it is, its path relative to the result folder, its size."""
 
     path: Path
     relative: str
+    size: int = 0
+
+
+class _ProgressSubscriber(BaseSubscriber):  # type: ignore[misc]
+    """Passes the transfer manager's progress events to a :class:`ByteProgress`.
+
+    A file whose upload failed gives its bytes back: the next round sends it again.
+    """
+
+    def __init__(self, progress: ByteProgress) -> None:
+        self._progress = progress
+        self._sent: dict[Any, int] = {}
+        self._lock = threading.Lock()
+
+    def on_progress(self, future: Any, bytes_transferred: int, **kwargs: Any) -> None:
+        """Count bytes sent (a negative count when a request rewinds)."""
+        with self._lock:
+            transfer = future.meta.transfer_id
+            self._sent[transfer] = self._sent.get(transfer, 0) + bytes_transferred
+        self._progress.update(bytes_transferred)
+
+    def on_done(self, future: Any, **kwargs: Any) -> None:
+        """Forget a finished file; take back the bytes of one that failed."""
+        with self._lock:
+            sent = self._sent.pop(future.meta.transfer_id, 0)
+        try:
+            future.result()  # done already: returns at once, or raises its error
+        except Exception:
+            self._progress.update(-sent)
 
 
 class S3ResultStore:
@@ -434,16 +473,30 @@ class S3ResultStore:
         )
         manager = create_transfer_manager(self._client(), config)
         failed = True
+        progress = ByteProgress(
+            sum(file.size for file in files),
+            f"s3://{self.bucket}/{base}/",
+            interval_s=self.transfer.progress_interval_s,
+            bar_min_bytes=self.transfer.progress_bar_min_bytes,
+        )
         try:
-            self._retried(
-                lambda: self._upload_round(manager, pending, base),
-                f"uploading to s3://{self.bucket}/{base}/",
-            )
+            with progress:
+                subscriber = _ProgressSubscriber(progress)
+                self._retried(
+                    lambda: self._upload_round(manager, pending, base, subscriber),
+                    f"uploading to s3://{self.bucket}/{base}/",
+                )
             failed = False
         finally:
             manager.shutdown(cancel=failed)
 
-    def _upload_round(self, manager: Any, pending: dict[str, _LocalFile], base: str) -> None:
+    def _upload_round(
+        self,
+        manager: Any,
+        pending: dict[str, _LocalFile],
+        base: str,
+        subscriber: _ProgressSubscriber,
+    ) -> None:
         """Upload every pending file at once; drop each that arrived from ``pending``.
 
         Raises the first transient error once every upload has ended, so that the next
@@ -453,7 +506,11 @@ class S3ResultStore:
             (
                 file,
                 manager.upload(
-                    str(file.path), self.bucket, f"{base}/{file.relative}", _extra(file)
+                    str(file.path),
+                    self.bucket,
+                    f"{base}/{file.relative}",
+                    _extra(file),
+                    subscribers=[subscriber],
                 ),
             )
             for file in pending.values()
@@ -662,7 +719,8 @@ def _local_files(folder: Path) -> list[_LocalFile]:
     files: list[_LocalFile] = []
     for path in sorted(folder.rglob("*")):
         try:
-            mode = path.stat().st_mode
+            info = path.stat()
+            mode = info.st_mode
             if stat.S_ISDIR(mode):
                 continue
             if not stat.S_ISREG(mode):
@@ -677,7 +735,7 @@ def _local_files(folder: Path) -> list[_LocalFile]:
             ) from exc
         relative = path.relative_to(folder).as_posix()
         if relative != MANIFEST_NAME:
-            files.append(_LocalFile(path, relative))
+            files.append(_LocalFile(path, relative, info.st_size))
     return files
 
 
