@@ -154,7 +154,7 @@ def _run_claimed(planned: PlannedJob, context: RunContext) -> JobResult:
         raise
     if heartbeat.lost:
         return result
-    if result.status is Status.SUCCEEDED:
+    if result.status is not Status.FAILED:  # recorded, by this worker or another
         if not _quietly(claims.finish, heartbeat.claim):
             log.warning(
                 "%s: recorded, but its claim could not be marked done", planned.job_file.name
@@ -190,6 +190,12 @@ def _tries(
         except ClaimLostError as exc:
             log.warning("%s: %s", planned.job_file.name, exc)
             return _skipped(planned, Action.IN_PROGRESS, str(exc)), None
+        except RecordExistsError:
+            # A worker taken over after its last fence recorded first: its result stands
+            # (one record, a complete attempt); this attempt's folder is left for gc.
+            reason = "another worker recorded this key first; this attempt was not recorded"
+            log.warning("%s: %s", planned.job_file.name, reason)
+            return _skipped(planned, Action.SKIP, reason), None
         except Exception as exc:  # any failure of one job must not stop the others
             if is_transient(exc) and number <= retries:
                 wait = TRANSIENT_RETRY_POLICY.delay(number)

@@ -38,13 +38,15 @@ BEHAVIOUR: dict[int, Any] = {}
 
 
 def analysis(job: Job, parameters: Parameters, results_dir: Path) -> dict[str, Any]:
-    """Counts calls; ``BEHAVIOUR[index]`` may raise (an exception, or a list to pop from)."""
+    """Counts calls; ``BEHAVIOUR[index]`` may raise (an exception, a list to pop) or be called."""
     CALLS.append(parameters.index)
     (results_dir / "out.txt").write_text(f"job {parameters.index}")
     behaviour = BEHAVIOUR.get(parameters.index)
-    if isinstance(behaviour, list) and behaviour:
+    if callable(behaviour) and not isinstance(behaviour, BaseException | type):
+        behaviour()
+    elif isinstance(behaviour, list) and behaviour:
         raise behaviour.pop(0)
-    if isinstance(behaviour, BaseException):
+    elif isinstance(behaviour, BaseException):
         raise behaviour
     return {"index": parameters.index}
 
@@ -218,3 +220,23 @@ def test_status_groups_claims(tmp_path: Path) -> None:
     assert "RuntimeError: disk full" in text and "live.json" in text
     assert "job_0.json" not in text  # done jobs are counted, not listed
     assert live.key[:12] in text
+
+
+def test_a_record_written_by_another_worker_during_the_run_wins(tmp_path: Path) -> None:
+    """Another worker records the key while this one runs: skip, claim done, exit-0 run."""
+    context = context_for(tmp_path, jobs=1)
+    key = key_of_job(context, 0)
+    other = SqliteRecordStore(tmp_store_path(context), "t")
+
+    def record_meanwhile() -> None:
+        other.put({"_id": key, "name": key, "location": "file:///elsewhere"})
+
+    BEHAVIOUR[0] = record_meanwhile
+    summary = execute_run(context)
+    (result,) = summary.jobs
+    assert (result.status.value, result.action) == ("skipped", "skip")
+    assert "another worker recorded this key first" in result.reason
+    assert summary.failed == 0
+    assert context.record_store.get(key)["location"] == "file:///elsewhere"  # theirs stands
+    claim = context.record_store.get_claims([key])[key]  # type: ignore[attr-defined]
+    assert claim.state == "done"
