@@ -352,8 +352,7 @@ class Claims:
 
     def still_attempting(self, claim: Claim) -> Claim | None:
         """Count one more attempt (a transient failure retried) and renew the lease."""
-        renewed = self.renew(replace(claim, attempts=claim.attempts + 1))
-        return renewed
+        return self.renew(replace(claim, attempts=claim.attempts + 1))
 
     def finish(self, claim: Claim) -> bool:
         """Mark the claim done (after the record is written); False if no longer ours."""
