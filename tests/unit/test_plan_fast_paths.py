@@ -202,7 +202,10 @@ def test_objects_the_program_froze_stay_frozen(tmp_path: Path) -> None:
         frozen = gc.get_freeze_count()
         assert frozen > 0
         planned = plan_run(context)
-        assert gc.get_freeze_count() == frozen
+        # Unfreezing would empty the permanent generation. Its count cannot be compared
+        # exactly: a frozen object still dies when its last reference goes (another
+        # thread may drop one meanwhile), which lowers the count by one.
+        assert 0 < gc.get_freeze_count() <= frozen
         young = {id(thing) for thing in gc.get_objects(generation=0)}
         assert id(planned[0]) in young  # the plan took the ordinary way
     finally:
