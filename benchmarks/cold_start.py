@@ -5,7 +5,12 @@
 - **this wrapper**: a throwaway capsule (a git repository) whose ``run_analysis``
   records the time it is first called and exits; measured from just before the
   process is launched, so it includes the interpreter, every import, the command
-  line, the git lookup, store opening and planning of one job.
+  line, the git lookup, store opening and planning of one job. The framework is
+  copied into the capsule's ``code/`` folder, where a capsule holds it, and timed
+  twice: compiled from source (no ``__pycache__``, and ``PYTHONDONTWRITEBYTECODE``
+  set: each Code Ocean run starts from the capsule's committed ``/code``), and with
+  its bytecode cached (any later run on a workstation, and how upstream's
+  pip-installed package is timed: pip compiles at install).
 - **upstream**: ``analysis_pipeline_utils`` 0.2.8 from PyPI, installed into its own
   virtual environment (``.ci/.venv-upstream``), imported the way its template's
   ``run_capsule.py`` does (``from analysis_pipeline_utils.utils_analysis_wrapper import
@@ -20,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -28,6 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+FRAMEWORK = REPO / "code" / "analysis_wrapper"
 UPSTREAM_VENV = REPO / ".ci" / ".venv-upstream"
 UPSTREAM_PACKAGE = "analysis-pipeline-utils==0.2.8"
 UPSTREAM_IMPORT = "from analysis_pipeline_utils.utils_analysis_wrapper import run_analysis_jobs"
@@ -52,6 +59,9 @@ if __name__ == "__main__":
 def make_capsule(root: Path) -> Path:
     """A one-job capsule in a fresh git repository; returns its run_capsule.py."""
     (root / "code").mkdir(parents=True)
+    shutil.copytree(
+        FRAMEWORK, root / "code" / FRAMEWORK.name, ignore=shutil.ignore_patterns("__pycache__")
+    )
     (root / "data" / "job_dict").mkdir(parents=True)
     script = root / "code" / "run_capsule.py"
     script.write_text(CAPSULE_SCRIPT)
@@ -67,13 +77,19 @@ def make_capsule(root: Path) -> Path:
     return script
 
 
-def time_wrapper(script: Path, rounds: int) -> list[float]:
-    """Seconds from launch to the first call of run_analysis, per round."""
+def time_wrapper(script: Path, rounds: int, *, write_bytecode: bool = False) -> list[float]:
+    """Seconds from launch to the first call of run_analysis, per round.
+
+    Python writes no bytecode cache unless ``write_bytecode``; it reads one if present.
+    """
     times = []
     marker = script.parent.parent / "first_job_at"
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    if not write_bytecode:
+        environment["PYTHONDONTWRITEBYTECODE"] = "1"
     for _ in range(rounds):
         marker.unlink(missing_ok=True)
-        env = {**os.environ, "FIRST_JOB_AT": str(marker)}
+        env = {**environment, "FIRST_JOB_AT": str(marker)}
         started = time.time()
         subprocess.run(
             [sys.executable, str(script), "--dry_run", "1"],
@@ -122,16 +138,29 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="aw-cold-") as work:
         script = make_capsule(Path(work) / "capsule")
         time_wrapper(script, 1)  # warm the file cache, as a second run would be
-        ours = statistics.median(time_wrapper(script, args.rounds))
+        from_source = statistics.median(time_wrapper(script, args.rounds))
+        assert not list(script.parent.rglob("__pycache__")), "bytecode was written"
+        time_wrapper(script, 1, write_bytecode=True)
+        cached = statistics.median(time_wrapper(script, args.rounds))
     print("| measurement | median s | note |")
     print("|---|---|---|")
-    print(f"| this wrapper: launch to first job | {ours:.3f} | target <= 0.25 s |")
+    print(
+        f"| this wrapper: launch to first job, bytecode cached | {cached:.3f} | target <= 0.25 s |"
+    )
+    print(
+        f"| this wrapper: launch to first job, compiled from source | {from_source:.3f} "
+        "| each Code Ocean run |"
+    )
     if not args.no_upstream:
         python = ensure_upstream()
         time_upstream(python, 1)
         theirs = statistics.median(time_upstream(python, args.rounds))
         print(f"| upstream {UPSTREAM_PACKAGE}: launch to end of import | {theirs:.3f} | |")
-        print(f"| ratio (ours / upstream) | {ours / theirs:.2f} | target <= 0.20 |")
+        print(
+            f"| ratio (ours / upstream), bytecode cached as upstream's is | {cached / theirs:.2f} "
+            "| target <= 0.20 |"
+        )
+        print(f"| ratio (ours / upstream), ours from source | {from_source / theirs:.2f} | |")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ The user's capsule imports from here only::
     from analysis_wrapper import AnalysisOutputs, AnalysisParameters, Job, run_analysis_jobs
 """
 
+import typing
+
 from .capsule import run_analysis_jobs
 from .errors import (
     ConfigError,
@@ -18,7 +20,9 @@ from .errors import (
 from .identity import CodeIdentity, compute_key, key_preimage
 from .jobs import Job
 from .parameters import AnalysisOutputs, AnalysisParameters
-from .query import find_records
+
+if typing.TYPE_CHECKING:
+    from .query import find_records
 
 __version__ = "0.1.0"
 
@@ -40,3 +44,13 @@ __all__ = [
     "key_preimage",
     "run_analysis_jobs",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    # find_records serves notebooks and scripts, not a run: a capsule starting up
+    # does not pay for its import.
+    if name == "find_records":
+        from .query import find_records
+
+        return find_records
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

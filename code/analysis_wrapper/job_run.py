@@ -38,7 +38,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .claims import Claim, Claims, Failure, Owner
-from .codeocean import CodeOceanIdentity
+from .codeocean_run import CodeOceanIdentity
 from .errors import (
     JobInputError,
     KeyComputationError,

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .codeocean import resolve_codeocean_identity
 from .errors import ProvenanceError
 from .identity import CodeIdentity
 from .settings import CodeOceanSettings, VersionPolicy
@@ -220,6 +219,9 @@ def resolve_code_identity(
     """
     settings = settings if settings is not None else CodeOceanSettings()
     if settings.in_codeocean or settings.version_policy is VersionPolicy.RELEASE:
+        # Imported here: outside Code Ocean the API client is never needed.
+        from .codeocean import resolve_codeocean_identity
+
         return resolve_codeocean_identity(
             settings,
             lambda: git_identity(code_dir, posting=posting, allow_dirty=allow_dirty),

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .codeocean import CodeOceanRun, record_notes
+from .codeocean_run import CodeOceanRun, record_notes
 from .errors import WrapperError
 from .identity import CodeIdentity
 

@@ -29,7 +29,6 @@ from .job_run import write_json as _write_json
 from .plan import Action
 from .planning import ValidatedCache, plan_run, prepare_job
 from .progress import JobProgress
-from .report import write_report
 from .run_context import (
     Analysis,
     AnalysisFunction,
@@ -181,5 +180,7 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
     _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
     reasons = {str(job.job_file): job.decision.reason for job in planned}
     reasons.update({job.job_file: job.reason for job in summary.jobs if job.reason})
+    from .report import write_report  # only at the end of a run: not on the start-up path
+
     write_report(options.results_directory, summary, reasons)
     return summary

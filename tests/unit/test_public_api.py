@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import subprocess
 import sys
 import types
@@ -12,15 +13,17 @@ import pytest
 import analysis_wrapper
 
 INCLUDED_PRIVATE_MEMBERS = {"__version__"}
+LAZY_NAMES = {"find_records"}  # provided by the module's __getattr__ on first use
 
 
 def _exported_names() -> list[str]:
-    return sorted(
+    defined = {
         name
         for name, value in vars(analysis_wrapper).items()
         if (not name.startswith("_") or name in INCLUDED_PRIVATE_MEMBERS)
         and not isinstance(value, types.ModuleType)
-    )
+    }
+    return sorted(defined | LAZY_NAMES)
 
 
 def test_all_is_the_sorted_set_of_public_names() -> None:
@@ -66,10 +69,44 @@ def test_star_import_gives_exactly_all() -> None:
     assert sorted(namespace) == sorted(analysis_wrapper.__all__)
 
 
-def test_import_does_not_load_aind_data_schema() -> None:
-    """Importing the package stays cheap: aind-data-schema loads only when a record is built."""
-    code = "import sys, analysis_wrapper; print('aind_data_schema' in sys.modules)"
+# What a capsule does not need before its first job: the record schema (about 1 s),
+# the clients of backends it may not use, executors it may not use, and the parts
+# of the framework for other moments (Code Ocean's API, queries, the run report).
+NOT_ON_THE_START_UP_PATH = (
+    "aind_data_schema",
+    "boto3",
+    "pymongo",
+    "s3fs",
+    "codeocean",
+    "aind_data_access_api",
+    "dask",
+    "tqdm",
+    "multiprocessing",
+    "analysis_wrapper.codeocean",
+    "analysis_wrapper.codeocean_client",
+    "analysis_wrapper.query",
+    "analysis_wrapper.report",
+)
+
+
+def test_import_does_not_load_what_a_run_needs_later() -> None:
+    """Importing the package stays cheap: heavy or optional modules load on first use."""
+    code = (
+        "import sys, json, analysis_wrapper\n"
+        f"print(json.dumps([m for m in {list(NOT_ON_THE_START_UP_PATH)!r} if m in sys.modules]))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    assert done.stdout.strip() == "False"
+    assert json.loads(done.stdout) == []
+
+
+def test_find_records_is_importable_from_the_package() -> None:
+    """The lazily imported name is the real function, by both import forms."""
+    from analysis_wrapper import find_records
+    from analysis_wrapper.query import find_records as from_module
+
+    assert find_records is from_module
+    assert analysis_wrapper.find_records is from_module
+    with pytest.raises(AttributeError, match="no_such_name"):
+        analysis_wrapper.no_such_name  # noqa: B018
