@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +104,41 @@ def test_skip_done_leaves_out_posted_jobs(capsule: CapsuleCopy) -> None:
     plan = capsule.run("--plan", "1")
     assert plan.returncode == 0, plan.stderr
     assert "plan for 9 job(s): 3 run, 6 skip" in plan.stdout
+
+
+def test_skip_done_reads_input_versions_as_a_run_does(capsule: CapsuleCopy) -> None:
+    """Under INPUT_IDENTITY=content, --skip-done keys hold the inputs' versions.
+
+    Done jobs are left out; after one session's files change, that session's jobs are
+    written again and the others still left out.
+    """
+    content = {"INPUT_IDENTITY": "content"}
+    posted = capsule.run("--dry_run", "0", env=content)
+    assert posted.returncode == 0, posted.stderr
+    inputs = [arg for s in SESSIONS for arg in ("--input", f"sessions/{s}")]
+
+    none = capsule.cli("dispatch", *inputs, "--skip-done", env=content)
+    assert none.returncode == 0, none.stderr
+    assert "wrote 0 job file(s)" in none.stdout and "6 left out" in none.stdout
+
+    # Location-only keys are other keys: nothing recorded under them.
+    by_location = capsule.cli("dispatch", *inputs, "--skip-done", env={"INPUT_IDENTITY": ""})
+    assert by_location.returncode == 0, by_location.stderr
+    assert "wrote 6 job file(s)" in by_location.stdout
+
+    changed = next(
+        p for p in sorted((capsule.data / "sessions" / SESSIONS[0]).rglob("*")) if p.is_file()
+    )
+    stat = changed.stat()
+    os.utime(changed, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    some = capsule.cli("dispatch", *inputs, "--skip-done", env=content)
+    assert some.returncode == 0, some.stderr
+    assert "wrote 2 job file(s)" in some.stdout and "4 left out" in some.stdout
+
+    # The run agrees: the example's 6 job files plus the 6 dispatched ones (same keys,
+    # a key's second file skipped as a duplicate); only the changed session's 2 run.
+    plan = capsule.run("--plan", "1", env=content)
+    assert plan.returncode == 0, plan.stderr
+    assert "plan for 12 job(s): 2 run, 10 skip" in plan.stdout
+    running = [line for line in plan.stdout.splitlines() if " run " in line]
+    assert len(running) == 2 and all(line.startswith(SESSIONS[0]) for line in running)

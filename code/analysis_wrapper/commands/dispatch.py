@@ -28,6 +28,8 @@ from pydantic import BaseModel
 from ..app_panel import find_parameters_model
 from ..errors import JobInputError, KeyComputationError, UsageError
 from ..identity import CodeIdentity, compute_key, key_preimage
+from ..input_versions import InputVersions
+from ..inputs import bind_inputs
 from ..jobgrid import (
     InputGroup,
     build_jobs,
@@ -110,7 +112,8 @@ def dispatch_command(args: argparse.Namespace) -> int:
         code = resolve_code_identity(capsule.code_dir, posting=False, allow_dirty=True)
         model = find_parameters_model(capsule)
         fixed = load_fixed_parameters(directory)
-        keys = [job_key(job, model, fixed, code) for job in jobs]
+        versions = InputVersions()  # INPUT_IDENTITY=content: the inputs' versions, as a run
+        keys = [job_key(job, model, fixed, code, versions, directory) for job in jobs]
         store = open_record_store(StoreSettings(), capsule, read_only=True)
         try:
             done = store.get_many(keys)
@@ -170,24 +173,40 @@ def job_key(
     model: type[BaseModel],
     fixed: Mapping[str, Any],
     code: CodeIdentity,
+    versions: InputVersions | None = None,
+    input_directory: Path | None = None,
 ) -> str:
-    """The key a run would compute for ``job`` (as :func:`runner.prepare_job` does).
+    """The key a run would compute for ``job`` (as :func:`planning.prepare_job` does).
+
+    Parameters
+    ----------
+    versions : InputVersions, optional
+        Under ``INPUT_IDENTITY=content`` the key holds the inputs' versions, read as a
+        run reads them; without it, locations only.
+    input_directory : Path, optional
+        Where the job's relative locations resolve (the capsule's data folder).
 
     Raises
     ------
     UsageError
-        If the job's parameters do not validate, naming the parameter and its source.
+        If the job's parameters do not validate, naming the parameter and its source,
+        or if an input it names does not exist (under ``INPUT_IDENTITY=content``).
+    StoreError
+        If S3 cannot be read for an input's version.
     """
     name = job_file_name(job)
     try:
         loaded = Job.model_validate(dict(job))
         merged, sources = merge_layers(job_layers(fixed, loaded, {}))
         parameters = validate_parameters(model, merged, sources, name)
+        if versions is not None and versions.enabled:
+            bind_inputs(loaded, input_directory, settings=versions.settings)
         preimage = key_preimage(
             code,
             loaded.s3_location,
             loaded.file_location or [],
             parameters.model_dump(mode="json"),
+            versions(loaded) if versions is not None else None,
         )
         return compute_key(preimage)
     except (JobInputError, KeyComputationError) as exc:
