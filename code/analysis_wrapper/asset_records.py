@@ -142,7 +142,9 @@ def fetch_asset_records(ids: Sequence[str], settings: InputSettings, job_file: s
     try:
         found = source.get_many(wanted)
     except StoreError as exc:
-        raise StoreError(f"{job_file}: cannot read the asset records: {exc}") from exc
+        raise StoreError(
+            f"{job_file}: cannot read the asset records: {exc}", transient=exc.transient
+        ) from exc
     records = AssetRecords(ids, found, source.display_url)
     if records.missing:
         log.warning(

@@ -173,7 +173,7 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
         default=None,
         metavar="N",
         help="more tries after a transient failure: TransientError, a lost connection, a "
-        "store error (default 2)",
+        "store unreachable or throttled (default 2)",
     )
     wrapper.add_argument(
         "--lease_seconds",

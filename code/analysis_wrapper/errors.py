@@ -9,14 +9,17 @@
     ├── JobInputError     (job fails) a job file or parameter that is wrong (names file and field)
     ├── KeyComputationError (job fails) a value that has no canonical form (NaN, Inf)
     ├── TransientError    (retried)   raised by an analysis for a failure worth another try
-    └── StoreError        (exit 1)    a record or result store cannot be reached or written
-        └── RecordExistsError         a record with this key is already stored
+    └── StoreError        (exit 1)    a record or result store cannot be reached or written;
+        │                             retried when its ``transient`` flag is set
+        └── RecordExistsError         a record with this key is already stored (never retried)
 
 Every message is one line that names the file, field or store and says what to do.
 No message ever contains a secret: stores mask credentials before building one.
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class WrapperError(Exception):
@@ -64,15 +67,54 @@ class TransientError(WrapperError):
     """A failure worth another try (a flaky service, a busy file server).
 
     ``run_analysis`` raises it to ask for a retry; the runner also treats
-    ``ConnectionError``, ``TimeoutError`` and store errors other than
-    :class:`RecordExistsError` as transient. A job is retried a bounded number of
-    times (``--transient_retries``), each try in a fresh folder.
+    ``ConnectionError``, ``TimeoutError`` and a :class:`StoreError` whose
+    ``transient`` flag is set (a store that was unreachable, timed out or throttled)
+    as transient. Any other store error (denied access, a missing bucket, a bad
+    setting, a record too large) fails the job at its first try. A job is retried a
+    bounded number of times (``--transient_retries``), each try in a fresh folder.
     """
 
 
 class StoreError(WrapperError, OSError):
-    """A record or result store cannot be reached, read or written."""
+    """A record or result store cannot be reached, read or written.
+
+    Parameters
+    ----------
+    *args : object
+        The message (one line that names the store and the remedy).
+    transient : bool
+        Whether another try may succeed: set by the store that translated the
+        backend's error, only for failures that pass by themselves (no connection, a
+        timeout, throttling, a 5xx, a busy database). Denied access, something
+        missing, a bad setting or a refused record are not transient.
+
+    Notes
+    -----
+    The flag travels with the error through ``pickle`` (a process pool or Dask
+    worker sends it back), as an instance attribute of the exception.
+    """
+
+    def __init__(self, *args: object, transient: bool = False) -> None:
+        super().__init__(*args)
+        self.transient = transient
 
 
 class RecordExistsError(StoreError):
     """A record with the same key already exists in the record store."""
+
+
+# errno values that say "try again" rather than "this cannot work" (a network file
+# system that is busy or lost its handle); ConnectionError, TimeoutError,
+# BlockingIOError and InterruptedError carry the others.
+_TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.ESTALE, errno.ETIMEDOUT, errno.EAGAIN})
+
+
+def is_transient_os_error(exc: BaseException) -> bool:
+    """Tell whether a local I/O error may pass by itself (busy, timed out, interrupted).
+
+    Permission errors, missing files and a full disk are not transient: retrying
+    them only delays the error.
+    """
+    if isinstance(exc, ConnectionError | TimeoutError | BlockingIOError | InterruptedError):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS

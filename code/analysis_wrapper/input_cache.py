@@ -132,7 +132,8 @@ class InputCache:
         except Timeout:
             raise StoreError(
                 f"input cache {self.root}: another process has been downloading {name} for "
-                f"over {self.lock_timeout_s:.0f} s; try again, or remove {lock.lock_file}"
+                f"over {self.lock_timeout_s:.0f} s; try again, or remove {lock.lock_file}",
+                transient=True,  # that download ends, or its lock goes with its process
             ) from None
         try:
             if _complete(final, size):
@@ -150,7 +151,8 @@ class InputCache:
                 if got != size:
                     raise StoreError(
                         f"input cache: the download of {name} has {got} bytes, not the "
-                        f"{size} the server announced; run again"
+                        f"{size} the server announced; run again",
+                        transient=True,  # a cut connection: the next try downloads it whole
                     )
                 os.replace(part, final)
             finally:

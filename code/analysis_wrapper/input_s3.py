@@ -8,7 +8,8 @@ throttling) are retried with backoff and jitter, a bounded number of times.
 
 A missing object or bucket is :class:`InputNotFound` (the caller names the job file
 and field); denied access and other failures are :class:`StoreError` naming the URL
-and the remedy, never a credential.
+and the remedy, never a credential, transient only when S3 stayed unreachable or
+throttled after the retries.
 """
 
 from __future__ import annotations
@@ -19,19 +20,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO, TypeVar
 
-import boto3  # type: ignore[import-untyped]
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
-from botocore.config import Config  # type: ignore[import-untyped]
 
 from .errors import StoreError
 from .redact import mask_url
 from .retry import DEFAULT_POLICY, RetryPolicy, with_retries
-from .stores.s3 import _code, _is_transient, _status
+from .stores.s3_client import (
+    CREDENTIAL_ERRORS,
+    NOT_FOUND_CODES,
+    error_code,
+    http_status,
+    is_transient,
+    new_client,
+)
 
 T = TypeVar("T")
 
 CHUNK_BYTES = 1024 * 1024
-_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
 _DENIED = frozenset(
     {"403", "AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 )
@@ -108,14 +113,8 @@ def client() -> Any:
     key = (str(os.getpid()), *(os.environ.get(name) for name in _CLIENT_VARIABLES))
     with _lock:
         if key not in _clients:
-            config = Config(
-                retries={"mode": "standard", "total_max_attempts": 1},  # ours retry
-                max_pool_connections=20,
-                connect_timeout=10,
-                read_timeout=120,
-            )
             _clients.clear()
-            _clients[key] = boto3.session.Session().client("s3", config=config)
+            _clients[key] = new_client(max_pool_connections=20)
         return _clients[key]
 
 
@@ -207,13 +206,11 @@ def download(info: ObjectInfo, handle: BinaryIO, policy: RetryPolicy = DEFAULT_P
 def _call(url: str, doing: str, action: Callable[[], T], policy: RetryPolicy) -> T:
     """Run ``action`` with retries; translate what botocore raises."""
     try:
-        return with_retries(
-            action, is_transient=_is_transient, what=f"{doing} {url}", policy=policy
-        )
+        return with_retries(action, is_transient=is_transient, what=f"{doing} {url}", policy=policy)
     except boto_errors.ClientError as exc:
-        code, status = _code(exc), _status(exc)
+        code, status = error_code(exc), http_status(exc)
         what = f"{code}, HTTP {status}" if code != str(status) else f"HTTP {status}"
-        if code in _NOT_FOUND or status == 404:
+        if code in NOT_FOUND_CODES or status == 404:
             raise InputNotFound(code) from None
         if code in _CHANGED or status == 412:
             raise ObjectChanged(url) from None
@@ -222,17 +219,14 @@ def _call(url: str, doing: str, action: Callable[[], T], policy: RetryPolicy) ->
                 f"access denied ({what}) {doing} {url}; {_CREDENTIALS_REMEDY} "
                 f"s3://{split_url(url)[0]}"
             ) from None
-        if _is_transient(exc):
+        if is_transient(exc):
             raise StoreError(
                 f"S3 still failing after {policy.attempts} attempts ({what}) {doing} {url}; "
-                "try again later"
+                "try again later",
+                transient=True,
             ) from None
         raise StoreError(f"S3 refused {doing} {url} ({what})") from None
-    except (
-        boto_errors.NoCredentialsError,
-        boto_errors.PartialCredentialsError,
-        boto_errors.CredentialRetrievalError,
-    ) as exc:
+    except CREDENTIAL_ERRORS as exc:
         raise StoreError(
             f"no usable AWS credentials ({type(exc).__name__}) {doing} {url}; set "
             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or attach a role"
@@ -240,7 +234,8 @@ def _call(url: str, doing: str, action: Callable[[], T], policy: RetryPolicy) ->
     except boto_errors.BotoCoreError as exc:
         raise StoreError(
             f"cannot reach S3 at {_shown_endpoint()} ({type(exc).__name__}) {doing} {url}; "
-            "check AWS_ENDPOINT_URL, the region and the network"
+            "check AWS_ENDPOINT_URL, the region and the network",
+            transient=is_transient(exc),  # not for a bad TLS certificate or parameter
         ) from None
 
 

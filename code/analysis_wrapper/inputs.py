@@ -27,31 +27,30 @@ Errors name the job file, the field and the remedy: an input that does not exist
 ``file_location`` outside the job's assets are :class:`JobInputError`; denied access is
 :class:`StoreError`.
 
-:mod:`analysis_wrapper.input_versions` reads the inputs' versions for
-``INPUT_IDENTITY=content``.
+Behind this API: :mod:`.input_assets` resolves a location (asset, mount, local path,
+S3 URL, field), :mod:`.input_glob` lists what an asset holds, :mod:`.input_fetch`
+downloads or streams an S3 object, and :mod:`analysis_wrapper.input_versions` reads
+the inputs' versions for ``INPUT_IDENTITY=content``.
 """
 
 from __future__ import annotations
 
-import os
 import posixpath
-import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from pydantic import ValidationError
 
 from .errors import ConfigError, JobInputError, StoreError
-from .locations import LocationError, is_s3, normalise_location, resolve_location
+from .input_assets import AssetLocations
+from .input_glob import folder_paths, glob_pattern, s3_paths
+from .locations import is_s3, resolve_location
 from .settings import InputSettings
 
 if TYPE_CHECKING:
     from .asset_records import AssetRecords
-    from .input_cache import InputCache
     from .jobs import Job
-
-_CHANGED_RETRIES = 3
 
 
 class InputAsset:
@@ -115,7 +114,7 @@ class InputAsset:
         return f"InputAsset({self.location!r}, name={self.name!r})"
 
 
-class JobInputs:
+class JobInputs(AssetLocations):
     """A job's inputs: its assets (``job.inputs[i]``) and methods for whole locations.
 
     Holds no open client, so a job travels to process-pool and Dask workers as is.
@@ -153,23 +152,10 @@ class JobInputs:
         record_ids: Sequence[str],
         settings: InputSettings,
     ) -> None:
-        self.job_file = job_file
-        self.input_directory = input_directory
-        self._locations = locations
-        self._names = names
-        self._file_locations = file_locations
+        super().__init__(job_file, input_directory, locations, names, file_locations)
         self._record_ids = record_ids
         self.settings = settings
         self._records: AssetRecords | None = None
-        for index, location in enumerate(file_locations):
-            if self._asset_of(self._as_s3_if_inside(location)) is None:
-                raise JobInputError(
-                    job_file,
-                    f"file_location[{index}]",
-                    f"{location!r} is not inside any of the job's assets (s3_location "
-                    f"{', '.join(locations) or 'is empty'}); give a file inside one of "
-                    "them, or add its asset to s3_location",
-                )
 
     # --- assets --------------------------------------------------------------------
 
@@ -272,258 +258,53 @@ class JobInputs:
         where = self.url(location)
         if not where.startswith("s3://"):
             return Path(where).open("rb")
+        from .input_fetch import MissingInput, open_stream
+
         try:
-            import fsspec  # type: ignore[import-untyped]
+            return open_stream(where)
+        except MissingInput as exc:
+            raise self._missing(location, where, str(exc)) from None
+        except StoreError as exc:
+            raise self._within_job(exc) from exc
 
-            opened: BinaryIO = fsspec.open(where, "rb").open()
-        except ImportError as exc:
-            raise ConfigError(
-                f"streaming {where} needs s3fs ({exc.name} is missing); run: pip install "
-                "'aind-analysis-wrapper[stream]', or use local_path to download it"
-            ) from exc
-        except FileNotFoundError:
-            raise self._missing(location, where, "no such object on S3") from None
-        except PermissionError:
-            bucket = where.removeprefix("s3://").split("/", 1)[0]
-            raise StoreError(
-                f"{self.job_file}: access denied (HTTP 403) streaming {where}; check the AWS "
-                "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the "
-                f"role) and that they may read s3://{bucket}"
-            ) from None
-        return opened
-
-    # --- resolution ----------------------------------------------------------------
-
-    def _place(self, location: str) -> tuple[str, Path | None, str | None]:
-        """``(normal form, local path to try first, S3 URL)`` of a location."""
-        try:
-            normal = normalise_location(location)
-        except LocationError as exc:
-            raise JobInputError(self.job_file, self._field_of(location), str(exc)) from None
-        normal = self._as_s3_if_inside(normal)
-        if not is_s3(normal):
-            resolved = resolve_location(normal, self.input_directory)
-            assert isinstance(resolved, Path)
-            return normal, resolved, None
-        index = self._asset_of(normal)
-        mount = self._mount(index) if index is not None else None
-        local = None
-        if mount is not None and index is not None:
-            relative = normal[len(self._locations[index]) :].strip("/")
-            local = mount / relative if relative else mount
-        return normal, local, normal
-
-    def _as_s3_if_inside(self, location: str) -> str:
-        """Read ``bucket/key`` (s3fs's form) as ``s3://bucket/key`` when inside an S3 asset.
-
-        Only when no local path of that name exists.
-        """
-        if is_s3(location) or posixpath.isabs(location):
-            return location
-        candidate = "s3://" + location
-        if self._asset_of(candidate) is not None and not (self.input_directory / location).exists():
-            return candidate
-        return location
-
-    def _asset_of(self, location: str) -> int | None:
-        """The index of the asset that holds a normalised location, or ``None``."""
-        target = self._comparable(location)
-        for index, asset in enumerate(self._locations):
-            root = self._comparable(asset)
-            if target == root or target.startswith(root.rstrip("/") + "/"):
-                return index
-            mount = self._mount(index)
-            if mount is not None and not is_s3(location):
-                mounted = str(mount)
-                if target == mounted or target.startswith(mounted + "/"):
-                    return index
-        return None
-
-    def _comparable(self, location: str) -> str:
-        if is_s3(location):
-            return location
-        return str(resolve_location(location, self.input_directory))
-
-    def _mount(self, index: int) -> Path | None:
-        """``<input directory>/<asset name>`` when the asset is on S3 and that is a folder."""
-        if not is_s3(self._locations[index]) or index >= len(self._names):
-            return None
-        name = self._names[index]
-        if not name or "/" in name or name in (".", ".."):
-            return None
-        folder = self.input_directory / name
-        return folder if folder.is_dir() else None
-
-    def _field_of(self, location: str) -> str:
-        """The job-file field that names ``location``, or ``""``."""
-        try:
-            normal = normalise_location(location)
-        except LocationError:
-            return ""
-        for field, values in (
-            ("s3_location", self._locations),
-            ("file_location", self._file_locations),
-        ):
-            if normal in values:
-                return f"{field}[{values.index(normal)}]"
-        return ""
-
-    def _missing(self, location: str, normal: str, detail: str) -> JobInputError:
-        field = self._field_of(location)
-        where = "" if field else f"input {normal!r}: "
-        return JobInputError(
-            self.job_file,
-            field,
-            f"{where}{detail}; check the job file, and that the data is where it says",
-        )
-
-    # --- S3 ------------------------------------------------------------------------
+    # --- S3 and listing ------------------------------------------------------------
 
     def _download(self, location: str, url: str) -> Path:
-        from . import input_s3
-
-        for _ in range(_CHANGED_RETRIES):
-            try:
-                info = input_s3.head(url)
-            except input_s3.InputNotFound:
-                raise self._missing(location, url, self._why_missing(url)) from None
-            except StoreError as exc:
-                raise StoreError(f"{self.job_file}: {exc}") from exc
-            try:
-                cached = self._cache().fetch(
-                    (input_s3.endpoint(), info.bucket, info.key, info.version),
-                    info.key,
-                    info.size,
-                    _downloader(info),
-                )
-            except input_s3.ObjectChanged:
-                continue  # replaced between HEAD and GET: look it up again
-            except input_s3.InputNotFound:
-                raise self._missing(location, url, "the object was deleted") from None
-            except StoreError as exc:
-                raise StoreError(f"{self.job_file}: {exc}") from exc
-            return cached.path
-        raise StoreError(
-            f"{self.job_file}: {url} changed {_CHANGED_RETRIES} times while it was being "
-            "downloaded; run again once its upload is over"
-        )
-
-    def _why_missing(self, url: str) -> str:
-        """Say whether ``url`` is a folder (a prefix with objects) or nothing at all."""
-        from . import input_s3
+        from .input_fetch import MissingInput, download
 
         try:
-            inside = input_s3.list_objects(url)
-        except (input_s3.InputNotFound, StoreError):
-            inside = []
-        if inside:
-            return (
-                f"{url} is a folder on S3, not a file; list its files with glob(), or "
-                "stream it with url()"
-            )
-        bucket = input_s3.split_url(url)[0]
-        return f"no object {url} (or bucket {bucket!r} does not exist)"
-
-    def _cache(self) -> InputCache:
-        try:
-            from .input_cache import InputCache
-        except ImportError as exc:
-            raise ConfigError(
-                f"downloading S3 inputs needs {exc.name}, which is not installed; run: "
-                "pip install 'aind-analysis-wrapper[s3]'"
-            ) from exc
-        settings = self.settings
-        return InputCache(settings.cache_directory, int(settings.cache_max_size))
-
-    # --- listing -------------------------------------------------------------------
+            return download(url, self.settings)
+        except MissingInput as exc:
+            raise self._missing(location, url, str(exc)) from None
+        except StoreError as exc:
+            raise self._within_job(exc) from exc
 
     def _glob_asset(self, index: int, pattern: str) -> list[str]:
         matcher = glob_pattern(pattern)
         location = self._locations[index]
-        field = f"s3_location[{index}]"
         mount = self._mount(index)
         if is_s3(location) and mount is None:
-            from . import input_s3
-
             try:
-                objects = input_s3.list_objects(location)
-            except input_s3.InputNotFound:
-                objects = []
+                candidates = s3_paths(location)
             except StoreError as exc:
-                raise StoreError(f"{self.job_file}: {exc}") from exc
-            if not objects:
+                raise self._within_job(exc) from exc
+            if not candidates:
                 raise JobInputError(
                     self.job_file,
-                    field,
+                    f"s3_location[{index}]",
                     f"{location} holds no objects (or its bucket does not exist); check "
                     "the location, and that the asset was not deleted",
                 )
-            prefix = input_s3.split_url(location)[1]
-            keys = [item.key[len(prefix) :].lstrip("/") for item in objects]
-            candidates = set(keys) | {
-                "/".join(key.split("/")[:depth])
-                for key in keys
-                for depth in range(1, key.count("/") + 1)
-            }
         else:
             root = mount or Path(str(resolve_location(location, self.input_directory)))
             if not root.is_dir():
                 raise self._missing(location, location, f"{root} is not a folder")
-            candidates = set()
-            for folder, dirs, files in os.walk(root):
-                relative = Path(folder).relative_to(root).as_posix()
-                for name in (*dirs, *files):
-                    candidates.add(name if relative == "." else f"{relative}/{name}")
+            candidates = folder_paths(root)
         return sorted(f"{location}/{path}" for path in candidates if matcher.fullmatch(path))
 
-
-def _downloader(info: Any) -> Callable[[BinaryIO], None]:
-    """Write the object ``info`` describes into a file (for :meth:`InputCache.fetch`)."""
-    from . import input_s3
-
-    def download(handle: BinaryIO) -> None:
-        input_s3.download(info, handle)
-
-    return download
-
-
-def glob_pattern(pattern: str) -> re.Pattern[str]:
-    """A regular expression for a glob pattern over ``/``-separated relative paths.
-
-    ``**/`` matches any number of folders (none included), ``**`` alone anything,
-    ``*`` anything within one folder level, ``?`` one character, ``[...]`` a class.
-
-    Raises
-    ------
-    ValueError
-        If the pattern is absolute or climbs out with ``..``.
-    """
-    text = pattern.strip()
-    if not text or text.startswith("/") or ".." in text.split("/"):
-        raise ValueError(f"glob pattern {pattern!r} must be relative to the asset, without ..")
-    out, i = [], 0
-    while i < len(text):
-        if text.startswith("**/", i):
-            out.append("(?:.*/)?")
-            i += 3
-        elif text.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif text[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif text[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif text[i] == "[" and "]" in text[i + 2 :]:
-            end = text.index("]", i + 2)
-            body = text[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-            i = end + 1
-        else:
-            out.append(re.escape(text[i]))
-            i += 1
-    return re.compile("".join(out))
+    def _within_job(self, exc: StoreError) -> StoreError:
+        """``exc`` with the job file named first; transient as it was."""
+        return StoreError(f"{self.job_file}: {exc}", transient=exc.transient)
 
 
 def bind_inputs(

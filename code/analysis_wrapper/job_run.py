@@ -75,10 +75,14 @@ def new_attempt_id() -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed try deserves another: see :class:`TransientError`."""
-    if isinstance(exc, RecordExistsError):
-        return False  # another worker recorded the key: trying again cannot help
-    return isinstance(exc, TransientError | StoreError | ConnectionError | TimeoutError)
+    """Whether a failed try deserves another: see :class:`TransientError`.
+
+    A store error says so itself: the store that raised it knows whether its backend
+    was unreachable or throttled (worth another try) or refused (not).
+    """
+    if isinstance(exc, StoreError):
+        return exc.transient
+    return isinstance(exc, TransientError | ConnectionError | TimeoutError)
 
 
 def run_job(planned: PlannedJob, context: RunContext) -> JobResult:

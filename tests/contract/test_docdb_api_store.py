@@ -244,6 +244,7 @@ def test_wrong_credentials_are_one_clear_error(
     assert "HTTP 403" in message
     assert said in message
     assert "AWS_SECRET_ACCESS_KEY" in message
+    assert raised.value.transient is False  # a job is not tried again with these either
     shown_value = "" if variable == "AWS_DEFAULT_REGION" else value
     assert_clean(message, shown_value)
     assert_clean(caplog.text, shown_value)
@@ -262,6 +263,7 @@ def test_missing_credentials_fail_before_any_request(
     with pytest.raises(StoreError, match=r"none were found.*AWS_ACCESS_KEY_ID") as raised:
         store.put(make_record(key_of("a")))
     assert store.display_url in str(raised.value)
+    assert raised.value.transient is False
     assert docdb_api.calls == []
     store.close()
 
@@ -320,6 +322,7 @@ def test_record_over_the_payload_limit_is_refused_and_not_stored(
         with pytest.raises(StoreError, match=r"HTTP 413.*10\.5 MB.*result files") as raised:
             store.put(record, replace=replace)
         assert store.display_url in str(raised.value)
+        assert raised.value.transient is False
     assert [c.status for c in docdb_api.calls if c.method == "POST"] == [413, 413]
     assert store.get(key_of("big")) is None
     assert backing(docdb_api, store).count_documents({}) == 0
@@ -338,9 +341,11 @@ def test_unreachable_host_is_retried_then_one_clear_error(docdb_api_env: dict[st
     with pytest.raises(StoreError, match=r"cannot connect \(3 attempts\).*DOCDB_HOST") as raised:
         store.get(key_of("a"))
     assert store.display_url in str(raised.value)
+    assert raised.value.transient is True
     assert len(waits) == 2
-    with pytest.raises(StoreError, match="cannot connect"):
+    with pytest.raises(StoreError, match="cannot connect") as raised:
         store.put(make_record(key_of("a")))
+    assert raised.value.transient is True
     assert len(waits) == 4
     store.close()
 
@@ -368,7 +373,25 @@ def test_persistent_server_errors_fail_after_the_last_attempt(
     with pytest.raises(StoreError, match=r"HTTP 502.*after 3 attempts") as raised:
         store.put(make_record(key_of("a")))
     assert store.display_url in str(raised.value)
+    assert raised.value.transient is True
     assert len(docdb_api.calls_to("insert_one")) == 3
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "transient"),
+    [(429, True), (500, True), (503, True), (504, True), (400, False), (401, False), (404, False)],
+)
+def test_which_http_answers_are_transient_store_errors(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str], status: int, transient: bool
+) -> None:
+    """Throttling and 5xx that outlast the retries are transient (a job may try again)."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    docdb_api.fail("find", status, times=FAST.attempts)
+    with pytest.raises(StoreError, match=f"HTTP {status}") as raised:
+        store.get(key_of("a"))
+    assert raised.value.transient is transient
+    assert len(docdb_api.calls_to("find")) == (FAST.attempts if transient else 1)
     store.close()
 
 
@@ -416,8 +439,9 @@ def test_record_with_no_json_form_is_refused_before_sending(
 ) -> None:
     """A NaN in a record is a StoreError naming the key; nothing is sent."""
     store = open_store(docdb_api)
-    with pytest.raises(StoreError, match=f"{key_of('nan')}.*JSON"):
+    with pytest.raises(StoreError, match=f"{key_of('nan')}.*JSON") as raised:
         store.put(make_record(key_of("nan"), {"x": float("nan")}))
+    assert raised.value.transient is False
     assert docdb_api.calls == []
     store.close()
 
@@ -436,9 +460,10 @@ def test_untrusted_certificate_fails_at_once_naming_the_remedy(
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     waits = Waits()
     store = open_store(docdb_api, retry_policy=FAST, sleep=waits)
-    with pytest.raises(StoreError, match=r"TLS certificate.*REQUESTS_CA_BUNDLE"):
+    with pytest.raises(StoreError, match=r"TLS certificate.*REQUESTS_CA_BUNDLE") as raised:
         store.get(key_of("a"))
     assert waits == []
+    assert raised.value.transient is False
     store.close()
 
 

@@ -28,7 +28,7 @@ from analysis_wrapper.stores import (
     open_record_store,
     open_result_store,
 )
-from contract.claim_store_contract import ClaimStoreContract
+from contract.claim_store_contract import ClaimStoreContract, sample_claim
 from contract.record_store_contract import (
     RecordStoreContract,
     key_of,
@@ -564,3 +564,58 @@ def test_sqlite_failed_put_leaves_no_input_rows(tmp_path: Path) -> None:
 def ids_of(records: list[dict[str, Any]]) -> list[str]:
     """The _id of each record."""
     return [record["_id"] for record in records]
+
+
+# --- which embedded-store errors are transient -------------------------------------------
+
+
+def test_sqlite_held_by_another_writer_is_a_transient_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another connection keeps the write lock past the busy timeout: worth another try."""
+    monkeypatch.setattr("analysis_wrapper.stores.sqlite._BUSY_TIMEOUT_S", 0.05)
+    path = tmp_path / "records.sqlite"
+    store = SqliteRecordStore(path, TABLE)
+    store.put(make_record(key_of("a")))
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock, as a long transaction does
+    try:
+        with pytest.raises(StoreError, match="database is locked") as raised:
+            store.put(make_record(key_of("b")))
+        assert raised.value.transient is True
+        assert not isinstance(raised.value, RecordExistsError)
+        with pytest.raises(StoreError, match="database is locked") as raised:
+            store.insert_claim(sample_claim(key_of("b")))
+        assert raised.value.transient is True
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    store.put(make_record(key_of("b")))  # the lock is gone: the same write succeeds
+    assert store.get(key_of("b")) is not None
+    store.close()
+
+
+def test_sqlite_errors_that_stay_are_not_transient(tmp_path: Path) -> None:
+    """A file that is no database, or a read-only store asked to write: no other try helps."""
+    garbage = tmp_path / "records.sqlite"
+    garbage.write_bytes(b"this is not a database, whatever its name says" * 100)
+    store = SqliteRecordStore(garbage, TABLE)
+    with pytest.raises(StoreError, match="not a database") as raised:
+        store.put(make_record(key_of("a")))
+    assert raised.value.transient is False
+    store.close()
+    read_only = SqliteRecordStore(tmp_path / "absent.sqlite", TABLE, read_only=True)
+    with pytest.raises(StoreError, match="read-only") as raised:
+        read_only.put(make_record(key_of("a")))
+    assert raised.value.transient is False
+
+
+def test_local_results_folder_that_cannot_be_made_is_not_transient(tmp_path: Path) -> None:
+    """A file where the results folder should be: the publish fails, not transient."""
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    store = LocalResultStore(in_the_way / "results")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    with pytest.raises(StoreError, match="cannot publish to results folder") as raised:
+        store.publish(key_of("a"), ATTEMPT, folder, build_manifest(key_of("a"), folder))
+    assert raised.value.transient is False

@@ -29,8 +29,9 @@ from typing import Any
 from urllib.parse import quote_plus, unquote, urlsplit
 
 import pytest
+from bson.errors import InvalidDocument
 from pymongo import MongoClient, monitoring
-from pymongo.errors import OperationFailure
+from pymongo.errors import AutoReconnect, DuplicateKeyError, NetworkTimeout, OperationFailure
 
 from analysis_wrapper import capsule as capsule_module
 from analysis_wrapper.claims import Claim, Failure
@@ -279,6 +280,7 @@ def test_unreachable_server_fails_after_bounded_retries_without_secret(
         assert "no server answered" in message
         assert "Connection refused" in message
         assert "(after 3 attempts)" in message
+        assert raised.value.transient is True  # a job would be tried again
         assert "\n" not in message
         assert message.count("mongodb://***@127.0.0.1:") == 1
         assert password not in message
@@ -312,6 +314,7 @@ def test_wrong_password_fails_fast_with_one_clear_line(
     assert "authentication failed (code 18" in message
     assert "check the user name and password in DOCDB_HOST" in message
     assert "attempts" not in message
+    assert raised.value.transient is False  # nor is a job tried again
     assert "\n" not in message
     assert wrong not in message
     assert wrong not in caplog.text
@@ -340,8 +343,76 @@ def test_bad_uri_fails_fast_with_one_clear_line(uri: str) -> None:
     assert "w0rd" not in message
     assert "\n" not in message
     assert raised.value.__cause__ is None
+    assert raised.value.transient is False
     assert sleeps == []
     store.close()
+
+
+def test_a_stopped_server_is_a_transient_store_error_until_it_is_back(
+    mongo_server: ServerProcess, secret_uri: str, database: str
+) -> None:
+    """The database stops under a working store: transient StoreError; back up: it works."""
+    store = MongoRecordStore(
+        secret_uri,
+        database,
+        TABLE,
+        server_selection_timeout_s=0.2,
+        retry_policy=FAST,
+        sleep=lambda _: None,
+    )
+    store.put(make_record(key_of("a")))
+    mongo_server.stop()
+    try:
+        for attempt in (
+            lambda: store.get(key_of("a")),
+            lambda: store.put(make_record(key_of("b"))),
+            lambda: store.get_claims([key_of("a")]),
+        ):
+            with pytest.raises(StoreError, match=r"\(after 3 attempts\)") as raised:
+                attempt()
+            assert raised.value.transient is True
+    finally:
+        mongo_server.start()
+    assert store.get(key_of("a")) is not None
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (AutoReconnect("connection reset"), True),
+        (NetworkTimeout("timed out"), True),
+        (OperationFailure("Request rate is large", code=16500), True),
+        (OperationFailure("not primary", code=10107), True),
+        (OperationFailure("x", code=1, details={"errorLabels": ["RetryableWriteError"]}), True),
+        (OperationFailure("Authentication failed.", code=18), False),
+        (OperationFailure("not authorized on db to execute command", code=13), False),
+        (DuplicateKeyError("E11000 duplicate key error", code=11000), False),
+        (OperationFailure("unknown operator: $expr", code=2), False),
+        (InvalidDocument("cannot encode object"), False),
+    ],
+    ids=lambda value: repr(value)[:40] if isinstance(value, Exception) else str(value),
+)
+def test_which_pymongo_errors_are_transient_store_errors(
+    mongo_user: tuple[str, str], error: Exception, transient: bool
+) -> None:
+    """Connection loss, elections and throttling are transient; refusals are not."""
+    sleeps: list[float] = []
+    store = MongoRecordStore(
+        uri_for(free_port(), *mongo_user),
+        fresh_database(),
+        TABLE,
+        retry_policy=FAST,
+        sleep=sleeps.append,
+    )
+
+    def fails() -> None:
+        raise error
+
+    with pytest.raises(StoreError) as raised:
+        store.call("read", fails)
+    assert raised.value.transient is transient
+    assert len(sleeps) == (FAST.attempts - 1 if transient else 0)
 
 
 def test_server_message_quoting_the_password_is_masked(mongo_user: tuple[str, str]) -> None:
@@ -374,6 +445,7 @@ def test_record_over_16_mib_is_refused_and_nothing_is_stored(
         assert "16 MiB document limit" in message
         assert "output_parameters" in message
         assert not isinstance(raised.value, RecordExistsError)
+        assert raised.value.transient is False
     assert store.get(key_of("big")) is None
     assert database not in admin.list_database_names()
     store.close()

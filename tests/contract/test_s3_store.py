@@ -34,17 +34,20 @@ import pytest
 from botocore.exceptions import ClientError
 
 from analysis_wrapper.errors import ConfigError, StoreError
+from analysis_wrapper.identity import CodeIdentity
+from analysis_wrapper.jobs import Job
 from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.parameters import AnalysisParameters
 from analysis_wrapper.progress import ByteProgress
 from analysis_wrapper.retry import RetryPolicy
-from analysis_wrapper.settings import Capsule, StoreSettings
+from analysis_wrapper.run_context import Analysis, RunContext
+from analysis_wrapper.runner import execute_run
+from analysis_wrapper.settings import Capsule, RunOptions, StoreSettings
 from analysis_wrapper.stores import open_result_store
-from analysis_wrapper.stores.s3 import (
-    S3ResultStore,
-    TransferSettings,
-    _is_transient,
-    _ProgressSubscriber,
-)
+from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings
+from analysis_wrapper.stores.s3_client import is_transient
+from analysis_wrapper.stores.s3_upload import ProgressSubscriber
+from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from conftest import CapsuleCopy
 from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
 from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process
@@ -327,7 +330,7 @@ class FakeTransfer:
 def test_a_failed_file_gives_its_bytes_back() -> None:
     """Bytes of a file whose upload failed are taken back: the next round sends it again."""
     progress = ByteProgress(300, "x", stream=io.StringIO(), interval_s=3600)
-    subscriber = _ProgressSubscriber(progress)
+    subscriber = ProgressSubscriber(progress)
     ok, failed = FakeTransfer(1), FakeTransfer(2, ConnectionError("reset"))
     subscriber.on_progress(ok, 100)
     subscriber.on_progress(failed, 80)
@@ -533,10 +536,13 @@ def test_missing_bucket_fails_fast_naming_bucket_and_remedy(
     assert "create the bucket or fix ANALYSIS_BUCKET" in message
     assert "\n" not in message
     assert sleeps.waits == []
-    with pytest.raises(StoreError, match="NoSuchBucket"):
+    assert raised.value.transient is False  # the job is not tried again either
+    with pytest.raises(StoreError, match="NoSuchBucket") as raised:
         store.read_manifest(store.location(key_of("m"), ATTEMPT))
-    with pytest.raises(StoreError, match="NoSuchBucket"):
+    assert raised.value.transient is False
+    with pytest.raises(StoreError, match="NoSuchBucket") as raised:
         list(store.list_published())
+    assert raised.value.transient is False
 
 
 def test_unreachable_endpoint_fails_after_bounded_retries(
@@ -563,8 +569,10 @@ def test_unreachable_endpoint_fails_after_bounded_retries(
     assert "AWS_ENDPOINT_URL" in message
     assert len(sleeps.waits) == FAST.attempts - 1
     assert all(0 <= wait <= FAST.max_delay_s for wait in sleeps.waits)
-    with pytest.raises(StoreError, match="cannot reach"):
+    assert raised.value.transient is True  # the job may be tried again later
+    with pytest.raises(StoreError, match="cannot reach") as raised:
         store.has_manifest("s3://some-bucket/p/x")
+    assert raised.value.transient is True
     assert "unreachable-s3cret-value" not in message + caplog.text
 
 
@@ -591,7 +599,7 @@ def test_which_s3_errors_are_retried(code: str, status: int, transient: bool) ->
         {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
         "PutObject",
     )
-    assert _is_transient(error) is transient
+    assert is_transient(error) is transient
 
 
 # --- wrong credentials on a server that checks them ---------------------------------------
@@ -686,6 +694,7 @@ def test_wrong_secret_fails_fast_with_one_line_and_no_secret(
     assert "check the AWS credentials" in message
     assert "\n" not in message
     assert sleeps.waits == []
+    assert raised.value.transient is False
     for secret in (wrong, auth_setup["secret"]):
         assert secret not in message
         assert secret not in caplog.text
@@ -701,8 +710,11 @@ def test_unknown_key_id_is_denied(
     """An access key the server never issued: InvalidAccessKeyId, named with the remedy."""
     use_credentials(monkeypatch, auth_setup["endpoint"], "AKIANOTISSUED0000000", "testing")
     store = S3ResultStore(auth_setup["bucket"], "x")
-    with pytest.raises(StoreError, match=r"InvalidAccessKeyId.*check the AWS credentials"):
+    with pytest.raises(
+        StoreError, match=r"InvalidAccessKeyId.*check the AWS credentials"
+    ) as raised:
         store.read_manifest(store.location(key_of("x"), ATTEMPT))
+    assert raised.value.transient is False
 
 
 # --- the S3 server stops in the middle of an upload ---------------------------------------
@@ -753,6 +765,7 @@ def test_server_stopped_mid_upload_then_republish_completes(
     finally:
         stopper.join()
     assert "after 3 attempts" in str(raised.value)
+    assert raised.value.transient is True
     assert seen, "the upload ended before the server was stopped"
     assert f"r/{key}/{ATTEMPT}/{MANIFEST_NAME}" not in seen
     assert f"r/{key}/earlier/{MANIFEST_NAME}" in seen  # another attempt: never touched
@@ -793,6 +806,55 @@ def test_outage_within_the_retry_budget_is_ridden_out(
     assert location == store.location(key, ATTEMPT)
     assert len(waits) == 1
     assert store.read_manifest(location) == manifest
+
+
+# --- the runner tries a job again only after a transient S3 failure ----------------------
+
+
+class CountedParameters(AnalysisParameters):
+    analysis_name: str = "s3-retries"
+
+
+def runs_of_one_job(folder: Path, result_store: S3ResultStore) -> tuple[int, int]:
+    """Run one job publishing to ``result_store`` (two retries allowed).
+
+    Returns how many times its analysis ran and the attempts its claim counted.
+    """
+    calls: list[int] = []
+
+    def analysis(job: Job, parameters: CountedParameters, results_dir: Path) -> dict[str, Any]:
+        calls.append(1)
+        (results_dir / "out.txt").write_text("out")
+        return {}
+
+    (folder / "data" / "job_dict").mkdir(parents=True)
+    (folder / "data" / "job_dict" / "job.json").write_text('{"s3_location": ["s3://b/a"]}')
+    context = RunContext(
+        analysis=Analysis(analysis, CountedParameters),
+        options=RunOptions(folder / "data", folder / "results", dry_run=False, transient_retries=2),
+        code=CodeIdentity(url="https://example.org/repo", version="0" * 40),
+        record_store=SqliteRecordStore(folder / "records.sqlite", "t"),
+        result_store=result_store,
+        fixed_parameters={},
+        command_line_parameters={},
+        experimenters=("test@example.org",),
+    )
+    (result,) = execute_run(context).jobs
+    assert result.status.value == "failed" and result.key is not None
+    claim = context.record_store.get_claims([result.key])[result.key]  # type: ignore[attr-defined]
+    return len(calls), claim.attempts
+
+
+def test_the_runner_tries_a_job_again_only_when_s3_failed_transiently(
+    aws_test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A missing bucket fails the job at its first try; an unreachable S3 gets every try."""
+    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    missing = S3ResultStore(f"missing-{uuid.uuid4().hex[:16]}", "p", sleep=Sleeps())
+    assert runs_of_one_job(tmp_path / "missing", missing) == (1, 1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    unreachable = S3ResultStore("some-bucket", "p", retry_policy=FAST, sleep=Sleeps())
+    assert runs_of_one_job(tmp_path / "unreachable", unreachable) == (3, 3)
 
 
 # --- end to end: the capsule publishing to S3 -------------------------------------------

@@ -126,3 +126,4 @@ def test_an_unreachable_source_is_a_store_error_naming_job_and_source(
     assert "job-a.json: cannot read the asset records" in message
     assert f"https://{host}/v1/metadata_index/data_assets" in message
     assert "cannot connect" in message
+    assert caught.value.transient is True  # the job may be tried again

@@ -26,7 +26,7 @@ from analysis_wrapper.input_versions import input_versions
 from analysis_wrapper.inputs import bind_inputs
 from analysis_wrapper.jobs import Job, load_job
 from analysis_wrapper.settings import InputSettings
-from servers import TEST_AWS_ENV, ServerProcess
+from servers import TEST_AWS_ENV, ServerProcess, free_port
 
 MiB = 1024 * 1024
 REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
@@ -299,6 +299,25 @@ def test_access_denied_is_a_store_error_naming_the_input_and_remedy(
         assert f"s3://{bucket}" in message
         assert "check the AWS credentials" in message
         assert TEST_AWS_ENV["AWS_SECRET_ACCESS_KEY"] not in message
+        assert caught.value.transient is False  # the job is not tried again
+
+
+def test_an_unreachable_s3_is_a_transient_store_error_naming_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_test_env: dict[str, str]
+) -> None:
+    """S3 at a closed port, after the bounded retries: a transient StoreError (job retried)."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    job = job_file(
+        tmp_path / "data",
+        s3_location=["s3://some-bucket/asset"],
+        file_location=["s3://some-bucket/asset/f.json"],
+    )
+    bind_inputs(job, settings=settings(tmp_path / "cache"))
+    for attempt in (lambda: job.inputs[0].local_path("f.json"), lambda: job.inputs[0].glob("*")):
+        with pytest.raises(StoreError, match="cannot reach S3") as caught:
+            attempt()
+        assert str(job.source_file) in str(caught.value)
+        assert caught.value.transient is True
 
 
 def test_a_file_location_outside_its_asset_is_refused(s3: Any, tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing
 import os
 import time
@@ -68,9 +70,25 @@ def test_a_failed_download_leaves_nothing_to_serve(tmp_path: Path) -> None:
 def test_a_download_of_the_wrong_size_is_refused(tmp_path: Path) -> None:
     """Fewer bytes than announced: StoreError, and no file under the final name."""
     cache = InputCache(tmp_path / "cache", max_bytes=10_000)
-    with pytest.raises(StoreError, match="has 3 bytes, not the 5"):
+    with pytest.raises(StoreError, match="has 3 bytes, not the 5") as raised:
         cache.fetch(("e", "b", "k", "v"), "k", 5, writer(b"abc"))
+    assert raised.value.transient is True  # a cut download: the job's next try fetches it
     assert [p for p in (tmp_path / "cache" / "objects").rglob("*") if p.is_file()] == []
+
+
+def test_a_download_held_elsewhere_too_long_is_a_transient_error(tmp_path: Path) -> None:
+    """Another holder keeps the entry's lock past the timeout: a transient StoreError."""
+    cache = InputCache(tmp_path / "cache", max_bytes=10_000, lock_timeout_s=0.05)
+    identity = ("e", "b", "k", "v")
+    digest = hashlib.sha256(json.dumps(list(identity)).encode()).hexdigest()
+    (tmp_path / "cache" / LOCKS_DIR).mkdir(parents=True)
+    with (
+        FileLock(tmp_path / "cache" / LOCKS_DIR / f"{digest}.lock"),
+        pytest.raises(StoreError, match="another process has been downloading") as raised,
+    ):
+        cache.fetch(identity, "k", 5, writer(b"abcde"))
+    assert raised.value.transient is True
+    assert cache.fetch(identity, "k", 5, writer(b"abcde")).downloaded  # the lock is free
 
 
 def test_a_damaged_copy_is_downloaded_again(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ transient failure, an interruption, and a record written between plan and claim.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from pydantic import Field
 from analysis_wrapper import TransientError
 from analysis_wrapper.claims import Claims, Owner
 from analysis_wrapper.commands.status import claim_status, format_status
+from analysis_wrapper.errors import StoreError
 from analysis_wrapper.identity import CodeIdentity
 from analysis_wrapper.jobs import Job
 from analysis_wrapper.parameters import AnalysisParameters
@@ -170,6 +173,47 @@ def test_a_plain_error_is_not_retried(tmp_path: Path) -> None:
     BEHAVIOUR[0] = KeyError("missing column")
     assert execute_run(context).failed == 1
     assert CALLS == [0]
+
+
+def test_a_store_error_is_tried_again_only_when_transient(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store that refused fails the job at its first try; an unreachable one is retried."""
+    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    context = context_for(tmp_path, jobs=2, transient_retries=2)
+    BEHAVIOUR[0] = StoreError("results store s3://b: access denied (AccessDenied, HTTP 403)")
+    BEHAVIOUR[1] = [StoreError("results store s3://b: cannot reach S3", transient=True)] * 3
+    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_run"):
+        summary = execute_run(context)
+    assert CALLS.count(0) == 1 and CALLS.count(1) == 3
+    refused, unreachable = sorted(summary.jobs, key=lambda j: j.job_file)
+    assert refused.status.value == "failed" and unreachable.status.value == "failed"
+    claims = context.record_store.get_claims([refused.key, unreachable.key])  # type: ignore[attr-defined]
+    assert claims[refused.key].attempts == 1
+    assert claims[refused.key].failure.error_class == "StoreError"
+    assert claims[unreachable.key].attempts == 3
+    tries = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(tries) == 2 and all(line.startswith("job_1.json: try") for line in tries)
+
+
+def test_a_results_store_that_cannot_work_fails_the_job_at_its_first_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A results folder with a file in its way: the real store's error is not retried."""
+    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    context = dataclasses.replace(
+        context_for(tmp_path, jobs=1, transient_retries=2),
+        result_store=LocalResultStore(in_the_way / "store"),
+    )
+    summary = execute_run(context)
+    assert CALLS == [0]
+    (result,) = summary.jobs
+    assert result.status.value == "failed"
+    assert "cannot publish to results folder" in (result.error or "")
+    claim = context.record_store.get_claims([result.key])[result.key]  # type: ignore[attr-defined]
+    assert (claim.state, claim.attempts) == ("failed", 1)
 
 
 def test_an_interrupted_job_releases_its_claim(tmp_path: Path) -> None:

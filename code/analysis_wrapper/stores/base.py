@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..claims import ClaimStore
+from ..errors import StoreError
 
 Record = dict[str, Any]
 """A stored record: an aind-data-schema ``Metadata`` document plus ``_id``."""
@@ -23,6 +24,9 @@ PARAMETERS_PATH = ("processing", "data_processes", 0, "code", "parameters")
 
 INPUT_URL_PATH = "processing.data_processes.0.code.input_data.url"
 """The dotted path of a record's input URLs: document stores index it (multikey)."""
+
+CLAIMS_SUFFIX = "_claims"
+"""A document store keeps its claims in the records collection's name + this suffix."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,11 @@ def _same_value(stored: Any, wanted: Any) -> bool:
             _same_value(stored[name], wanted[name]) for name in stored
         )
     return bool(stored == wanted)
+
+
+def read_only_error(display_url: str) -> StoreError:
+    """The error every record store raises when asked to write while open read-only."""
+    return StoreError(f"record store {display_url} is open read-only")
 
 
 class RecordStore(ClaimStore, Protocol):

@@ -30,7 +30,8 @@ How each operation maps onto the API:
   exactly what holds.
 
 Connection errors, timeouts, 429 and 5xx are retried with backoff and jitter, a bounded
-number of times. Everything else fails at once with one line that names the store and
+number of times; if they persist, the :class:`StoreError` is transient (the job may be
+tried again). Everything else fails at once with one line that names the store and
 the remedy. No message or log line holds a credential: server messages are cut to
 their first line and scrubbed of the credentials in use.
 """
@@ -40,25 +41,32 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import math
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
-from urllib.parse import quote_plus
 
 from ..errors import ConfigError, RecordExistsError, StoreError
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
 from .base import (
     INPUT_URL_PATH,
-    PARAMETERS_PATH,
     Record,
     RecordQuery,
     group_by_inputs,
     input_set_key,
+    read_only_error,
 )
 from .docdb_api_claims import DocDbApiClaims
+from .docdb_api_errors import (
+    AWS_CREDENTIALS_HINT,
+    DuplicateId,
+    describe,
+    hide_session_tokens_in_botocore_logs,
+    is_duplicate,
+    is_transient,
+)
+from .server_filters import docdb_api_filter, url_sized_batches
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +77,7 @@ _HOST = re.compile(
 )
 _PATH_SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
 _VERSION = re.compile(r"v[0-9]+")
-_FILTER_BUDGET = 6000
-"""Most URL characters a ``find`` filter may take (API Gateway allows 8,192 in all)."""
-_MAX_BATCH = 500
-_MAX_PUSHED_STRING = 256
-_INT64 = 2**63
-_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _DEFAULT_TIMEOUT_S = (10.0, 120.0)
-_MIN_SECRET_LENGTH = 8
-_SESSION_TOKEN_LINE = re.compile(r"(?im)^(x-amz-security-token:).*$")
-_PARAMETERS_PREFIX = ".".join(str(step) for step in PARAMETERS_PATH)
-_AWS_CREDENTIALS_HINT = (
-    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and "
-    "AWS_DEFAULT_REGION; in Code Ocean, attach the AWS credentials secret"
-)
 
 
 class DocDbApiRecordStore(DocDbApiClaims):
@@ -179,7 +174,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
     def _find_by_ids(self, keys: Iterable[str], collection: str | None = None) -> list[Record]:
         """The documents among ``keys`` of ``collection`` (the records' by default)."""
         found: list[Record] = []
-        for batch in _batches(list(dict.fromkeys(keys))):
+        for batch in url_sized_batches(list(dict.fromkeys(keys))):
             asked = set(batch)
             documents = self._find(
                 collection, filter_query={"_id": {"$in": batch}}, sort={"_id": 1}, limit=len(batch)
@@ -189,7 +184,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
 
     def find(self, query: RecordQuery) -> list[Record]:
         """Filter on the server where that is exact, then check every record in Python."""
-        conditions = _server_filter(query)
+        conditions = docdb_api_filter(query)
         records = self._find(filter_query=conditions)
         return [record for record in records if query.matches(record)]
 
@@ -203,7 +198,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
         sets = [input_set_key(urls) for urls in input_sets]
         wanted = sorted({url for urls in sets for url in urls})
         found: dict[str, Record] = {}
-        for batch in _batches(wanted):
+        for batch in url_sized_batches(wanted):
             for record in self._find(filter_query={INPUT_URL_PATH: {"$in": batch}}):
                 found.setdefault(record["_id"], record)
         return group_by_inputs(found.values(), sets)
@@ -236,7 +231,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
             record is too large for the API.
         """
         if self.read_only:
-            raise StoreError(f"record store {self.display_url} is open read-only")
+            raise read_only_error(self.display_url)
         key = record["_id"]
         try:
             text = json.dumps(record, ensure_ascii=False, allow_nan=False)
@@ -263,7 +258,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
 
         try:
             self._call("insert_one", insert, size=size)
-        except _Duplicate as exc:
+        except DuplicateId as exc:
             if attempts > 1 and _same(self.get(key), document):
                 return  # an earlier attempt was written; only its reply was lost
             raise RecordExistsError(
@@ -287,10 +282,11 @@ class DocDbApiRecordStore(DocDbApiClaims):
                 lambda: self._api()._upsert_one_record(record_filter={"_id": key}, update=update),
                 size=size,
             )
-        except _Duplicate as exc:  # two upserts of a new key at once: one of them loses
+        except DuplicateId as exc:  # two upserts of a new key at once: one of them loses
             raise StoreError(
                 f"cannot replace record {key} in {self.display_url}: another writer stored "
-                "it at the same moment; run again"
+                "it at the same moment; run again",
+                transient=True,  # the next upsert finds the record and updates it
             ) from exc
 
     def _check_credentials(self) -> None:
@@ -307,12 +303,12 @@ class DocDbApiRecordStore(DocDbApiClaims):
         except BotoCoreError as exc:
             raise StoreError(
                 f"cannot write to record store {self.display_url}: the AWS configuration "
-                f"is unusable ({type(exc).__name__}); {_AWS_CREDENTIALS_HINT}"
+                f"is unusable ({type(exc).__name__}); {AWS_CREDENTIALS_HINT}"
             ) from None
         if frozen is None or not frozen.access_key or not frozen.secret_key:
             raise StoreError(
                 f"cannot write to record store {self.display_url}: writes are signed with AWS "
-                f"credentials and none were found; {_AWS_CREDENTIALS_HINT}"
+                f"credentials and none were found; {AWS_CREDENTIALS_HINT}"
             )
         if not region:
             raise StoreError(
@@ -359,7 +355,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
                 return send(method, url, **kwargs)
 
             session.request = request  # type: ignore[method-assign,assignment,unused-ignore]
-            _hide_session_tokens_in_botocore_logs()
+            hide_session_tokens_in_botocore_logs()
             self._session = session
         return self._session
 
@@ -371,105 +367,32 @@ class DocDbApiRecordStore(DocDbApiClaims):
             try:
                 return call()
             except requests.exceptions.HTTPError as exc:
-                if _status(exc) == 409 or (
-                    _status(exc) is not None and "E11000" in _server_message(exc)
-                ):
-                    raise _Duplicate() from exc
+                if is_duplicate(exc):
+                    raise DuplicateId() from exc
                 raise
 
         try:
             return with_retries(
                 checked,
-                is_transient=_is_transient,
+                is_transient=is_transient,
                 what=f"DocDB API {action} on {self.display_url}",
                 policy=self.retry_policy,
                 sleep=self._sleep,
             )
-        except _Duplicate:
+        except DuplicateId:
             raise
         except Exception as exc:
-            raise StoreError(self._message(action, exc, size)) from exc
+            where = f"record store {self.display_url}: {action}"
+            message = describe(where, exc, size, self.retry_policy.attempts, self._secrets)
+            raise StoreError(message, transient=is_transient(exc)) from exc
 
     def _write_unless_duplicate(self, action: str, call: Callable[[], Any]) -> bool:
         """Run a write like :meth:`_call`; False when the API reports a duplicate ``_id``."""
         try:
             self._call(action, call)
-        except _Duplicate:
+        except DuplicateId:
             return False
         return True
-
-    def _message(self, action: str, exc: Exception, size: int) -> str:
-        """One line naming the store, what failed and the remedy; no secret in it."""
-        import requests
-        from botocore.exceptions import (  # type: ignore[import-untyped,unused-ignore]
-            NoCredentialsError,
-        )
-
-        where = f"record store {self.display_url}: {action}"
-        tries = self.retry_policy.attempts
-        if isinstance(exc, requests.exceptions.SSLError):
-            return (
-                f"{where} failed: the server's TLS certificate could not be verified; set "
-                "REQUESTS_CA_BUNDLE to a CA bundle that includes its issuer"
-            )
-        if isinstance(exc, requests.exceptions.Timeout):
-            return f"{where} timed out ({tries} attempts); check DOCDB_HOST and the network"
-        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.RetryError):
-            return (
-                f"{where} failed: cannot connect ({tries} attempts); check DOCDB_HOST "
-                "and the network"
-            )
-        if isinstance(exc, NoCredentialsError):
-            return f"{where} failed: no AWS credentials to sign with; {_AWS_CREDENTIALS_HINT}"
-        if isinstance(exc, requests.exceptions.HTTPError):
-            return self._http_message(where, exc, size)
-        if isinstance(exc, ValueError):  # the reply was not JSON
-            return (
-                f"{where} failed: the reply is not JSON; check that DOCDB_HOST names the "
-                "AIND DocDB API"
-            )
-        return f"{where} failed: {type(exc).__name__}: {self._scrub(str(exc))}"
-
-    def _http_message(self, where: str, exc: Any, size: int) -> str:
-        status = _status(exc)
-        said = self._scrub(_server_message(exc))
-        got = f"HTTP {status}" + (f": {said}" if said else "")
-        if status == 403:
-            return (
-                f"{where} refused ({got}): the AWS credentials or region are wrong or may "
-                f"not write here, or the path does not exist; {_AWS_CREDENTIALS_HINT}; "
-                "check DOCDB_VERSION, DOCDB_DATABASE and DOCDB_COLLECTION"
-            )
-        if status == 401:
-            return f"{where} refused ({got}); {_AWS_CREDENTIALS_HINT}"
-        if status == 404:
-            return (
-                f"{where} failed ({got}): no such path; check DOCDB_HOST, DOCDB_VERSION "
-                "(v1 or v2), DOCDB_DATABASE and DOCDB_COLLECTION"
-            )
-        if status == 413:
-            return (
-                f"{where} refused ({got}): the record is {size / 1e6:.1f} MB, over the API's "
-                "payload limit (about 10 MB); keep large outputs in result files, not in "
-                "the record"
-            )
-        if status == 414:
-            return f"{where} refused ({got}): the request URL is too long for the API"
-        if status in _TRANSIENT_STATUS:
-            return (
-                f"{where} failed ({got}) after {self.retry_policy.attempts} attempts; "
-                "the API is unavailable, try again later"
-            )
-        return f"{where} refused ({got})"
-
-    def _scrub(self, text: str) -> str:
-        """First line, at most 200 characters, with the credentials in use masked."""
-        line = text.strip().splitlines()[0] if text.strip() else ""
-        for secret in self._secrets:
-            if len(secret) >= _MIN_SECRET_LENGTH:  # a shorter one would garble words
-                line = line.replace(secret, "***")
-        line = mask_url(line)
-        return line if len(line) <= 200 else line[:197] + "..."
 
     def close(self) -> None:
         """Close the HTTP session."""
@@ -479,115 +402,8 @@ class DocDbApiRecordStore(DocDbApiClaims):
         self._clients = {}
 
 
-class _Duplicate(Exception):
-    """The API said a record with this ``_id`` exists."""
-
-
-class _HideSessionToken(logging.Filter):
-    """Mask the session token in the canonical request botocore logs at DEBUG level."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's arguments; never drop the record."""
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                _SESSION_TOKEN_LINE.sub(r"\1***", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True
-
-
-def _hide_session_tokens_in_botocore_logs() -> None:
-    """Install :class:`_HideSessionToken` on botocore's signing logger, once."""
-    signing_log = logging.getLogger("botocore.auth")
-    if not any(isinstance(f, _HideSessionToken) for f in signing_log.filters):
-        signing_log.addFilter(_HideSessionToken())
-
-
-def _status(exc: Any) -> int | None:
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    return status if isinstance(status, int) else None
-
-
-def _server_message(exc: Any) -> str:
-    """The ``message`` of an error reply (API Gateway's shape), or its text."""
-    response = getattr(exc, "response", None)
-    if response is None:
-        return ""
-    try:
-        body = response.json()
-    except ValueError:
-        return str(response.text or "")
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return json.dumps(body)[:500]
-
-
-def _is_transient(exc: BaseException) -> bool:
-    """Connection trouble, timeouts, 408/429 and 5xx; never TLS verification failures."""
-    import requests
-
-    if isinstance(exc, requests.exceptions.SSLError):
-        return False
-    if isinstance(
-        exc,
-        requests.exceptions.ConnectionError
-        | requests.exceptions.Timeout
-        | requests.exceptions.ChunkedEncodingError,
-    ):
-        return True
-    return isinstance(exc, requests.exceptions.HTTPError) and _status(exc) in _TRANSIENT_STATUS
-
-
 def _same(stored: Record | None, document: Record) -> bool:
     def canonical(value: Any) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
     return stored is not None and canonical(stored) == canonical(document)
-
-
-def _batches(keys: list[str]) -> Iterator[list[str]]:
-    """Split ``keys`` so each batch's ``$in`` filter fits in the URL budget."""
-    batch: list[str] = []
-    used = 0
-    for key in keys:
-        cost = len(quote_plus(json.dumps(key))) + len(quote_plus(", "))
-        if batch and (used + cost > _FILTER_BUDGET or len(batch) >= _MAX_BATCH):
-            yield batch
-            batch, used = [], 0
-        batch.append(key)
-        used += cost
-    if batch:
-        yield batch
-
-
-def _server_filter(query: RecordQuery) -> dict[str, Any]:
-    """Conditions a document store evaluates at least as broadly as ``query.matches``.
-
-    Only scalars under plain names: MongoDB equality on a scalar also matches an array
-    holding it and ``null`` also matches a missing field, both of which the Python
-    check removes afterwards; it compares numbers by value and never ``true`` with
-    ``1``, as the reference does. Lists and objects (whose MongoDB equality depends on
-    key order) and names with ``.`` or a leading ``$`` (which MongoDB reads as paths or
-    operators) are checked in Python only.
-    """
-    conditions: dict[str, Any] = {}
-    used = 0
-    for name, value in query.parameters.items():
-        if not name or "." in name or name.startswith("$") or "\x00" in name:
-            continue
-        if not (
-            value is None
-            or isinstance(value, bool)
-            or (isinstance(value, int) and -_INT64 <= value < _INT64)
-            or (isinstance(value, float) and math.isfinite(value))
-            or (isinstance(value, str) and len(value) <= _MAX_PUSHED_STRING)
-        ):
-            continue
-        path = f"{_PARAMETERS_PREFIX}.{name}"
-        cost = len(quote_plus(json.dumps({path: value})))
-        if used + cost > _FILTER_BUDGET:
-            continue
-        conditions[path] = value
-        used += cost
-    return conditions

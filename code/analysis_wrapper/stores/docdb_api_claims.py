@@ -46,9 +46,7 @@ from typing import Any, Protocol
 
 from ..claims import Claim
 from ..errors import StoreError
-
-CLAIMS_SUFFIX = "_claims"
-"""The claims collection is the records collection's name with this suffix."""
+from .base import CLAIMS_SUFFIX, read_only_error
 
 Document = dict[str, Any]
 
@@ -148,5 +146,5 @@ def _stored(store: _Store, key: str) -> Claim | None:
 def _check_writable(store: _Store) -> None:
     """Refuse to write when read-only; fail before sending a write that cannot be signed."""
     if store.read_only:
-        raise StoreError(f"record store {store.display_url} is open read-only")
+        raise read_only_error(store.display_url)
     store._check_credentials()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..errors import StoreError
+from ..errors import StoreError, is_transient_os_error
 from ..manifest import MANIFEST_NAME
 from .base import Published
 from .layout import (
@@ -84,7 +84,8 @@ class LocalResultStore:
             _remove_if_empty(final.parent)  # a first attempt leaves no empty key folder
             raise StoreError(
                 f"cannot publish to results folder {self.root}: {exc.strerror or exc}; "
-                "check that it exists and is writable, or set ANALYSIS_BUCKET"
+                "check that it exists and is writable, or set ANALYSIS_BUCKET",
+                transient=is_transient_os_error(exc),
             ) from exc
         return location
 
@@ -116,7 +117,10 @@ class LocalResultStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         except (OSError, ValueError) as exc:
-            raise StoreError(f"cannot read {path}: {exc}; publish the result again") from exc
+            raise StoreError(
+                f"cannot read {path}: {exc}; publish the result again",
+                transient=is_transient_os_error(exc),
+            ) from exc
         if not isinstance(data, dict):
             raise StoreError(f"cannot read {path}: not a JSON object; publish the result again")
         return data
@@ -138,7 +142,9 @@ class LocalResultStore:
         try:
             shutil.copyfile(source, target)
         except OSError as exc:
-            raise StoreError(f"cannot read {source}: {exc.strerror or exc}") from exc
+            raise StoreError(
+                f"cannot read {source}: {exc.strerror or exc}", transient=is_transient_os_error(exc)
+            ) from exc
         return True
 
     def list_published(self) -> Iterator[Published]:
@@ -154,7 +160,10 @@ class LocalResultStore:
         except FileNotFoundError:
             return
         except OSError as exc:
-            raise StoreError(f"cannot list results folder {self.root}: {exc}") from exc
+            raise StoreError(
+                f"cannot list results folder {self.root}: {exc}",
+                transient=is_transient_os_error(exc),
+            ) from exc
         for top in tops:
             if folder_key(top) is not None:
                 for folder in self._folders_under(top):
@@ -178,7 +187,8 @@ class LocalResultStore:
             self._delete_folder(folder)
         except OSError as exc:
             raise StoreError(
-                f"cannot delete {self.root / relative}: {exc.strerror or exc}"
+                f"cannot delete {self.root / relative}: {exc.strerror or exc}",
+                transient=is_transient_os_error(exc),
             ) from exc
         return len(folder.files)
 
@@ -232,7 +242,9 @@ class LocalResultStore:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
+            raise StoreError(
+                f"cannot read {path}: {exc.strerror or exc}", transient=is_transient_os_error(exc)
+            ) from exc
 
     def _relative(self, location: str) -> str:
         """The path of ``location`` relative to the root, if it names a folder of this store."""
@@ -303,4 +315,7 @@ def _remove_if_empty(folder: Path) -> None:
 def _raise(exc: OSError) -> None:
     """Let ``os.walk`` fail loudly, but not on a folder gone since it was listed."""
     if not isinstance(exc, FileNotFoundError):
-        raise StoreError(f"cannot list {exc.filename}: {exc.strerror or exc}") from exc
+        raise StoreError(
+            f"cannot list {exc.filename}: {exc.strerror or exc}",
+            transient=is_transient_os_error(exc),
+        ) from exc

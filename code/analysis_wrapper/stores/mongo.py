@@ -36,34 +36,35 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any, TypeVar
-from urllib.parse import unquote
 
 import bson
 from bson.errors import InvalidDocument
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
-from pymongo.errors import (
-    AutoReconnect,
-    ConfigurationError,
-    ConnectionFailure,
-    DuplicateKeyError,
-    OperationFailure,
-    PyMongoError,
-    ServerSelectionTimeoutError,
-)
+from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
 from ..errors import ConfigError, RecordExistsError, StoreError
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
 from .base import (
     INPUT_URL_PATH,
-    PARAMETERS_PATH,
     Record,
     RecordQuery,
     group_by_inputs,
     input_set_key,
+    read_only_error,
 )
 from .mongo_claims import MongoClaims
+from .mongo_errors import (
+    explain,
+    is_transient,
+    mask_options,
+    one_line,
+    scrub,
+    uri_option_names,
+    uri_secrets,
+)
+from .server_filters import mongo_filter
 
 log = logging.getLogger(__name__)
 
@@ -87,37 +88,10 @@ and 4.4 ms at 10,000, against 0.5 ms for one query per key (BENCHMARKS.md).
 """
 DEFAULT_SERVER_SELECTION_TIMEOUT_S = 5.0
 
-_PARAMETERS_PREFIX = ".".join(str(step) for step in PARAMETERS_PATH)
-_EXACT_INT_LIMIT = 2**53  # beyond this, some servers compare int and double inexactly
 _NO_BOOKKEEPING = {BOOKKEEPING_FIELD: 0}
-
-# Option values that are secrets; shown masked, never passed to a message.
-_SECRET_OPTIONS = re.compile(
-    r"(?P<name>(?:authMechanismProperties|tlsCertificateKeyFilePassword)=)(?P<value>[^&;#]*)",
-    re.IGNORECASE,
-)
-_USERINFO = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://(?P<userinfo>[^/?#]*)@")
-
-# Server error codes worth another try: network errors, elections, shutdown,
-# interruption, and DocumentDB/Cosmos throttling (16500).
-_TRANSIENT_CODES = frozenset(
-    {6, 7, 89, 91, 134, 189, 262, 9001, 10058, 10107, 11600, 11602, 13435, 13436, 16500}
-)
-_AUTHENTICATION_FAILED = 18
-_UNAUTHORIZED = 13
 
 # Database and collection names that MongoDB and DocumentDB both accept.
 _BAD_DATABASE_CHARACTERS = re.compile(r'[/\\. "$*<>:|?\x00]')
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Tell whether a pymongo error is worth another try (network, election, throttling)."""
-    if isinstance(exc, ConnectionFailure):  # AutoReconnect, NetworkTimeout, NotPrimary...
-        return True
-    if isinstance(exc, OperationFailure):
-        labels = ("RetryableWriteError", "TransientTransactionError")
-        return exc.code in _TRANSIENT_CODES or any(exc.has_error_label(x) for x in labels)
-    return False
 
 
 class MongoRecordStore(MongoClaims):
@@ -175,8 +149,8 @@ class MongoRecordStore(MongoClaims):
         self._policy = retry_policy
         self._sleep = sleep
         self._client_options = dict(client_options or {})
-        self._secrets = _uri_secrets(uri)
-        self._display_url = f"{_mask_options(mask_url(uri))}#{database}.{collection}"
+        self._secrets = uri_secrets(uri)
+        self._display_url = f"{mask_options(mask_url(uri))}#{database}.{collection}"
         self._mongo: MongoClient[Document] | None = None
         self._pid = 0
         self._indexed = False
@@ -198,7 +172,7 @@ class MongoRecordStore(MongoClaims):
             options: dict[str, Any] = {
                 name: value
                 for name, value in self._default_options().items()
-                if name.lower() not in _uri_option_names(self._uri)
+                if name.lower() not in uri_option_names(self._uri)
             }
             options.update(self._client_options)
             options["retryWrites"] = False  # DocumentDB (< 8.0.2) refuses retryable writes
@@ -253,7 +227,7 @@ class MongoRecordStore(MongoClaims):
         null matches an absent field), never less. :meth:`RecordQuery.matches` then
         decides, so every backend returns the same records, oldest write first.
         """
-        documents = self._find(server_filter(query), ordered=True)
+        documents = self._find(mongo_filter(query), ordered=True)
         return [document for document in documents if query.matches(document)]
 
     def find_by_inputs(
@@ -305,7 +279,7 @@ class MongoRecordStore(MongoClaims):
             value BSON cannot hold), or the server fails or stays unreachable.
         """
         if self.read_only:
-            raise StoreError(f"record store {self.display_url} is open read-only")
+            raise read_only_error(self.display_url)
         key = record.get("_id")
         if not isinstance(key, str) or not key:
             raise StoreError(f"a record needs a non-empty string _id to go to {self.display_url}")
@@ -385,7 +359,7 @@ class MongoRecordStore(MongoClaims):
         except (InvalidDocument, OverflowError) as exc:
             raise StoreError(
                 f"record {key} cannot be stored in {self.display_url}: "
-                f"{self._scrub(_one_line(str(exc)))}; keep outputs and parameters to JSON "
+                f"{self._scrub(one_line(str(exc)))}; keep outputs and parameters to JSON "
                 "values (integers within 64 bits)"
             ) from None
         if size > MAX_DOCUMENT_BYTES:
@@ -420,6 +394,8 @@ class MongoRecordStore(MongoClaims):
         StoreError
             Naming the store (masked), what went wrong and the remedy; its cause is
             the pymongo error, except for configuration errors (which may quote the URI).
+            It is transient when ``transient`` says the last error was (no server, a
+            lost connection, an election, throttling), so the job may be tried again.
         """
         try:
             return with_retries(
@@ -430,80 +406,19 @@ class MongoRecordStore(MongoClaims):
                 sleep=self._sleep,
             )
         except (PyMongoError, InvalidDocument) as exc:
-            attempts = self._policy.attempts if transient(exc) else 1
-            message = f"cannot {action} record store {self.display_url}: {self._explain(exc)}"
+            worth_retrying = transient(exc)
+            attempts = self._policy.attempts if worth_retrying else 1
+            reason = explain(exc, self._scrub, self.database, read_only=self.read_only)
+            message = f"cannot {action} record store {self.display_url}: {reason}"
             if attempts > 1:
                 message += f" (after {attempts} attempts)"
             if isinstance(exc, ConfigurationError):
                 raise StoreError(message) from None
-            raise StoreError(message) from exc
-
-    def _explain(self, exc: BaseException) -> str:
-        """What went wrong and what to do, in one line without secrets."""
-        text = str(exc)
-        if isinstance(exc, OperationFailure):
-            details = exc.details or {}
-            text = str(details.get("errmsg") or text.split(", full error:")[0])
-            if exc.code == _AUTHENTICATION_FAILED:
-                return (
-                    f"authentication failed (code 18: {self._scrub(_one_line(text))}); check "
-                    "the user name and password in DOCDB_HOST (percent-encoded) and its "
-                    "authSource (admin for DocumentDB)"
-                )
-            if exc.code == _UNAUTHORIZED:
-                role = "read" if self.read_only else "readWrite"
-                return (
-                    f"not authorized (code 13: {self._scrub(_one_line(text))}); give the "
-                    f"DOCDB_HOST user the {role} role on database {self.database}"
-                )
-            return f"{self._scrub(_one_line(text))} (code {exc.code})"
-        if isinstance(exc, AutoReconnect):
-            # ServerSelectionTimeoutError repeats the timeouts and the whole topology.
-            text = re.split(r" \(configured timeouts|, Timeout: ", text)[0]
-            lost = not isinstance(exc, ServerSelectionTimeoutError)
-            what = "the connection was lost" if lost else "no server answered"
-            return (
-                f"{what} ({self._scrub(_one_line(text))}); check the host, port and TLS "
-                "options in DOCDB_HOST, and that the database is running and reachable "
-                "from this machine"
-            )
-        if isinstance(exc, ConfigurationError):
-            return (
-                f"invalid DOCDB_HOST ({self._scrub(_one_line(text))}); write "
-                "mongodb://user:password@host:port/?options with the user name and "
-                "password percent-encoded"
-            )
-        return f"{type(exc).__name__}: {self._scrub(_one_line(text))}"
+            raise StoreError(message, transient=worth_retrying) from exc
 
     def _scrub(self, text: str) -> str:
         """Mask URLs' credentials and every secret of this store's URI in ``text``."""
-        text = _mask_options(mask_url(text))
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-
-def server_filter(query: RecordQuery) -> dict[str, Any]:
-    """The server-side part of ``query``: dotted equality on exactly comparable scalars.
-
-    Names with ``.`` or ``$`` (which a dotted path cannot address), and values whose
-    equality differs on the server (lists and dicts; integers beyond 2**53), are left
-    to :meth:`RecordQuery.matches`.
-    """
-    condition: dict[str, Any] = {}
-    for name, value in query.parameters.items():
-        if not name or any(c in name for c in ".$\x00"):
-            continue
-        if _exact_on_server(value):
-            condition[f"{_PARAMETERS_PREFIX}.{name}"] = value
-    return condition
-
-
-def _exact_on_server(value: Any) -> bool:
-    """Whether server equality on ``value`` never misses a record that matches it."""
-    if value is None or isinstance(value, str | bool | float):
-        return True
-    return isinstance(value, int) and abs(value) <= _EXACT_INT_LIMIT
+        return scrub(text, self._secrets)
 
 
 def _check_names(database: str, collection: str) -> None:
@@ -523,32 +438,3 @@ def _check_names(database: str, collection: str) -> None:
             f"DOCDB_COLLECTION {collection!r} is not a usable MongoDB/DocumentDB collection "
             "name; use letters, digits, '_', '-' and '.', not starting with 'system.'"
         )
-
-
-def _mask_options(text: str) -> str:
-    """Replace the values of secret URI options with ``***``."""
-    return _SECRET_OPTIONS.sub(r"\g<name>***", text)
-
-
-def _uri_option_names(uri: str) -> set[str]:
-    """The lower-cased names of the options a URI sets (no parsing, no DNS)."""
-    query = uri.partition("?")[2].partition("#")[0]
-    return {part.partition("=")[0].lower() for part in re.split("[&;]", query) if part}
-
-
-def _uri_secrets(uri: str) -> list[str]:
-    """The password (raw and decoded) and secret option values in ``uri``."""
-    secrets: list[str] = []
-    match = _USERINFO.match(uri)
-    if match and ":" in match.group("userinfo"):
-        password = match.group("userinfo").partition(":")[2]
-        secrets += [password, unquote(password)]
-    secrets += [m.group("value") for m in _SECRET_OPTIONS.finditer(uri)]
-    # Longest first, so a secret inside another is not half-replaced; skip tiny ones,
-    # which would mangle messages more than they could reveal.
-    return sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True)
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -27,12 +27,10 @@ from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError
 
 from ..claims import Claim
-from ..errors import StoreError
+from .base import CLAIMS_SUFFIX, read_only_error
 
 T = TypeVar("T")
 
-CLAIMS_SUFFIX = "_claims"
-"""The claims collection is the records collection's name with this suffix."""
 _BATCH_SIZE = 50  # keys per ``$in`` query, as for the records (see mongo.BATCH_SIZE)
 
 
@@ -123,4 +121,4 @@ def _stored(store: _Store, key: str) -> Claim | None:
 
 def _check_writable(store: _Store) -> None:
     if store.read_only:
-        raise StoreError(f"record store {store.display_url} is open read-only")
+        raise read_only_error(store.display_url)

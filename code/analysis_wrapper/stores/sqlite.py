@@ -26,19 +26,21 @@ from pathlib import Path
 from typing import Any
 
 from ..claims import Claim
-from ..errors import ConfigError, RecordExistsError, StoreError
+from ..errors import ConfigError, RecordExistsError, StoreError, is_transient_os_error
 from .base import (
     PARAMETERS_PATH,
     Record,
     RecordQuery,
     group_by_inputs,
     input_set_key,
+    read_only_error,
     record_input_urls,
 )
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _BUSY_TIMEOUT_S = 60.0
 _BATCH = 500  # well under SQLite's limit on bound parameters
+_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (sqlite3 names them from Python 3.11)
 
 
 class SqliteRecordStore:
@@ -120,7 +122,10 @@ class SqliteRecordStore:
                 self._initialise(connection)
                 self._connection = connection
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open record store {self.display_url}: {exc}") from exc
+            raise StoreError(
+                f"cannot open record store {self.display_url}: {exc}",
+                transient=_is_busy(exc) or is_transient_os_error(exc),
+            ) from exc
         return self._connection
 
     def _initialise(self, connection: sqlite3.Connection) -> None:
@@ -174,7 +179,10 @@ class SqliteRecordStore:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot {action} record store {self.display_url}: {exc}") from exc
+            raise StoreError(
+                f"cannot {action} record store {self.display_url}: {exc}",
+                transient=_is_busy(exc),
+            ) from exc
 
     def _rows(self, sql: str, args: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -204,7 +212,7 @@ class SqliteRecordStore:
     def put(self, record: Record, *, replace: bool = False) -> None:
         """Insert ``record``; with ``replace``, overwrite one with the same ``_id``."""
         if self.read_only:
-            raise StoreError(f"record store {self.display_url} is open read-only")
+            raise read_only_error(self.display_url)
         connection = self._connect()
         assert connection is not None
         key = record["_id"]
@@ -245,7 +253,10 @@ class SqliteRecordStore:
                 f"a record with _id {key} already exists in {self.display_url}"
             ) from exc
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write to record store {self.display_url}: {exc}") from exc
+            raise StoreError(
+                f"cannot write to record store {self.display_url}: {exc}",
+                transient=_is_busy(exc),
+            ) from exc
 
     def find(self, query: RecordQuery) -> list[Record]:
         """Filter in SQL where the value is a scalar, and check every condition in Python."""
@@ -341,7 +352,7 @@ class SqliteRecordStore:
 
     def _write_claim(self, sql: str, args: tuple[Any, ...]) -> bool:
         if self.read_only:
-            raise StoreError(f"record store {self.display_url} is open read-only")
+            raise read_only_error(self.display_url)
         with self._lock:
             connection = self._connect()
             assert connection is not None
@@ -368,6 +379,19 @@ class SqliteRecordStore:
             if self._connection is not None:
                 self._connection.close()
                 self._connection = None
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """Whether SQLite gave up waiting for another connection's lock (worth another try).
+
+    The busy timeout has run out by then: another process held the file for a long
+    transaction. Every other SQLite error (a corrupt or read-only file, a full disk,
+    bad SQL) stays as it is, however often it is tried.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if isinstance(code, int):
+        return (code & 0xFF) in _BUSY_CODES  # an extended code's low byte is its primary
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _claim_json(claim: Claim) -> str:

@@ -1,0 +1,162 @@
+"""The boto3 S3 client that results and inputs use, and what its errors mean.
+
+One place decides how a client is made (botocore's own retries off, so that the
+caller's :func:`~analysis_wrapper.retry.with_retries` policy alone decides; bounded
+timeouts) and how a botocore error reads: its code and HTTP status, whether another
+try may cure it, and one line that names the remedy and never a credential.
+
+boto3 is imported here; only the S3 modules import this one, lazily.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+
+TRANSIENT_CODES = frozenset(
+    [
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+        "InternalError",
+        "ServiceUnavailable",
+    ]
+)
+"""Error codes of throttling and of a failing server: worth another try."""
+
+DENIED_CODES = frozenset(
+    [
+        "AccessDenied",
+        "AllAccessDisabled",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "TokenRefreshRequired",
+        "AccountProblem",
+        "403",
+    ]
+)
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound", "NoSuchBucket"})
+CREDENTIAL_ERRORS = (
+    boto_errors.NoCredentialsError,
+    boto_errors.PartialCredentialsError,
+    boto_errors.CredentialRetrievalError,
+)
+_CREDENTIALS_REMEDY = (
+    "check the AWS credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, "
+    "or the role) and that they may read and write"
+)
+
+
+def new_client(max_pool_connections: int) -> Any:
+    """A new S3 client from the usual chain (``AWS_ENDPOINT_URL``, credentials, region).
+
+    botocore retries nothing: the caller's retry policy decides alone.
+    """
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 1},  # ours retry
+        max_pool_connections=max_pool_connections,
+        connect_timeout=10,
+        read_timeout=120,
+    )
+    return boto3.session.Session().client("s3", config=config)
+
+
+def error_code(exc: Any) -> str:
+    """The error code of a botocore ``ClientError``."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: Any) -> int:
+    """The HTTP status of a botocore ``ClientError`` (0 if unknown)."""
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: no connection, a reset or timeout, a 5xx, or throttling."""
+    if isinstance(exc, boto_errors.ClientError):
+        status = http_status(exc)
+        return error_code(exc) in TRANSIENT_CODES or status >= 500 or status == 429
+    if isinstance(exc, boto_errors.SSLError):
+        return False  # a certificate problem does not go away by itself
+    return isinstance(
+        exc, (boto_errors.ConnectionError, boto_errors.HTTPClientError, ConnectionError)
+    )
+
+
+def describe_error(
+    exc: Exception, doing: str, bucket: str, endpoint: Callable[[], str], attempts: int
+) -> str | None:
+    """What went wrong and the remedy, in words that hold no secret.
+
+    Parameters
+    ----------
+    exc : Exception
+        What boto3 (or reading a local file to upload) raised.
+    doing : str
+        What was being done, for "... while <doing>".
+    bucket : str
+        The bucket the request was for.
+    endpoint : callable
+        Gives the endpoint, credentials masked (only called when the message names it).
+    attempts : int
+        How many tries the retry policy made of a transient failure.
+
+    Returns
+    -------
+    str or None
+        The message; ``None`` for an error that is none of boto3's or the file's.
+    """
+    if isinstance(exc, boto_errors.ClientError):
+        code, status = error_code(exc), http_status(exc)
+        what = f"{code}, HTTP {status}" if code != str(status) else f"HTTP {status}"
+        if code == "NoSuchBucket":
+            return (
+                f"bucket {bucket!r} does not exist at {endpoint()} ({what}) while "
+                f"{doing}; create the bucket or fix ANALYSIS_BUCKET"
+            )
+        if code == "InvalidBucketName":
+            return f"{bucket!r} is not a valid bucket name ({what}); fix ANALYSIS_BUCKET"
+        if code in DENIED_CODES or status == 403:
+            return f"access denied ({what}) while {doing}; {_CREDENTIALS_REMEDY} s3://{bucket}"
+        if is_transient(exc):
+            return (
+                f"S3 at {endpoint()} still failing after {attempts} attempts "
+                f"({what}) while {doing}; try again later"
+            )
+        return f"S3 refused {doing} ({what}); check ANALYSIS_BUCKET and the bucket"
+    if isinstance(exc, CREDENTIAL_ERRORS):
+        return (
+            f"no usable AWS credentials ({type(exc).__name__}) while {doing}; set "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or attach a role"
+        )
+    if is_transient(exc):
+        return (
+            f"cannot reach S3 at {endpoint()} ({type(exc).__name__}) after "
+            f"{attempts} attempts while {doing}; check AWS_ENDPOINT_URL and the network"
+        )
+    if isinstance(exc, boto_errors.ParamValidationError):
+        return f"invalid request while {doing}; check ANALYSIS_BUCKET ({bucket!r})"
+    if isinstance(exc, boto_errors.BotoCoreError):
+        return (
+            f"{type(exc).__name__} while {doing}; check the AWS configuration "
+            "(AWS_PROFILE, AWS_CONFIG_FILE, AWS_ENDPOINT_URL, the region)"
+        )
+    if isinstance(exc, OSError):
+        name = exc.filename or "a result file"
+        return f"cannot read {name} while {doing}: {exc.strerror or type(exc).__name__}"
+    return None
