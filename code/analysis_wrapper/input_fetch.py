@@ -79,10 +79,13 @@ def open_stream(url: str) -> BinaryIO:
     ConfigError
         If s3fs is not installed (``pip install 'aind-analysis-wrapper[stream]'``).
     """
+    from . import input_s3
+
+    anonymously = input_s3.anonymous()  # as downloads: unsigned when no credentials
     try:
         import fsspec  # type: ignore[import-untyped]
 
-        opened: BinaryIO = fsspec.open(url, "rb").open()
+        opened: BinaryIO = fsspec.open(url, "rb", anon=anonymously).open()
     except ImportError as exc:
         raise ConfigError(
             f"streaming {url} needs s3fs ({exc.name} is missing); run: pip install "
@@ -91,12 +94,8 @@ def open_stream(url: str) -> BinaryIO:
     except FileNotFoundError:
         raise MissingInput("no such object on S3") from None
     except PermissionError:
-        bucket = url.removeprefix("s3://").split("/", 1)[0]
-        raise StoreError(
-            f"access denied (HTTP 403) streaming {url}; check the AWS credentials "
-            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the role) and "
-            f"that they may read s3://{bucket}"
-        ) from None
+        message = input_s3.denied_message("HTTP 403", "streaming", url, anonymously=anonymously)
+        raise StoreError(message) from None
     return opened
 
 

@@ -3,8 +3,11 @@
 boto3 is imported here only; :mod:`analysis_wrapper.inputs` imports this module on
 first use of an S3 input. One client per process serves every job (boto3 clients are
 thread-safe); the endpoint comes from ``AWS_ENDPOINT_URL`` and the credentials from
-the usual chain, both read by boto3 itself. Transient errors (no connection, 5xx,
-throttling) are retried with backoff and jitter, a bounded number of times.
+the usual chain, both read by boto3 itself. When that chain finds no credentials at
+all, requests go unsigned: public buckets (AIND's open data, ``s3://aind-open-data``)
+are read with no setup, and a private one answers "access denied" with the remedy.
+Transient errors (no connection, 5xx, throttling) are retried with backoff and
+jitter, a bounded number of times.
 
 A missing object or bucket is :class:`InputNotFound` (the caller names the job file
 and field); denied access and other failures are :class:`StoreError` naming the URL
@@ -14,6 +17,7 @@ throttled after the retries.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -29,10 +33,14 @@ from .stores.s3_client import (
     CREDENTIAL_ERRORS,
     NOT_FOUND_CODES,
     error_code,
+    has_credentials,
     http_status,
     is_transient,
+    is_unsigned,
     new_client,
 )
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -58,6 +66,8 @@ _CLIENT_VARIABLES = (
     "AWS_SESSION_TOKEN",
     "AWS_DEFAULT_REGION",
     "AWS_REGION",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CONFIG_FILE",
 )
 
 
@@ -114,8 +124,19 @@ def client() -> Any:
     with _lock:
         if key not in _clients:
             _clients.clear()
-            _clients[key] = new_client(max_pool_connections=20)
+            anonymous = not has_credentials()
+            if anonymous:
+                log.info(
+                    "no AWS credentials found: reading S3 inputs anonymously, which "
+                    "public buckets allow"
+                )
+            _clients[key] = new_client(max_pool_connections=20, unsigned=anonymous)
         return _clients[key]
+
+
+def anonymous() -> bool:
+    """Whether this process reads S3 inputs unsigned (no credentials were found)."""
+    return bool(is_unsigned(client()))
 
 
 def endpoint() -> str:
@@ -215,10 +236,7 @@ def _call(url: str, doing: str, action: Callable[[], T], policy: RetryPolicy) ->
         if code in _CHANGED or status == 412:
             raise ObjectChanged(url) from None
         if code in _DENIED or status == 403:
-            raise StoreError(
-                f"access denied ({what}) {doing} {url}; {_CREDENTIALS_REMEDY} "
-                f"s3://{split_url(url)[0]}"
-            ) from None
+            raise StoreError(denied_message(what, doing, url, anonymously=anonymous())) from None
         if is_transient(exc):
             raise StoreError(
                 f"S3 still failing after {policy.attempts} attempts ({what}) {doing} {url}; "
@@ -237,6 +255,19 @@ def _call(url: str, doing: str, action: Callable[[], T], policy: RetryPolicy) ->
             "check AWS_ENDPOINT_URL, the region and the network",
             transient=is_transient(exc),  # not for a bad TLS certificate or parameter
         ) from None
+
+
+def denied_message(what: str, doing: str, url: str, *, anonymously: bool) -> str:
+    """Access denied, and what to do: find credentials, or give these ones the right."""
+    bucket = split_url(url)[0]
+    if anonymously:
+        return (
+            f"access denied ({what}) {doing} {url}: no AWS credentials were found, so S3 "
+            f"was read anonymously, which only public buckets allow; set AWS_ACCESS_KEY_ID "
+            f"and AWS_SECRET_ACCESS_KEY or AWS_PROFILE, or attach a role that may read "
+            f"s3://{bucket}"
+        )
+    return f"access denied ({what}) {doing} {url}; {_CREDENTIALS_REMEDY} s3://{bucket}"
 
 
 def _shown_endpoint() -> str:

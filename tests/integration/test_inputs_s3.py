@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import multiprocessing
 import re
 import time
@@ -19,7 +20,9 @@ from typing import Any
 import boto3
 import pytest
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import NoCredentialsError
 
+from analysis_wrapper import input_s3
 from analysis_wrapper.errors import JobInputError, StoreError
 from analysis_wrapper.identity import CodeIdentity, compute_key, key_preimage
 from analysis_wrapper.input_versions import input_versions
@@ -356,3 +359,107 @@ def test_content_identity_changes_the_key_when_an_object_is_re_uploaded(
     assert after[0] == before[0]
     assert after[1] != before[1]
     assert before[0] != before[1]
+
+
+# --- no credentials: public buckets are read anonymously ---------------------------------
+
+
+def _remove_credentials(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Leave boto3's chain nothing to find: no variables, files, container or instance role."""
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(folder / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_without_credentials_a_public_bucket_is_read_anonymously(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Download, listing, streaming and content versions all work unsigned; the log says so."""
+    bucket = make_bucket(s3)
+    # Readable by anyone: the objects' ACL (moto asks it for HEAD, which it does not
+    # map to s3:GetObject as S3 does) and the bucket's policy, as on an open-data bucket.
+    for key, body in (("asset/a.json", b'{"a": 1}'), ("asset/sub/b.json", b'{"b": 2}')):
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ACL="public-read")
+    public = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(public))
+    _remove_credentials(monkeypatch, tmp_path)
+    with pytest.raises(NoCredentialsError):  # what a signed client does here
+        boto3.session.Session().client("s3").list_objects_v2(Bucket=bucket)
+
+    job = job_file(tmp_path / "data", s3_location=[f"s3://{bucket}/asset"])
+    bind_inputs(job, settings=settings(tmp_path / "cache"))
+    with caplog.at_level(logging.INFO, logger="analysis_wrapper.input_s3"):
+        local = job.inputs[0].local_path("a.json")
+    assert json.loads(local.read_text()) == {"a": 1}
+    assert "reading S3 inputs anonymously" in caplog.text
+    assert input_s3.anonymous() is True
+    assert job.inputs[0].glob("**/*.json") == [
+        f"s3://{bucket}/asset/a.json",
+        f"s3://{bucket}/asset/sub/b.json",
+    ]
+    with job.inputs[0].open_stream("sub/b.json") as handle:
+        assert json.loads(handle.read()) == {"b": 2}
+    assert set(input_versions(job)) == {f"s3://{bucket}/asset"}
+
+
+def test_without_credentials_a_private_bucket_says_none_were_found(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Denied to an anonymous reader: the message says no credentials were found, and how."""
+    bucket = make_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="asset/f.json", Body=b"{}")
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            }
+        ],
+    }
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
+    _remove_credentials(monkeypatch, tmp_path)
+    job = job_file(tmp_path / "data", s3_location=[f"s3://{bucket}/asset"])
+    bind_inputs(job, settings=settings(tmp_path / "cache"))
+    for attempt in (
+        lambda: job.inputs[0].local_path("f.json"),
+        lambda: job.inputs[0].open_stream("f.json"),
+    ):
+        with pytest.raises(StoreError) as caught:
+            attempt()
+        message = str(caught.value)
+        assert "access denied" in message and "no AWS credentials were found" in message
+        assert "AWS_PROFILE" in message and f"s3://{bucket}" in message
+        assert caught.value.transient is False
+
+
+def test_with_credentials_inputs_are_read_signed(s3: Any, tmp_path: Path) -> None:
+    """The test credentials are found: the client signs (a private bucket stays readable)."""
+    bucket = make_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="asset/f.json", Body=b"{}")
+    job = job_file(tmp_path / "data", s3_location=[f"s3://{bucket}/asset"])
+    bind_inputs(job, settings=settings(tmp_path / "cache"))
+    assert job.inputs[0].local_path("f.json").read_bytes() == b"{}"
+    assert input_s3.anonymous() is False

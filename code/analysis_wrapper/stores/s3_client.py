@@ -15,6 +15,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
+from botocore import UNSIGNED
 from botocore.config import Config  # type: ignore[import-untyped]
 
 TRANSIENT_CODES = frozenset(
@@ -62,18 +63,37 @@ _CREDENTIALS_REMEDY = (
 )
 
 
-def new_client(max_pool_connections: int) -> Any:
+def new_client(max_pool_connections: int, *, unsigned: bool = False) -> Any:
     """A new S3 client from the usual chain (``AWS_ENDPOINT_URL``, credentials, region).
 
-    botocore retries nothing: the caller's retry policy decides alone.
+    botocore retries nothing: the caller's retry policy decides alone. An
+    ``unsigned`` client sends anonymous requests, which public buckets answer.
     """
     config = Config(
         retries={"mode": "standard", "total_max_attempts": 1},  # ours retry
         max_pool_connections=max_pool_connections,
         connect_timeout=10,
         read_timeout=120,
+        **({"signature_version": UNSIGNED} if unsigned else {}),
     )
     return boto3.session.Session().client("s3", config=config)
+
+
+def has_credentials() -> bool:
+    """Whether boto3's usual chain finds credentials (variables, profile, role).
+
+    A chain that fails (a profile that does not exist, say) counts as having
+    credentials: the signed client then reports that error, with its remedy.
+    """
+    try:
+        return boto3.session.Session().get_credentials() is not None
+    except boto_errors.BotoCoreError:
+        return True
+
+
+def is_unsigned(client: Any) -> bool:
+    """Whether ``client`` sends anonymous requests (made with ``unsigned=True``)."""
+    return client.meta.config.signature_version is UNSIGNED
 
 
 def error_code(exc: Any) -> str:
