@@ -56,6 +56,17 @@ def job_file(folder: Path, **fields: Any) -> Job:
     return load_job(path, folder)
 
 
+def bucket_policy(bucket: str, effect: str, actions: str | list[str]) -> str:
+    """A bucket policy that allows or denies ``actions`` to anyone, on the bucket and its keys."""
+    statement = {
+        "Effect": effect,
+        "Principal": "*",
+        "Action": actions,
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+    }
+    return json.dumps({"Version": "2012-10-17", "Statement": [statement]})
+
+
 def settings(cache: Path, max_size: int | str = "1GiB") -> InputSettings:
     return InputSettings(INPUT_CACHE_DIR=str(cache), INPUT_CACHE_MAX_SIZE=max_size)
 
@@ -271,18 +282,7 @@ def test_access_denied_is_a_store_error_naming_the_input_and_remedy(
     """A bucket policy that denies reading: StoreError with HTTP 403, the URL and the fix."""
     bucket = make_bucket(s3)
     s3.put_object(Bucket=bucket, Key="asset/f.json", Body=b"{}")
-    deny = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }
-        ],
-    }
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
+    s3.put_bucket_policy(Bucket=bucket, Policy=bucket_policy(bucket, "Deny", "s3:*"))
     job = job_file(
         tmp_path / "data",
         s3_location=[f"s3://{bucket}/asset"],
@@ -390,18 +390,8 @@ def test_without_credentials_a_public_bucket_is_read_anonymously(
     # map to s3:GetObject as S3 does) and the bucket's policy, as on an open-data bucket.
     for key, body in (("asset/a.json", b'{"a": 1}'), ("asset/sub/b.json", b'{"b": 2}')):
         s3.put_object(Bucket=bucket, Key=key, Body=body, ACL="public-read")
-    public = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": ["s3:GetObject", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }
-        ],
-    }
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(public))
+    public = bucket_policy(bucket, "Allow", ["s3:GetObject", "s3:ListBucket"])
+    s3.put_bucket_policy(Bucket=bucket, Policy=public)
     _remove_credentials(monkeypatch, tmp_path)
     with pytest.raises(NoCredentialsError):  # what a signed client does here
         boto3.session.Session().client("s3").list_objects_v2(Bucket=bucket)
@@ -428,18 +418,7 @@ def test_without_credentials_a_private_bucket_says_none_were_found(
     """Denied to an anonymous reader: the message says no credentials were found, and how."""
     bucket = make_bucket(s3)
     s3.put_object(Bucket=bucket, Key="asset/f.json", Body=b"{}")
-    deny = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": "s3:*",
-                "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
-            }
-        ],
-    }
-    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(deny))
+    s3.put_bucket_policy(Bucket=bucket, Policy=bucket_policy(bucket, "Deny", "s3:*"))
     _remove_credentials(monkeypatch, tmp_path)
     job = job_file(tmp_path / "data", s3_location=[f"s3://{bucket}/asset"])
     bind_inputs(job, settings=settings(tmp_path / "cache"))
