@@ -28,6 +28,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..claims import Claim
 from .base import CLAIMS_SUFFIX, read_only_error
+from .batches import read_in_batches
 
 T = TypeVar("T")
 
@@ -60,17 +61,14 @@ class MongoClaims:
     def get_claims(self: _Store, keys: Iterable[str]) -> dict[str, Claim]:
         """Look claims up with ``_id: {$in: [...]}``, fifty keys per query."""
         wanted = list(dict.fromkeys(keys))
-        found: dict[str, Claim] = {}
-        for start in range(0, len(wanted), _BATCH_SIZE):
-            batch = wanted[start : start + _BATCH_SIZE]
 
-            def read(ids: list[str] = batch) -> list[dict[str, Any]]:
-                return list(_claims(self).find({"_id": {"$in": ids}}))
+        def read(ids: list[str]) -> list[dict[str, Any]]:
+            return self.call("read", lambda: list(_claims(self).find({"_id": {"$in": ids}})))
 
-            for document in self.call("read", read):
-                claim = Claim.from_document(document)
-                found[claim.key] = claim
-        return found
+        claims = (
+            Claim.from_document(document) for document in read_in_batches(wanted, read, _BATCH_SIZE)
+        )
+        return {claim.key: claim for claim in claims}
 
     def insert_claim(self: _Store, claim: Claim) -> bool:
         """Insert ``claim`` unless its key has one (``insert_one``); True when inserted."""

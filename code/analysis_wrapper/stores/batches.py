@@ -1,0 +1,66 @@
+"""Reading many keys from a document store: in batches, several batches in flight.
+
+A plan looks up every job's record, claim and input URLs. One query per key pays one
+round trip per key; a batch of keys (``$in``) pays one per batch; and since a round
+trip to a remote server is mostly waiting, a few batches in flight at once divide
+what is left by their number (BENCHMARKS.md measures both through a link with added
+latency). The first batch runs alone: it opens the client and its connection, and a
+server that cannot be reached fails once, with its retries, rather than once per
+thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+IN_FLIGHT = 4
+"""Batches read at once after the first (pymongo's pool holds 100 connections)."""
+
+
+def read_in_batches(
+    values: Sequence[T],
+    read: Callable[[list[T]], list[R]],
+    size: int,
+    in_flight: int = IN_FLIGHT,
+) -> list[R]:
+    """Everything ``read`` returns for ``values`` cut into batches of ``size``.
+
+    Parameters
+    ----------
+    values : sequence
+        What to look up (keys, URLs), without repeats.
+    read : callable
+        Reads one batch (and retries it by itself); must be safe to call from
+        several threads at once, as a pymongo collection is.
+    size : int
+        Values per batch.
+    in_flight : int
+        Batches read at once after the first.
+
+    Returns
+    -------
+    list
+        The results of every batch, in the order of the batches.
+
+    Raises
+    ------
+    Exception
+        What ``read`` raised for the first batch that failed (the batches already
+        in flight finish first).
+    """
+    batches = [list(values[start : start + size]) for start in range(0, len(values), size)]
+    if not batches:
+        return []
+    results = read(batches[0])
+    if len(batches) == 1:
+        return results
+    workers = min(in_flight, len(batches) - 1)
+    with ThreadPoolExecutor(workers, thread_name_prefix="aw-batch-read") as pool:
+        for batch_results in pool.map(read, batches[1:]):
+            results.extend(batch_results)
+    return results
