@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from analysis_wrapper.stores.batches import read_in_batches
+from analysis_wrapper.stores.batches import read_batches, read_in_batches
 
 
 def test_nothing_to_read_makes_no_call() -> None:
@@ -86,3 +86,18 @@ def test_a_failing_first_batch_starts_no_other() -> None:
     with pytest.raises(ConnectionError):
         read_in_batches(list(range(100)), read, 10)
     assert calls == [list(range(10))]
+
+
+def test_batches_cut_by_the_caller_are_read_as_given() -> None:
+    """read_batches takes batches of any sizes (cut to fit a URL) and keeps their order."""
+    batches = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]]
+    seen: list[list[int]] = []
+    lock = threading.Lock()
+
+    def read(batch: list[int]) -> list[int]:
+        with lock:
+            seen.append(batch)
+        return [-value for value in batch]
+
+    assert read_batches(batches, read) == [-value for batch in batches for value in batch]
+    assert sorted(seen) == sorted(batches)

@@ -19,7 +19,8 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 IN_FLIGHT = 4
-"""Batches read at once after the first (pymongo's pool holds 100 connections)."""
+"""Batches read at once after the first (within pymongo's pool of 100 connections and
+requests' 10 per host)."""
 
 
 def read_in_batches(
@@ -30,15 +31,27 @@ def read_in_batches(
 ) -> list[R]:
     """Everything ``read`` returns for ``values`` cut into batches of ``size``.
 
+    See :func:`read_batches`.
+    """
+    batches = [list(values[start : start + size]) for start in range(0, len(values), size)]
+    return read_batches(batches, read, in_flight)
+
+
+def read_batches(
+    batches: Sequence[list[T]],
+    read: Callable[[list[T]], list[R]],
+    in_flight: int = IN_FLIGHT,
+) -> list[R]:
+    """Everything ``read`` returns for each of ``batches``: the first alone, then a few at once.
+
     Parameters
     ----------
-    values : sequence
-        What to look up (keys, URLs), without repeats.
+    batches : sequence of lists
+        What to look up (keys, URLs), cut into batches by the caller (by count, or to
+        fit in a URL).
     read : callable
         Reads one batch (and retries it by itself); must be safe to call from
-        several threads at once, as a pymongo collection is.
-    size : int
-        Values per batch.
+        several threads at once, as a pymongo collection or a requests session is.
     in_flight : int
         Batches read at once after the first.
 
@@ -53,7 +66,6 @@ def read_in_batches(
         What ``read`` raised for the first batch that failed (the batches already
         in flight finish first).
     """
-    batches = [list(values[start : start + size]) for start in range(0, len(values), size)]
     if not batches:
         return []
     results = read(batches[0])

@@ -57,6 +57,7 @@ from .base import (
     input_set_key,
     read_only_error,
 )
+from .batches import read_batches
 from .docdb_api_claims import DocDbApiClaims
 from .docdb_api_errors import (
     AWS_CREDENTIALS_HINT,
@@ -173,14 +174,16 @@ class DocDbApiRecordStore(DocDbApiClaims):
 
     def _find_by_ids(self, keys: Iterable[str], collection: str | None = None) -> list[Record]:
         """The documents among ``keys`` of ``collection`` (the records' by default)."""
-        found: list[Record] = []
-        for batch in url_sized_batches(list(dict.fromkeys(keys))):
+
+        def read(batch: list[str]) -> list[Record]:
             asked = set(batch)
             documents = self._find(
                 collection, filter_query={"_id": {"$in": batch}}, sort={"_id": 1}, limit=len(batch)
             )
-            found += [document for document in documents if document["_id"] in asked]
-        return found
+            return [document for document in documents if document["_id"] in asked]
+
+        # Each batch is one HTTPS request: a few in flight hide most of their latency.
+        return read_batches(list(url_sized_batches(list(dict.fromkeys(keys)))), read)
 
     def find(self, query: RecordQuery) -> list[Record]:
         """Filter on the server where that is exact, then check every record in Python."""
@@ -197,10 +200,13 @@ class DocDbApiRecordStore(DocDbApiClaims):
         """
         sets = [input_set_key(urls) for urls in input_sets]
         wanted = sorted({url for urls in sets for url in urls})
+
+        def read(batch: list[str]) -> list[Record]:
+            return self._find(filter_query={INPUT_URL_PATH: {"$in": batch}})
+
         found: dict[str, Record] = {}
-        for batch in url_sized_batches(wanted):
-            for record in self._find(filter_query={INPUT_URL_PATH: {"$in": batch}}):
-                found.setdefault(record["_id"], record)
+        for record in read_batches(list(url_sized_batches(wanted)), read):
+            found.setdefault(record["_id"], record)
         return group_by_inputs(found.values(), sets)
 
     def _find(self, collection: str | None = None, **arguments: Any) -> list[Record]:
