@@ -142,9 +142,7 @@ def fetch_asset_records(ids: Sequence[str], settings: InputSettings, job_file: s
     try:
         found = source.get_many(wanted)
     except StoreError as exc:
-        raise StoreError(
-            f"{job_file}: cannot read the asset records: {exc}", transient=exc.transient
-        ) from exc
+        raise exc.with_context(f"{job_file}: cannot read the asset records") from exc
     records = AssetRecords(ids, found, source.display_url)
     if records.missing:
         log.warning(

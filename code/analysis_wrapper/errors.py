@@ -98,6 +98,13 @@ class StoreError(WrapperError, OSError):
         super().__init__(*args)
         self.transient = transient
 
+    def with_context(self, context: str) -> StoreError:
+        """The same failure, with ``context`` (a job file, what was being read) first.
+
+        The ``transient`` flag goes with it: whoever adds context cannot lose it.
+        """
+        return StoreError(f"{context}: {self}", transient=self.transient)
+
 
 class RecordExistsError(StoreError):
     """A record with the same key already exists in the record store."""

@@ -126,7 +126,7 @@ def _version_of(inputs: JobInputs, location: str, *, is_file: bool) -> str:
                 raise inputs._missing(location, location, detail) from None
             objects = []
         except StoreError as exc:
-            raise StoreError(f"{inputs.job_file}: {exc}", transient=exc.transient) from exc
+            raise exc.with_context(inputs.job_file) from exc
         if not objects:
             raise inputs._missing(location, location, f"{location} holds no objects")
         lines = sorted(f"{item.key}\t{item.etag}\t{item.size}" for item in objects)

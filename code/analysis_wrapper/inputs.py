@@ -304,7 +304,7 @@ class JobInputs(AssetLocations):
 
     def _within_job(self, exc: StoreError) -> StoreError:
         """``exc`` with the job file named first; transient as it was."""
-        return StoreError(f"{self.job_file}: {exc}", transient=exc.transient)
+        return exc.with_context(self.job_file)
 
 
 def bind_inputs(

@@ -98,3 +98,13 @@ def test_which_failures_the_runner_tries_again(error: BaseException, retried: bo
 def test_which_local_io_errors_are_transient(error: BaseException, transient: bool) -> None:
     """A busy, stale or timed-out file system may recover; denial or a full disk does not."""
     assert is_transient_os_error(error) is transient
+
+
+@pytest.mark.parametrize("transient", [True, False])
+def test_context_goes_first_and_the_flag_stays(transient: bool) -> None:
+    """with_context names the job (or what was read) first and keeps ``transient``."""
+    error = StoreError("S3 still failing after 3 attempts", transient=transient)
+    wrapped = error.with_context("data/job_dict/a.json")
+    assert str(wrapped) == "data/job_dict/a.json: S3 still failing after 3 attempts"
+    assert wrapped.transient is transient
+    assert isinstance(wrapped, StoreError)

@@ -18,6 +18,17 @@ from typing import TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+BATCH_SIZE = 50
+"""Values per ``$in`` query on MongoDB and DocumentDB (keys of records and claims, input URLs).
+
+On MongoDB and DocumentDB, where the round trip is most of a small query's cost, fifty
+keys make one round trip instead of fifty, and :func:`read_in_batches` keeps
+a few batches in flight at once. Fifty is also the quickest size measured on
+SecantusDB (the test server), which checks each document it finds against the whole
+``$in`` list, so its cost per key grows with the batch: 0.06 ms at 50, 0.26 ms at 500
+and 4.4 ms at 10,000, against 0.5 ms for one query per key (BENCHMARKS.md).
+"""
+
 IN_FLIGHT = 4
 """Batches read at once after the first (within pymongo's pool of 100 connections and
 requests' 10 per host)."""

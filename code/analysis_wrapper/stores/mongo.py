@@ -54,7 +54,7 @@ from .base import (
     input_set_key,
     read_only_error,
 )
-from .batches import read_in_batches
+from .batches import BATCH_SIZE, read_in_batches
 from .mongo_claims import MongoClaims
 from .mongo_errors import (
     explain,
@@ -77,17 +77,6 @@ BOOKKEEPING_FIELD = "_store"
 WRITTEN_PATH = f"{BOOKKEEPING_FIELD}.written"
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """The BSON document size limit of MongoDB and DocumentDB."""
-BATCH_SIZE = 50
-"""Values per ``$in`` query (keys in :meth:`~MongoRecordStore.get_many` and for claims,
-URLs in :meth:`~MongoRecordStore.find_by_inputs`).
-
-On MongoDB and DocumentDB, where the round trip is most of a small query's cost, fifty
-keys make one round trip instead of fifty, and :func:`~.batches.read_in_batches` keeps
-a few batches in flight at once. Fifty is also the quickest size measured on
-SecantusDB (the test server), which checks each document it finds against the whole
-``$in`` list, so its cost per key grows with the batch: 0.06 ms at 50, 0.26 ms at 500
-and 4.4 ms at 10,000, against 0.5 ms for one query per key (BENCHMARKS.md).
-"""
 DEFAULT_SERVER_SELECTION_TIMEOUT_S = 5.0
 
 _NO_BOOKKEEPING = {BOOKKEEPING_FIELD: 0}

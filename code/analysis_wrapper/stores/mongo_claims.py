@@ -28,11 +28,9 @@ from pymongo.errors import DuplicateKeyError
 
 from ..claims import Claim
 from .base import CLAIMS_SUFFIX, read_only_error
-from .batches import read_in_batches
+from .batches import BATCH_SIZE, read_in_batches
 
 T = TypeVar("T")
-
-_BATCH_SIZE = 50  # keys per ``$in`` query, as for the records (see mongo.BATCH_SIZE)
 
 
 class _Store(Protocol):
@@ -66,7 +64,7 @@ class MongoClaims:
             return self.call("read", lambda: list(_claims(self).find({"_id": {"$in": ids}})))
 
         claims = (
-            Claim.from_document(document) for document in read_in_batches(wanted, read, _BATCH_SIZE)
+            Claim.from_document(document) for document in read_in_batches(wanted, read, BATCH_SIZE)
         )
         return {claim.key: claim for claim in claims}
 
