@@ -68,6 +68,8 @@ class ServerProcess:
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
 
     def start(self) -> None:
         """Start the server on its port and wait until it answers."""
@@ -84,6 +86,8 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                cwd=self.cwd,
+                env=self.env,
             )
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -209,26 +213,94 @@ class DaskCluster:
 
     scheduler: ServerProcess
     worker: ServerProcess
+    folder: Path
 
     @property
     def address(self) -> str:
         """The scheduler's address."""
         return f"tcp://127.0.0.1:{self.scheduler.port}"
 
+    def start_worker(self, name: str, processes: int = 1) -> ServerProcess:
+        """Start one more worker (a process of its own); the caller stops it."""
+        worker = ServerProcess(
+            f"dask worker {name}",
+            lambda _port: isolated_dask_command(
+                "worker",
+                self.address,
+                "--nworkers",
+                str(processes),
+                "--nthreads",
+                "1",
+                "--host",
+                "127.0.0.1",
+                "--no-dashboard",
+                "--name",
+                name,
+                "--local-directory",
+                str(self.folder / name),
+            ),
+            lambda _port: None,
+            self.folder / f"{name}.log",
+            cwd=self.folder,
+            env=self.worker.env,
+        )
+        worker.start()
+        return worker
+
+
+def isolated_dask_command(*arguments: str) -> list[str]:
+    """``dask <arguments>`` run so that nothing of this repository can be imported.
+
+    ``python -S`` skips site-packages' ``.pth`` files, among them the editable
+    install's, which would put this repository's ``code/`` on the path; the packages
+    themselves come from PYTHONPATH (see :func:`isolated_python_env`).
+    """
+    return [sys.executable, "-S", "-m", "dask", *arguments]
+
+
+def isolated_python_env(extra: dict[str, str]) -> dict[str, str]:
+    """An environment for :func:`isolated_dask_command`: site-packages only, then ``extra``."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    site_packages = os.pathsep.join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    base = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH",)}
+    return {**base, "PYTHONPATH": site_packages, "PYTHONNOUSERSITE": "1", **extra}
+
 
 @pytest.fixture(scope="session")
-def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
-    """An external Dask cluster: a scheduler and a 2-process worker, from the project venv.
+def dask_cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    s3_endpoint: str,
+    docdb_api_certificate: tuple[Path, Path],
+) -> Iterator[DaskCluster]:
+    """An external Dask cluster whose processes cannot import this repository.
 
-    The worker runs in a folder of its own, so it can import the capsule's modules
-    only if the wrapper ships them (as it does on a real cluster).
+    A scheduler and a 2-process worker, started from a folder of their own with the
+    project's packages but neither this repository's ``code/`` nor the framework
+    (:func:`isolated_dask_command`), as on a real cluster: the capsule's code reaches
+    the workers only if the wrapper ships it. Their environment holds what a worker's
+    image would: AWS test credentials, the S3 server's endpoint, and the CA of the
+    AIND DocDB API stand-in.
     """
+    from standins.docdb_fixtures import ACCESS_KEY, REGION, SECRET_KEY
+
     folder = tmp_path_factory.mktemp("dask")
-    dask_cli = str(Path(sys.executable).parent / "dask")
+    env = isolated_python_env(
+        {
+            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL_S3": s3_endpoint,
+            "AWS_SHARED_CREDENTIALS_FILE": str(folder / "no-aws-credentials"),
+            "AWS_CONFIG_FILE": str(folder / "no-aws-config"),
+            "REQUESTS_CA_BUNDLE": str(docdb_api_certificate[0]),
+        }
+    )
     scheduler = ServerProcess(
         "dask scheduler",
-        lambda port: [
-            dask_cli,
+        lambda port: isolated_dask_command(
             "scheduler",
             "--host",
             "127.0.0.1",
@@ -237,15 +309,16 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
             "--dashboard-address",
             "127.0.0.1:0",
             "--no-show",
-        ],
+        ),
         _dask_ready,
         folder / "scheduler.log",
+        cwd=folder,
+        env=env,
     )
     scheduler.start()
     worker = ServerProcess(
         "dask worker",
-        lambda _port: [
-            dask_cli,
+        lambda _port: isolated_dask_command(
             "worker",
             f"tcp://127.0.0.1:{scheduler.port}",
             "--nworkers",
@@ -257,12 +330,14 @@ def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskClust
             "--no-dashboard",
             "--local-directory",
             str(folder / "worker"),
-        ],
+        ),
         lambda _port: _wait_for_workers(scheduler.port, 2),
         folder / "worker.log",
+        cwd=folder,
+        env=env,
     )
     worker.start()
-    yield DaskCluster(scheduler, worker)
+    yield DaskCluster(scheduler, worker, folder)
     worker.stop()  # before the scheduler, or the worker keeps reconnecting
     scheduler.stop()
 

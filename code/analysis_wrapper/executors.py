@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from .errors import ConfigError
 from .runner import JobResult, OnDone, PlannedJob, RunContext, Status, run_job, run_serially
@@ -96,45 +99,155 @@ def _execute_in_pool(
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
+    # The context goes to each worker process once (its stores then keep one
+    # connection per process), not once per job.
+    blob = _pickled_context(context, "process", pickle.dumps)
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=spawn) as pool:
-        futures = {pool.submit(run_job, job, context): index for index, job in enumerate(jobs)}
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)),
+        mp_context=spawn,
+        initializer=_adopt_context,
+        initargs=(blob,),
+    ) as pool:
+        futures = {pool.submit(_run_in_pool, job): index for index, job in enumerate(jobs)}
         for future in as_completed(futures):
             index = futures[future]
             try:
                 result = future.result()
             except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
                 result = _lost(jobs[index], f"its worker process died: {exc}")
+            except Exception as exc:  # the job or its result could not travel
+                result = _lost(jobs[index], f"the process pool could not run it: {_one_line(exc)}")
             on_done(index, result)
+
+
+_POOL_CONTEXT: RunContext | None = None
+"""In a pool's worker process: the run's context, set once by :func:`_adopt_context`."""
+
+
+def _adopt_context(blob: bytes) -> None:
+    global _POOL_CONTEXT
+    _POOL_CONTEXT = pickle.loads(blob)
+
+
+def _run_in_pool(job: PlannedJob) -> JobResult:
+    assert _POOL_CONTEXT is not None, "the pool's initializer sets the context"
+    return run_job(job, _POOL_CONTEXT)
+
+
+def _pickled_context(context: RunContext, executor: str, dumps: Callable[[Any], bytes]) -> bytes:
+    """The run's context as bytes, or a one-line error naming what cannot travel."""
+    try:
+        return dumps(context)
+    except Exception as exc:
+        raise ConfigError(
+            f"--executor {executor}: the run cannot be sent to other processes "
+            f"({_one_line(exc)}); define run_analysis and its models at the top level of "
+            "a module, and keep unpicklable objects (open files, locks, clients) out of them"
+        ) from exc
 
 
 def _execute_on_dask(
     jobs: Sequence[PlannedJob], context: RunContext, options: ExecutorOptions, on_done: OnDone
 ) -> None:
     try:
+        import cloudpickle
         from distributed import as_completed as dask_as_completed
     except ImportError as exc:
         raise ConfigError(
             "--executor dask needs dask.distributed; run: pip install 'aind-analysis-wrapper[dask]'"
         ) from exc
-    with _dask_client(options, context) as client:
-        shared = client.scatter(context, broadcast=True)
-        futures = client.map(run_job, list(jobs), context=shared, pure=False)
+    from . import dask_shipping
+
+    # The scheduler unpickles every task and imports nothing of the capsule's: the
+    # task is a function pickled by value, its arguments opaque bytes.
+    cloudpickle.register_pickle_by_value(dask_shipping)
+    blob = _pickled_context(context, "dask", cloudpickle.dumps)
+    with _dask_client(options, context) as (client, shipment):
+        shared = client.scatter(blob, broadcast=True, hash=False)
+        payloads = [cloudpickle.dumps(job) for job in jobs]
+        futures = client.map(
+            _ByValue(dask_shipping.run_shipped, cloudpickle.dumps),
+            payloads,
+            context=shared,
+            shipment=shipment,
+            key=[f"analysis-wrapper-{context.run_id[:8]}-{index}" for index in range(len(jobs))],
+        )
         positions = {future.key: index for index, future in enumerate(futures)}
         for future in dask_as_completed(futures):
             index = positions[future.key]
             try:
-                result = future.result()
+                result = _job_result(jobs[index], future.result())
             except Exception as exc:  # a worker lost, or the result could not travel back
-                result = _lost(jobs[index], f"Dask could not run it: {type(exc).__name__}: {exc}")
+                result = _lost(jobs[index], f"Dask could not run it: {_one_line(exc)}")
             on_done(index, result)
 
 
+class _ByValue:
+    """A function that pickles as its cloudpickle bytes (by value), even inside a graph.
+
+    Dask pickles a task graph with plain pickle when it can, which would name the
+    function by module; the scheduler, which unpickles the graph, could not import it.
+    """
+
+    def __init__(self, function: Callable[..., Any], dumps: Callable[[Any], bytes]) -> None:
+        self.function = function
+        self.blob = dumps(function)
+        self.__name__ = function.__name__
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        return pickle.loads, (self.blob,)
+
+
+def run_payload(context: bytes, job: bytes) -> bytes:
+    """On a Dask worker: run a pickled job with a pickled context; return the pickled result.
+
+    The context of a run arrives once per worker (scattered) and is unpickled once:
+    its stores keep their connections from job to job.
+    """
+    return pickle.dumps(run_job(pickle.loads(job), _worker_context(context)))
+
+
+_WORKER_CONTEXTS: list[tuple[bytes, RunContext]] = []
+_WORKER_CONTEXTS_LOCK = threading.Lock()
+_KEPT_CONTEXTS = 2
+
+
+def _worker_context(blob: bytes) -> RunContext:
+    """The context ``blob`` holds, unpickled once per worker process and run."""
+    with _WORKER_CONTEXTS_LOCK:
+        for kept, context in _WORKER_CONTEXTS:
+            if kept is blob or kept == blob:
+                return context
+        context = cast(RunContext, pickle.loads(blob))
+        _WORKER_CONTEXTS.insert(0, (blob, context))
+        for _, old in _WORKER_CONTEXTS[_KEPT_CONTEXTS:]:
+            old.record_store.close()
+        del _WORKER_CONTEXTS[_KEPT_CONTEXTS:]
+        return context
+
+
+def _job_result(job: PlannedJob, payload: bytes) -> JobResult:
+    """Read what a Dask task sent back: a result, or the error of a worker that could not run it."""
+    value = pickle.loads(payload)
+    if isinstance(value, JobResult):
+        return value
+    error = value.get("error") if isinstance(value, dict) else repr(value)
+    return _lost(job, f"the Dask worker could not run it: {error}")
+
+
+Shipment = tuple[str, tuple[str, ...]]
+
+
 @contextmanager
-def _dask_client(options: ExecutorOptions, context: RunContext) -> Iterator[Client]:
+def _dask_client(
+    options: ExecutorOptions, context: RunContext
+) -> Iterator[tuple[Client, Shipment | None]]:
     import dask.config
     from distributed import Client, LocalCluster
-    from distributed.diagnostics.plugin import UploadDirectory
 
     address = options.scheduler_address or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
@@ -147,11 +260,8 @@ def _dask_client(options: ExecutorOptions, context: RunContext) -> Iterator[Clie
                 "--scheduler_address (or DASK_SCHEDULER_ADDRESS) and that it is running"
             ) from exc
         try:
-            if context.code_dir is not None:
-                # Workers elsewhere cannot import the user's modules from code/ unless
-                # they get a copy: the nanny puts one on each worker's sys.path.
-                client.register_plugin(UploadDirectory(str(context.code_dir), update_path=True))
-            yield client
+            with _shipped_code(client, context) as shipment:
+                yield client, shipment
         finally:
             client.close()
         return
@@ -165,10 +275,58 @@ def _dask_client(options: ExecutorOptions, context: RunContext) -> Iterator[Clie
         "local_directory": scratch,
     }
     try:
+        # A LocalCluster's workers are processes of this machine, started with this
+        # interpreter's path: they import the code where it is.
         with LocalCluster(**cluster_options) as cluster, Client(cluster) as client:
-            yield client
+            yield client, None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _shipped_code(client: Client, context: RunContext) -> Iterator[Shipment]:
+    """Give every worker of ``client``'s cluster, present and future, the run's code.
+
+    That is the capsule's ``code/`` folder and the ``analysis_wrapper`` package this
+    process imported (when it lives elsewhere, as in a pip install). The plugin is
+    taken off the cluster when the run ends.
+    """
+    from . import dask_shipping
+
+    framework = Path(__file__).resolve().parent
+    folders: dict[str, Path] = {}
+    if context.code_dir is not None:
+        folders[""] = context.code_dir
+    folders[framework.name] = framework
+    archive, digest, names = dask_shipping.build_archive(folders, skip_top=(framework.name,))
+    if len(archive) > LARGE_ARCHIVE_BYTES:
+        log.warning(
+            "shipping %.0f MB of code/ to the Dask workers; keep data out of code/",
+            len(archive) / 1e6,
+        )
+    plugin = dask_shipping.ShippedCode(archive, digest, names)
+    try:
+        client.register_plugin(plugin)
+    except Exception as exc:
+        raise ConfigError(
+            f"could not ship the capsule's code to the Dask workers: {_one_line(exc)}"
+        ) from exc
+    log.info("shipped code/ (%d kB, %s) to the Dask workers", len(archive) // 1000, digest[:12])
+    try:
+        yield digest, names
+    finally:
+        try:
+            client.unregister_worker_plugin(plugin.name)
+        except Exception as exc:  # the cluster went away: nothing left to clean
+            log.debug("could not take the code plugin off the cluster: %s", exc)
+
+
+LARGE_ARCHIVE_BYTES = 50_000_000
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _lost(job: PlannedJob, why: str) -> JobResult:
