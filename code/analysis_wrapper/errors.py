@@ -110,6 +110,10 @@ class RecordExistsError(StoreError):
     """A record with the same key already exists in the record store."""
 
 
+class FencedOutError(StoreError):
+    """A fenced record write was refused: the writer's claim epoch is no longer current."""
+
+
 # errno values that say "try again" rather than "this cannot work" (a network file
 # system that is busy or lost its handle); ConnectionError, TimeoutError,
 # BlockingIOError and InterruptedError carry the others.

@@ -33,13 +33,14 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from .claims import Claim, Claims, Failure, Owner
+from .claims import Acquired, Claim, Claims, Failure, Owner
 from .codeocean_run import CodeOceanIdentity
 from .errors import (
+    FencedOutError,
     JobInputError,
     KeyComputationError,
     RecordExistsError,
@@ -128,19 +129,12 @@ def _run_claimed(planned: PlannedJob, context: RunContext) -> JobResult:
     acquired = claims.acquire(
         planned.key, label=planned.job_file.name, retry_failed=options.retry_failed
     )
+    if not acquired.acquired and _held_by_this_run(acquired.claim, context):
+        acquired = _after_a_lost_worker(
+            planned, claims, acquired, retry_failed=options.retry_failed
+        )
     if not acquired.acquired:
-        if acquired.claim.state == "failed":
-            reason = f"{acquired.reason}; --retry_failed 1 runs it again"
-            return JobResult(
-                str(planned.job_file),
-                planned.key,
-                Action.FAILED.value,
-                Status.FAILED,
-                error=f"{planned.job_file}: {reason}",
-                reason=reason,
-            )
-        log.info("%s: skipped, %s", planned.job_file.name, acquired.reason)
-        return _skipped(planned, Action.IN_PROGRESS, acquired.reason)
+        return _not_acquired(planned, acquired, context)
     heartbeat = Heartbeat(claims, acquired.claim)
     try:
         existing = context.record_store.get(planned.key)
@@ -168,6 +162,71 @@ def _run_claimed(planned: PlannedJob, context: RunContext) -> JobResult:
     return result
 
 
+def _held_by_this_run(claim: Claim, context: RunContext) -> bool:
+    """A live claim of this very run: a worker that ran the job was lost, and it came back.
+
+    A run submits each key once, so its own claim met again means the job's first
+    worker is gone (Dask reported it lost and rescheduled the task) or, rarely, still
+    running it somewhere it can no longer be seen.
+    """
+    return claim.state == "running" and claim.owner.run_id == context.run_id
+
+
+def _after_a_lost_worker(
+    planned: PlannedJob, claims: Claims, acquired: Acquired, *, retry_failed: bool
+) -> Acquired:
+    """Wait out the lease of this run's lost worker, then claim the key (twice at most)."""
+    for _ in range(2):
+        claim = acquired.claim
+        wait = max(0.0, claim.lease_expires - claims.clock()) + LEASE_MARGIN_S
+        log.warning(
+            "%s: its claim belongs to %s of this run, which no longer runs it here (a "
+            "lost worker?); waiting %.0f s for its lease to end",
+            planned.job_file.name,
+            claim.owner.describe(),
+            wait,
+        )
+        time.sleep(wait)
+        acquired = claims.acquire(claim.key, label=planned.job_file.name, retry_failed=retry_failed)
+        if acquired.acquired or acquired.claim.owner.run_id != claim.owner.run_id:
+            return acquired
+    return acquired
+
+
+LEASE_MARGIN_S = 1.0
+"""Waited past a lost worker's lease, so that clocks a little apart agree it ended."""
+
+
+def _not_acquired(planned: PlannedJob, acquired: Acquired, context: RunContext) -> JobResult:
+    """What a job whose key another worker holds (or that failed before) reports."""
+    name = str(planned.job_file)
+    if acquired.claim.state == "failed":
+        reason = f"{acquired.reason}; --retry_failed 1 runs it again"
+        return JobResult(
+            name,
+            planned.key,
+            Action.FAILED.value,
+            Status.FAILED,
+            error=f"{planned.job_file}: {reason}",
+            reason=reason,
+        )
+    if _held_by_this_run(acquired.claim, context):
+        existing = context.record_store.get(acquired.claim.key)
+        if existing is not None:
+            reason = f"done meanwhile by a worker of this run: {describe_record(existing)}"
+            return _skipped(planned, Action.SKIP, reason)
+        reason = (
+            f"not done: {acquired.claim.owner.describe()} of this run holds its claim and "
+            "still renews it, but no longer reports to this run; run again once it ends"
+        )
+        log.error("%s: %s", planned.job_file.name, reason)
+        return JobResult(
+            name, planned.key, Action.IN_PROGRESS.value, Status.FAILED, error=reason, reason=reason
+        )
+    log.info("%s: skipped, %s", planned.job_file.name, acquired.reason)
+    return _skipped(planned, Action.IN_PROGRESS, acquired.reason)
+
+
 def _done_meanwhile(existing: Mapping[str, Any] | None, context: RunContext) -> str | None:
     """Say why the job need not run after all: another worker recorded it since the plan."""
     if existing is None or context.options.force:
@@ -178,34 +237,162 @@ def _done_meanwhile(existing: Mapping[str, Any] | None, context: RunContext) -> 
     return f"done meanwhile by another worker: {describe_record(existing)}"
 
 
+class _Analysed:
+    """A try whose analysis finished: its folder, attempt, record and manifest."""
+
+    def __init__(self, work: Path, attempt: str, record: dict[str, Any]) -> None:
+        self.work = work
+        self.attempt = attempt
+        self.record = record
+
+
 def _tries(
     planned: PlannedJob, context: RunContext, heartbeat: Heartbeat | None, *, replace: bool
 ) -> tuple[JobResult, Failure | None]:
-    """Try the job until it succeeds, fails for good, or its claim is lost."""
-    name = str(planned.job_file)
-    key = planned.key
-    action = planned.decision.action.value
-    retries = context.options.transient_retries
+    """Run the analysis, then publish and record its folder, each step with its own tries.
+
+    A transient failure of the analysis runs it again, in a fresh folder; one of
+    publishing or recording publishes the same finished folder again: an S3 hiccup
+    never re-runs a long analysis.
+    """
     started = time.perf_counter()
-    for number in range(1, retries + 2):
-        attempt = new_attempt_id()
+    try:
+        analysed = _with_tries(
+            planned, context, heartbeat, "", lambda: _analyse_once(planned, context)
+        )
+        if not context.options.posting:
+            _settle(analysed.work, _final_folder(planned, context), succeeded=True)
+            location = analysed.record["location"]
+        else:
+            location = _publish_and_record(planned, context, heartbeat, analysed, replace=replace)
+    except _Ended as ended:
+        ended.result.seconds = time.perf_counter() - started
+        return ended.result, ended.failure
+    seconds = time.perf_counter() - started
+    result = JobResult(
+        str(planned.job_file),
+        planned.key,
+        planned.decision.action.value,
+        Status.SUCCEEDED,
+        seconds,
+        location=location,
+    )
+    return result, None
+
+
+class _Ended(Exception):
+    """A job ends before success: skipped (lost claim, recorded by another) or failed."""
+
+    def __init__(
+        self, result: JobResult, failure: Failure | None = None, *, lost: bool = False
+    ) -> None:
+        super().__init__(result.reason or result.error)
+        self.result = result
+        self.failure = failure
+        self.lost = lost
+        """The claim is another worker's now: nothing of this try may be kept as the job's."""
+
+
+def _analyse_once(planned: PlannedJob, context: RunContext) -> _Analysed:
+    """One try of the analysis, in a fresh hidden folder beside the job's results folder."""
+    assert planned.key is not None
+    attempt = new_attempt_id()
+    work = context.options.results_directory / f".{planned.key}.{attempt}"
+    work.mkdir(parents=True)
+    try:
+        location = context.result_store.location(planned.key, attempt)
+        record = _analyse(planned, context, work, location)
+    except BaseException:
+        _settle(work, _final_folder(planned, context), succeeded=False)
+        raise
+    return _Analysed(work, attempt, record)
+
+
+def _publish_and_record(
+    planned: PlannedJob,
+    context: RunContext,
+    heartbeat: Heartbeat | None,
+    analysed: _Analysed,
+    *,
+    replace: bool,
+) -> str:
+    """Publish the finished folder (manifest last), then write the record, fenced."""
+    assert planned.key is not None
+    key = planned.key
+    final = _final_folder(planned, context)
+    manifest = build_manifest(key, analysed.work)
+    epoch = heartbeat.claim.epoch if heartbeat is not None else None
+
+    def publish_then_record() -> str:
+        _fence(heartbeat)
+        published = context.result_store.publish(key, analysed.attempt, analysed.work, manifest)
+        if published != analysed.record["location"]:
+            raise StoreError(
+                f"the results store published {key} to {published}, not "
+                f"{analysed.record['location']}"
+            )
+        _fence(heartbeat)
         try:
-            location = _attempt(planned, context, attempt, heartbeat, replace=replace)
-        except ClaimLostError as exc:
-            log.warning("%s: %s", planned.job_file.name, exc)
-            return _skipped(planned, Action.IN_PROGRESS, str(exc)), None
+            context.record_store.put(analysed.record, replace=replace, epoch=epoch)  # last
+        except RecordExistsError:
+            stored = context.record_store.get(key)
+            if stored is None or stored.get("location") != published:
+                raise
+            # Our own write, whose reply was lost before an earlier try saw it.
+        return published
+
+    try:
+        location = _with_tries(planned, context, heartbeat, "publishing: ", publish_then_record)
+    except _Ended as ended:
+        if ended.lost:  # the key is another worker's now: its folder must not be touched
+            shutil.rmtree(analysed.work, ignore_errors=True)
+        else:
+            _settle(analysed.work, final, succeeded=True)  # the analysis itself succeeded
+        raise
+    _settle(analysed.work, final, succeeded=True)
+    return location
+
+
+T = TypeVar("T")
+
+
+def _with_tries(
+    planned: PlannedJob,
+    context: RunContext,
+    heartbeat: Heartbeat | None,
+    step: str,
+    action: Callable[[], T],
+) -> T:
+    """Run ``action`` until it succeeds, fails for good, or the claim is lost.
+
+    Raises
+    ------
+    _Ended
+        With the job's result when it does not succeed.
+    """
+    name = str(planned.job_file)
+    key, action_name = planned.key, planned.decision.action.value
+    retries = context.options.transient_retries
+    for number in range(1, retries + 2):
+        try:
+            return action()
+        except (ClaimLostError, FencedOutError) as exc:
+            reason = str(exc) if isinstance(exc, ClaimLostError) else f"{exc}; not published"
+            log.warning("%s: %s", planned.job_file.name, reason)
+            raise _Ended(_skipped(planned, Action.IN_PROGRESS, reason), lost=True) from None
         except RecordExistsError:
             # A worker taken over after its last fence recorded first: its result stands
             # (one record, a complete attempt); this attempt's folder is left for gc.
             reason = "another worker recorded this key first; this attempt was not recorded"
             log.warning("%s: %s", planned.job_file.name, reason)
-            return _skipped(planned, Action.SKIP, reason), None
+            raise _Ended(_skipped(planned, Action.SKIP, reason)) from None
         except Exception as exc:  # any failure of one job must not stop the others
             if is_transient(exc) and number <= retries:
                 wait = TRANSIENT_RETRY_POLICY.delay(number)
                 log.warning(
-                    "%s: try %d of %d failed with %s: %s; trying again in %.1f s",
+                    "%s: %stry %d of %d failed with %s: %s; trying again in %.1f s",
                     planned.job_file.name,
+                    step,
                     number,
                     retries + 1,
                     type(exc).__name__,
@@ -213,55 +400,20 @@ def _tries(
                     wait,
                 )
                 if heartbeat is not None and _count_attempt(heartbeat) is None:
-                    reason = "the claim was taken over while waiting to try again"
-                    return _skipped(planned, Action.IN_PROGRESS, reason), None
+                    reason = "the claim was lost while waiting to try again"
+                    raise _Ended(_skipped(planned, Action.IN_PROGRESS, reason), lost=True) from None
                 time.sleep(wait)
                 continue
             message = _describe_failure(planned, exc)
-            seconds = time.perf_counter() - started
-            failed = JobResult(name, key, action, Status.FAILED, seconds, message)
-            return failed, Failure(type(exc).__name__, f"{exc}")
-        seconds = time.perf_counter() - started
-        return JobResult(name, key, action, Status.SUCCEEDED, seconds, location=location), None
-    raise AssertionError("the loop returns on its last try")
+            failed = JobResult(name, key, action_name, Status.FAILED, 0.0, message)
+            raise _Ended(failed, Failure(type(exc).__name__, f"{exc}")) from None
+    raise AssertionError("the loop returns or raises on its last try")
 
 
-def _attempt(
-    planned: PlannedJob,
-    context: RunContext,
-    attempt: str,
-    heartbeat: Heartbeat | None,
-    *,
-    replace: bool,
-) -> str:
-    """One try, in its own folder; returns the location of the result."""
+def _final_folder(planned: PlannedJob, context: RunContext) -> Path:
+    """``<results_directory>/<key>``: the folder the scientist opens."""
     assert planned.key is not None
-    key = planned.key
-    final = context.options.results_directory / key
-    work = context.options.results_directory / f".{key}.{attempt}"
-    work.mkdir(parents=True)
-    keep = True
-    try:
-        location = context.result_store.location(key, attempt)
-        record = _analyse(planned, context, work, location)
-        if not context.options.posting:
-            return location
-        manifest = build_manifest(key, work)
-        _fence(heartbeat)
-        published = context.result_store.publish(key, attempt, work, manifest)
-        if published != location:
-            raise StoreError(f"the results store published {key} to {published}, not {location}")
-        _fence(heartbeat)
-        context.record_store.put(record, replace=replace)  # last: means done
-        return published
-    except ClaimLostError:
-        keep = False  # the key is another worker's now: its folder must not be touched
-        raise
-    finally:
-        if keep:
-            _settle(work, final)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    return context.options.results_directory / planned.key
 
 
 def _fence(heartbeat: Heartbeat | None) -> None:
@@ -272,21 +424,31 @@ def _fence(heartbeat: Heartbeat | None) -> None:
         claim = heartbeat.claims.store.get_claims([heartbeat.claim.key]).get(heartbeat.claim.key)
         holder = claim.owner.describe() if claim is not None else "nobody"
         raise ClaimLostError(
-            f"the claim was taken over (now held by {holder}) while this attempt ran; "
+            f"the claim was lost (now held by {holder}) while this attempt ran; "
             "its files were not published"
         )
 
 
-def _settle(work: Path, final: Path) -> None:
-    """Give the attempt's folder the job's name, replacing an earlier attempt's."""
+def _settle(work: Path, final: Path, *, succeeded: bool) -> None:
+    """Give a try's folder the job's name, unless that would replace a better one.
+
+    A folder whose analysis finished (it has ``metadata.nd.json``) replaces whatever
+    is there. A failed try's folder replaces only another failed one; beside a
+    finished folder it is kept as ``<key>.failed``, for the scientist to look into.
+    """
+    target = final
+    if not succeeded and (final / METADATA_FILE_NAME).exists():
+        target = final.with_name(f"{final.name}.failed")
     try:
-        if final.exists():
-            retired = final.with_name(f"{work.name}.retired")
-            os.replace(final, retired)
+        if target.exists():
+            retired = target.with_name(f"{work.name}.retired")
+            os.replace(target, retired)
             shutil.rmtree(retired, ignore_errors=True)
-        os.replace(work, final)
+        os.replace(work, target)
     except OSError as exc:  # the result is published; only the local copy is off
-        log.warning("could not move %s to %s: %s", work, final, exc)
+        log.warning("could not move %s to %s: %s", work, target, exc)
+    if not succeeded and target != final:
+        log.warning("the failed try's files are in %s; %s keeps the last good ones", target, final)
 
 
 def _analyse(planned: PlannedJob, context: RunContext, work: Path, location: str) -> dict[str, Any]:
