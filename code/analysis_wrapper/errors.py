@@ -11,7 +11,9 @@
     ├── TransientError    (retried)   raised by an analysis for a failure worth another try
     └── StoreError        (exit 1)    a record or result store cannot be reached or written;
         │                             retried when its ``transient`` flag is set
-        └── RecordExistsError         a record with this key is already stored (never retried)
+        ├── RecordExistsError         a record with this key is already stored (never retried)
+        └── FencedOutError            the writer's claim epoch is no longer the key's: its
+                                      record is refused (never retried)
 
 Every message is one line that names the file, field or store and says what to do.
 No message ever contains a secret: stores mask credentials before building one.
@@ -111,7 +113,42 @@ class RecordExistsError(StoreError):
 
 
 class FencedOutError(StoreError):
-    """A fenced record write was refused: the writer's claim epoch is no longer current."""
+    """A fenced record write refused: the writer no longer holds the key's claim.
+
+    Raised by ``RecordStore.put(..., epoch=n)`` when the key's claim is not running at
+    epoch ``n`` any more (another worker took it over, or it ended), or when a newer
+    worker's record is already stored. Never transient: another try cannot succeed.
+
+    Parameters
+    ----------
+    *args : object
+        The message: names the key, both epochs when known, and whether the record
+        was written.
+    key : str
+        The job key.
+    epoch : int or None
+        The epoch the writer held.
+    current_epoch : int or None
+        The epoch the store holds for the key, when known.
+    written : bool
+        True only where the store cannot refuse atomically (the AIND DocDB REST API)
+        and the takeover was seen after the record was written; False means nothing
+        was written.
+    """
+
+    def __init__(
+        self,
+        *args: object,
+        key: str = "",
+        epoch: int | None = None,
+        current_epoch: int | None = None,
+        written: bool = False,
+    ) -> None:
+        super().__init__(*args, transient=False)
+        self.key = key
+        self.epoch = epoch
+        self.current_epoch = current_epoch
+        self.written = written
 
 
 # errno values that say "try again" rather than "this cannot work" (a network file

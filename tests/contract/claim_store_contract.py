@@ -14,8 +14,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, cast
+
+import pytest
 
 from analysis_wrapper.claims import Claim, Claims, ClaimStore, Failure, Owner
+from analysis_wrapper.errors import FencedOutError, RecordExistsError
+from analysis_wrapper.stores import RecordStore
 from contract.record_store_contract import key_of, make_record
 
 OpenStore = Callable[[], ClaimStore]
@@ -37,6 +42,27 @@ class FakeClock:
 def worker(store: ClaimStore, name: str, clock: FakeClock, lease: float = 60.0) -> Claims:
     """A worker named ``name`` (a host that is not this one, so only leases decide)."""
     return Claims(store, Owner(f"host-{name}", 4242, f"run-{name}"), lease, clock)
+
+
+def records_of(claims: Claims) -> RecordStore:
+    """The record store a worker's claims live in (every claim store is one)."""
+    return cast(RecordStore, claims.store)
+
+
+def taken_over(claim_stores: OpenStore, key: str) -> tuple[Claims, Claim, Claims, Claim]:
+    """Worker a claims ``key`` (epoch 1) and stalls; b takes it over (epoch 2)."""
+    clock = FakeClock()
+    a, b = worker(claim_stores(), "a", clock), worker(claim_stores(), "b", clock)
+    stalled = a.acquire(key).claim
+    clock.advance(120)
+    current = b.acquire(key).claim
+    assert (stalled.epoch, current.epoch) == (1, 2)
+    return a, stalled, b, current
+
+
+def record_by(key: str, writer: str, **extra: Any) -> dict[str, Any]:
+    """The record ``writer`` would write for ``key``."""
+    return make_record(key, {"by": writer}, **extra)
 
 
 def sample_claim(key: str, epoch: int = 1, **changes: object) -> Claim:
@@ -253,3 +279,105 @@ class ClaimStoreContract:
             holders = [claims for claims, claim in won[key] if claims.renew(claim) is not None]
             assert len(holders) == 1, f"{len(holders)} workers still hold {key[:12]}"
             assert stored[key].owner == holders[0].owner
+
+    # --- the record write, fenced by the claim epoch ---------------------------------
+
+    @pytest.mark.parametrize("replace_record", [False, True])
+    def test_fenced_put_of_a_stalled_writer_is_refused(
+        self, claim_stores: OpenStore, replace_record: bool
+    ) -> None:
+        """Taken over before its put, the old owner's fenced write changes nothing.
+
+        Without a record yet, and with the newer owner's record stored: FencedOutError
+        naming the key and both epochs, with ``replace`` or without.
+        """
+        key = key_of(f"stalled {replace_record}")
+        a, stalled, b, current = taken_over(claim_stores, key)
+        with pytest.raises(FencedOutError) as raised:
+            records_of(a).put(record_by(key, "a"), replace=replace_record, epoch=stalled.epoch)
+        error = raised.value
+        assert (error.key, error.epoch, error.current_epoch) == (key, 1, 2)
+        assert error.written is False and error.transient is False
+        assert key[:12] in str(error) and "epoch 1" in str(error) and "epoch 2" in str(error)
+        assert "not written" in str(error)
+        assert records_of(b).get(key) is None
+        records_of(b).put(record_by(key, "b"), epoch=current.epoch)
+        with pytest.raises(FencedOutError):
+            records_of(a).put(record_by(key, "a"), replace=replace_record, epoch=stalled.epoch)
+        assert records_of(a).get(key) == record_by(key, "b")
+        assert b.finish(current)
+
+    def test_fenced_put_needs_the_claim_running_at_that_epoch(
+        self, claim_stores: OpenStore
+    ) -> None:
+        """No claim, a later epoch, or a claim ended (done, released, failed): refused."""
+        clock = FakeClock()
+        a = worker(claim_stores(), "a", clock)
+        store = records_of(a)
+        unclaimed = key_of("never claimed")
+        with pytest.raises(FencedOutError, match="no claim") as raised:
+            store.put(record_by(unclaimed, "a"), epoch=1)
+        assert raised.value.current_epoch is None
+        mine = a.acquire(key_of("mine")).claim
+        with pytest.raises(FencedOutError):
+            store.put(record_by(mine.key, "a"), epoch=mine.epoch + 1)
+        for end in (a.finish, a.release, lambda claim: a.fail(claim, Failure("E", "m"))):
+            claim = a.acquire(key_of(f"ended {end}")).claim
+            assert end(claim)
+            with pytest.raises(FencedOutError):
+                store.put(record_by(claim.key, "a"), replace=True, epoch=claim.epoch)
+            assert store.get(claim.key) is None
+        assert store.get_many([unclaimed, mine.key]) == {}
+        store.put(record_by(unclaimed, "unfenced"))  # epoch=None: as before, no claim needed
+        assert store.get(unclaimed) == record_by(unclaimed, "unfenced")
+
+    def test_fenced_put_by_the_current_owner_writes(self, claim_stores: OpenStore) -> None:
+        """The owner at the current epoch inserts, and replaces an older owner's record."""
+        key = key_of("current owner")
+        clock = FakeClock()
+        a, b = worker(claim_stores(), "a", clock), worker(claim_stores(), "b", clock)
+        first = a.acquire(key).claim
+        records_of(a).put(record_by(key, "a"), epoch=first.epoch)
+        assert records_of(b).get(key) == record_by(key, "a")
+        assert a.finish(first)  # done, yet b may take it over (say the record was orphaned)
+        second = b.acquire(key).claim
+        assert second.epoch == 2
+        with pytest.raises(RecordExistsError):
+            records_of(b).put(record_by(key, "b"), epoch=second.epoch)
+        records_of(b).put(record_by(key, "b"), replace=True, epoch=second.epoch)
+        assert records_of(a).get(key) == record_by(key, "b")
+        with pytest.raises(FencedOutError):  # the older owner cannot take it back
+            records_of(a).put(record_by(key, "a"), replace=True, epoch=first.epoch)
+        assert records_of(a).get(key) == record_by(key, "b")
+
+    def test_fenced_put_retried_at_the_same_epoch_is_accepted(
+        self, claim_stores: OpenStore
+    ) -> None:
+        """A fenced replace tried again at the same epoch (its reply lost) is accepted."""
+        key = key_of("retried")
+        clock = FakeClock()
+        a = worker(claim_stores(), "a", clock)
+        claim = a.acquire(key).claim
+        records_of(a).put(record_by(key, "a", name="first try"), replace=True, epoch=1)
+        records_of(a).put(record_by(key, "a"), replace=True, epoch=1)
+        assert records_of(a).get(key) == record_by(key, "a")
+        renewed = a.renew(claim)  # renewals keep the epoch: the fence still holds
+        assert renewed is not None
+        records_of(a).put(record_by(key, "a", name="after renewal"), replace=True, epoch=1)
+        assert records_of(a).get(key) == record_by(key, "a", name="after renewal")
+
+    def test_fenced_records_read_back_exactly_as_put(self, claim_stores: OpenStore) -> None:
+        """get, get_many, find and find_by_inputs show no trace of the epoch."""
+        from analysis_wrapper.stores import RecordQuery
+        from contract.record_store_contract import with_inputs
+
+        key = key_of("read back")
+        a = worker(claim_stores(), "a", FakeClock())
+        claim = a.acquire(key).claim
+        record = with_inputs(record_by(key, "a"), ["s3://bucket/in"])
+        records_of(a).put(record, epoch=claim.epoch)
+        store = records_of(a)
+        assert store.get(key) == record
+        assert store.get_many([key]) == {key: record}
+        assert store.find(RecordQuery(parameters={"by": "a"})) == [record]
+        assert store.find_by_inputs([["s3://bucket/in"]]) == {("s3://bucket/in",): [record]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import pickle
 import re
 import time
 from collections.abc import Iterable
@@ -19,10 +20,14 @@ from typing import Any
 
 import pytest
 
+from analysis_wrapper.claims import Claim, Owner
 from analysis_wrapper.errors import RecordExistsError
 from analysis_wrapper.stores import Record, RecordQuery, RecordStore
 
 _NO_PARAMETERS = object()
+
+CLIENT_MODULES = (b"pymongo", b"botocore", b"boto3", b"requests", b"sqlite3", b"_thread")
+"""Names a pickled store must not mention: it carries no client, connection or lock."""
 
 
 def key_of(name: object) -> str:
@@ -445,3 +450,39 @@ class RecordStoreContract:
         assert not _PASSWORD_IN_URL.search(url), url
         for secret in store_secrets:
             assert secret not in url
+
+    # --- pickling (a process pool or Dask worker gets a copy) -----------------------
+
+    def test_store_pickled_after_use_works_in_the_copy(self, store: RecordStore) -> None:
+        """A used store (client made, lock taken) pickles without them; the copy works.
+
+        The copy reads what the original wrote, writes records and claims the
+        original then sees, and carries no client, connection or lock.
+        """
+        first = make_record(key_of("before pickling"), {"x": 1})
+        store.put(first)
+        assert store.get(first["_id"]) == first
+        data = pickle.dumps(store)
+        for name in CLIENT_MODULES:
+            assert name not in data, name
+        copy: RecordStore = pickle.loads(data)
+        try:
+            assert copy.display_url == store.display_url
+            assert copy.get(first["_id"]) == first
+            second = make_record(key_of("by the copy"), {"x": 2})
+            copy.put(second)
+            copy.put({**second, "name": "replaced"}, replace=True)
+            claim = Claim(key_of("claimed by the copy"), Owner("h", 1, "r"), 1, "running", 1, 1, 9)
+            assert copy.insert_claim(claim)
+            assert copy.get_claims([claim.key]) == {claim.key: claim}
+            assert copy.get_many([first["_id"], second["_id"]]) == {
+                first["_id"]: first,
+                second["_id"]: {**second, "name": "replaced"},
+            }
+            again: RecordStore = pickle.loads(pickle.dumps(copy))  # a copy of a used copy
+            assert again.get(second["_id"]) == {**second, "name": "replaced"}
+            again.close()
+        finally:
+            copy.close()
+        assert store.get(second["_id"]) == {**second, "name": "replaced"}
+        assert store.get_claims([claim.key]) == {claim.key: claim}

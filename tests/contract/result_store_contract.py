@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -472,3 +473,26 @@ class ResultStoreContract:
             with pytest.raises(StoreError):
                 store.delete(url)
         assert read_tree(store.url) == before
+
+    # --- pickling (a process pool or Dask worker gets a copy) -----------------------
+
+    def test_store_pickled_after_use_publishes_and_reads_in_the_copy(
+        self, store: ResultStore, read_tree: ReadTree, tmp_path: Path
+    ) -> None:
+        """A used store (client made, lock taken) pickles without them; the copy works."""
+        key = key_of("pickled")
+        location, manifest = self.publish(store, key, write_tree(tmp_path / "a", {"a.txt": b"a"}))
+        assert store.read_manifest(location) == manifest
+        data = pickle.dumps(store)
+        for name in (b"botocore", b"boto3", b"_thread"):
+            assert name not in data, name
+        copy: ResultStore = pickle.loads(data)
+        assert copy.url == store.url
+        assert copy.read_manifest(location) == manifest
+        folder = write_tree(tmp_path / "b", {"b.txt": b"b"})
+        again, again_manifest = self.publish(copy, key, folder, OTHER_ATTEMPT)
+        assert copy.has_manifest(again) is True
+        assert store.read_manifest(again) == again_manifest
+        assert sorted(read_tree(again)) == ["b.txt", MANIFEST_NAME]
+        copy_of_copy: ResultStore = pickle.loads(pickle.dumps(copy))
+        assert copy_of_copy.read_manifest(location) == manifest

@@ -169,13 +169,27 @@ class RecordStore(ClaimStore, Protocol):
         """Return the records among ``keys`` that exist, by key, in few round trips."""
         ...
 
-    def put(self, record: Record, *, replace: bool = False) -> None:
+    def put(self, record: Record, *, replace: bool = False, epoch: int | None = None) -> None:
         """Store ``record`` (which has ``_id``).
+
+        Parameters
+        ----------
+        record : Record
+            The record; its ``_id`` is the key.
+        replace : bool
+            Overwrite a record stored under the key (otherwise insert-if-absent).
+        epoch : int or None
+            The writer's claim epoch: the write is *fenced* (see
+            :mod:`analysis_wrapper.stores.fencing`). It happens only while the key's
+            claim is ``running`` at this epoch, and never replaces a record written at
+            a newer epoch. ``None`` writes unconditionally (subject to ``replace``).
 
         Raises
         ------
         RecordExistsError
             If a record with that ``_id`` exists and ``replace`` is false.
+        FencedOutError
+            If ``epoch`` is given and the claim at that epoch is no longer held.
         """
         ...
 

@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, RecordExistsError, StoreError
+from ..errors import ConfigError, FencedOutError, RecordExistsError, StoreError
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
 from .base import (
@@ -67,6 +67,7 @@ from .docdb_api_errors import (
     is_duplicate,
     is_transient,
 )
+from .fencing import fenced_out, holds
 from .server_filters import docdb_api_filter, url_sized_batches
 
 log = logging.getLogger(__name__)
@@ -225,13 +226,24 @@ class DocDbApiRecordStore(DocDbApiClaims):
 
     # --- writes --------------------------------------------------------------------
 
-    def put(self, record: Record, *, replace: bool = False) -> None:
+    def put(self, record: Record, *, replace: bool = False, epoch: int | None = None) -> None:
         """Insert ``record``; with ``replace``, make it the stored record whatever was there.
+
+        With ``epoch`` (fenced), check, write, verify; the API has no conditional
+        write, so this is weaker than the other stores (see the module notes):
+
+        1. the key's claim is read; unless it is ``running`` at ``epoch``, nothing is
+           written (:class:`FencedOutError`, ``written`` false);
+        2. the record is written as without ``epoch``;
+        3. the claim is read again; if it moved on meanwhile, the record *was*
+           written and :class:`FencedOutError` says so (``written`` true).
 
         Raises
         ------
         RecordExistsError
             If a record with this ``_id`` exists and ``replace`` is false.
+        FencedOutError
+            If ``epoch`` is given and the claim at that epoch is no longer held.
         StoreError
             If the store is read-only, unreachable, refuses the credentials, or the
             record is too large for the API.
@@ -249,10 +261,36 @@ class DocDbApiRecordStore(DocDbApiClaims):
         document: Record = json.loads(text)  # a private copy; the caller's stays as it was
         size = len(text.encode())
         self._check_credentials()
+        if epoch is not None:
+            claim = self.get_claims([key]).get(key)
+            if not holds(claim, epoch):
+                raise fenced_out(key, epoch, self.display_url, claim=claim)
         if replace:
             self._replace(key, document, size)
         else:
             self._insert(key, document, size)
+        if epoch is not None:
+            self._verify_fence(key, epoch)
+
+    def _verify_fence(self, key: str, epoch: int) -> None:
+        """After a fenced write: raise if the claim moved on while the record was written."""
+        try:
+            claim = self.get_claims([key]).get(key)
+        except StoreError as exc:
+            log.warning("record %s written, but its claim could not be read back: %s", key, exc)
+            return
+        if holds(claim, epoch):
+            return
+        now = "it has no claim" if claim is None else f"at epoch {claim.epoch}, {claim.state}"
+        raise FencedOutError(
+            f"record {key[:12]} was written to {self.display_url}, but the claim at epoch "
+            f"{epoch} was taken over meanwhile (the key's claim is {now}); the REST API has "
+            "no conditional write, so this record may stand until the newer worker replaces it",
+            key=key,
+            epoch=epoch,
+            current_epoch=None if claim is None else claim.epoch,
+            written=True,
+        )
 
     def _insert(self, key: str, document: Record, size: int) -> None:
         attempts = 0
@@ -349,21 +387,19 @@ class DocDbApiRecordStore(DocDbApiClaims):
         return self._clients[name]
 
     def _http_session(self) -> Any:
+        """The one HTTP session, made on first use (again after unpickling), with timeouts."""
         if self._session is None:
-            import requests  # type: ignore[import-untyped,unused-ignore]
+            from .docdb_api_session import TimeoutSession
 
-            session = requests.Session()
-            send = session.request
-            timeout = self.timeout_s
-
-            def request(method: str, url: str, **kwargs: Any) -> Any:
-                kwargs.setdefault("timeout", timeout)
-                return send(method, url, **kwargs)
-
-            session.request = request  # type: ignore[method-assign,assignment,unused-ignore]
             hide_session_tokens_in_botocore_logs()
-            self._session = session
+            self._session = TimeoutSession(self.timeout_s)
         return self._session
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Sessions, clients (and their boto session) stay behind, and so do the
+        # credentials learned for scrubbing: a copy (a pool or Dask worker) makes its
+        # own on first use, with the same timeouts.
+        return {**self.__dict__, "_clients": {}, "_session": None, "_secrets": []}
 
     def _call(self, action: str, call: Callable[[], T], *, size: int = 0) -> T:
         """Run ``call`` with retries on transient errors; translate every failure."""

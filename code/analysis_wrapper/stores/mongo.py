@@ -13,15 +13,19 @@ DocumentDB-safe by construction:
   recognises its own earlier write by a token, so it never reports a false conflict.
 - Only operations DocumentDB 5.0 supports: ``find`` with ``_id: {$in: [...]}`` or
   dotted-path equality, a sort, an exclusion projection, ``insert_one``,
-  ``replace_one(upsert=True)`` on ``_id``, ``$in`` on the input URLs (a multikey
-  index), ``create_index`` (ascending keys), and for claims ``replace_one`` filtered
-  on ``_id`` and ``epoch``. No ``$expr``, ``$function``, aggregation or transactions.
+  ``replace_one(upsert=True)`` on ``_id`` (for a fenced write, also filtered with
+  ``$or`` of ``$exists``/``$lte`` on ``_store.epoch``), ``$in`` on the input URLs (a
+  multikey index), ``create_index`` (ascending keys), and for claims ``replace_one``
+  filtered on ``_id`` and ``epoch``. No ``$expr``, ``$function``, aggregation or
+  transactions.
 
 Each stored document carries one bookkeeping field, ``_store``: when it was written
-(UTC, microseconds, ISO 8601) and a write token. ``find`` returns records in write
-order (as the embedded store does), and the token makes inserts safe to retry. The
-field is outside the aind-data-schema ``Metadata`` model, so it is removed from every
-record this store returns: callers see exactly what was put.
+(UTC, microseconds, ISO 8601), a write token, and for a fenced write
+(``put(..., epoch=n)``) the writer's claim epoch. ``find`` returns records in write
+order (as the embedded store does), the token makes inserts safe to retry, and the
+epoch lets a write refuse to replace a newer worker's record. The field is outside the
+aind-data-schema ``Metadata`` model, so it is removed from every record this store
+returns: callers see exactly what was put.
 
 pymongo is imported here only; the store factory imports this module lazily.
 """
@@ -55,6 +59,7 @@ from .base import (
     read_only_error,
 )
 from .batches import BATCH_SIZE, read_in_batches
+from .fencing import fenced_out, holds
 from .mongo_claims import MongoClaims
 from .mongo_errors import (
     explain,
@@ -75,6 +80,8 @@ Document = dict[str, Any]
 BOOKKEEPING_FIELD = "_store"
 """The one field this store adds to each document; never returned to callers."""
 WRITTEN_PATH = f"{BOOKKEEPING_FIELD}.written"
+EPOCH_PATH = f"{BOOKKEEPING_FIELD}.epoch"
+"""Where a fenced write keeps its claim epoch: a later write at an older epoch is refused."""
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 """The BSON document size limit of MongoDB and DocumentDB."""
 DEFAULT_SERVER_SELECTION_TIMEOUT_S = 5.0
@@ -257,13 +264,31 @@ class MongoRecordStore(MongoClaims):
 
     # --- writes ----------------------------------------------------------------------
 
-    def put(self, record: Record, *, replace: bool = False) -> None:
+    def put(self, record: Record, *, replace: bool = False, epoch: int | None = None) -> None:
         """Insert ``record``; with ``replace``, replace one with the same ``_id`` (upsert).
+
+        With ``epoch`` (fenced), the document's bookkeeping holds the epoch and:
+
+        1. the key's claim is read first; unless it is ``running`` at ``epoch``,
+           nothing is written (:class:`FencedOutError`);
+        2. the write itself is conditional on the stored record: ``replace_one``
+           filtered on ``_id`` and "no ``_store.epoch`` above ours", with upsert, so a
+           record written at a newer epoch is never replaced (the upsert then collides
+           with its ``_id``: :class:`FencedOutError`). An equal epoch is our own
+           earlier try (its reply lost), replaced again. Without ``replace`` it is
+           ``insert_one``; a duplicate written at a newer epoch is
+           :class:`FencedOutError`, any other one :class:`RecordExistsError`.
+
+        Step 1 narrows the window; step 2 closes it against a newer record. A stalled
+        writer whose check passed can still insert a record where none is yet (a
+        complete result of its own); the newer worker's fenced replace overwrites it.
 
         Raises
         ------
         RecordExistsError
             If a record with that ``_id`` exists and ``replace`` is false.
+        FencedOutError
+            If ``epoch`` is given and the claim or a newer record refuses the write.
         StoreError
             If the store is read-only, the record cannot be stored (over 16 MiB, or a
             value BSON cannot hold), or the server fails or stays unreachable.
@@ -280,10 +305,19 @@ class MongoRecordStore(MongoClaims):
             )
         token = uuid.uuid4().hex
         written = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        document = {**record, BOOKKEEPING_FIELD: {"written": written, "write_id": token}}
+        bookkeeping: Document = {"written": written, "write_id": token}
+        if epoch is not None:
+            bookkeeping["epoch"] = epoch
+        document = {**record, BOOKKEEPING_FIELD: bookkeeping}
         self._check_document(key, document)
+        if epoch is not None:
+            claim = self.get_claims([key]).get(key)
+            if not holds(claim, epoch):
+                raise fenced_out(key, epoch, self.display_url, claim=claim)
         self._ensure_indexes()
-        if replace:
+        if replace and epoch is not None:
+            self._fenced_replace(key, document, epoch)
+        elif replace:
             # Two upserts of one new _id can race to a duplicate key: try again.
             self.call(
                 "write to",
@@ -291,9 +325,36 @@ class MongoRecordStore(MongoClaims):
                 transient=lambda exc: isinstance(exc, DuplicateKeyError) or is_transient(exc),
             )
         else:
-            self._insert(key, document, token)
+            self._insert(key, document, token, epoch)
 
-    def _insert(self, key: str, document: Document, token: str) -> None:
+    def _fenced_replace(self, key: str, document: Document, epoch: int) -> None:
+        """Upsert ``document`` unless the stored record was written at a newer epoch."""
+        not_newer = {
+            "_id": key,
+            "$or": [{EPOCH_PATH: {"$exists": False}}, {EPOCH_PATH: {"$lte": epoch}}],
+        }
+
+        def replace() -> None:
+            try:
+                self.collection_of().replace_one(not_newer, document, upsert=True)
+            except DuplicateKeyError:
+                stored = self._stored_epoch(key)
+                if stored is not None and stored > epoch:
+                    raise _NewerRecord(stored) from None
+                raise  # two upserts of a new key at once: the next try replaces
+
+        try:
+            self.call(
+                "write to",
+                replace,
+                transient=lambda exc: isinstance(exc, DuplicateKeyError) or is_transient(exc),
+            )
+        except _NewerRecord as newer:
+            raise fenced_out(
+                key, epoch, self.display_url, current_epoch=newer.epoch, newer_record=True
+            ) from None
+
+    def _insert(self, key: str, document: Document, token: str, epoch: int | None) -> None:
         """insert_one, retried; a duplicate that holds our own token is our earlier try."""
         failed_transiently = False
 
@@ -313,11 +374,28 @@ class MongoRecordStore(MongoClaims):
             self.call("write to", insert)
         except StoreError as exc:
             if isinstance(exc.__cause__, DuplicateKeyError):
+                stored = None
+                if epoch is not None:
+                    stored = self.call("read", lambda: self._stored_epoch(key))
+                if epoch is not None and stored is not None and stored > epoch:
+                    raise fenced_out(
+                        key, epoch, self.display_url, current_epoch=stored, newer_record=True
+                    ) from None
                 raise RecordExistsError(
                     f"a record with _id {key} already exists in collection "
                     f"{self.database}.{self.collection} of {self.display_url}"
                 ) from None
             raise
+
+    def _stored_epoch(self, key: str) -> int | None:
+        """The epoch the stored record of ``key`` was written at (``None``: none, unfenced).
+
+        One ``find_one``, not retried here: the caller's retried operation runs it.
+        """
+        found = self.collection_of().find_one({"_id": key}, {EPOCH_PATH: 1})
+        stored = (found or {}).get(BOOKKEEPING_FIELD) or {}
+        value = stored.get("epoch") if isinstance(stored, dict) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
     def _written_by(self, key: str, token: str) -> bool:
         found = self.collection_of().find_one({"_id": key}, {f"{BOOKKEEPING_FIELD}.write_id": 1})
@@ -409,6 +487,14 @@ class MongoRecordStore(MongoClaims):
     def _scrub(self, text: str) -> str:
         """Mask URLs' credentials and every secret of this store's URI in ``text``."""
         return scrub(text, self._secrets)
+
+
+class _NewerRecord(Exception):
+    """Inside a retried write: the stored record was written at a newer epoch."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__(epoch)
+        self.epoch = epoch
 
 
 def _check_names(database: str, collection: str) -> None:

@@ -117,6 +117,17 @@ class S3ResultStore(S3Folders):
         self._lock = threading.Lock()
         self._s3: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The lock and the client (its connections, its credentials) stay behind: a
+        # copy (a process pool or Dask worker) makes its own client on first use.
+        state = {**self.__dict__, "_s3": None}
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # --- the ResultStore protocol ----------------------------------------------------
 
     @property

@@ -36,6 +36,7 @@ from .base import (
     read_only_error,
     record_input_urls,
 )
+from .fencing import fenced_out, holds
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _BUSY_TIMEOUT_S = 60.0
@@ -82,7 +83,7 @@ class SqliteRecordStore:
 
     def __getstate__(self) -> dict[str, Any]:
         # A connection or lock cannot travel to another process; each opens its own.
-        state = {**self.__dict__, "_connection": None}
+        state = {**self.__dict__, "_connection": None, "_table_ready": False}
         del state["_lock"]
         return state
 
@@ -209,8 +210,15 @@ class SqliteRecordStore:
                 found[key] = json.loads(document)
         return found
 
-    def put(self, record: Record, *, replace: bool = False) -> None:
-        """Insert ``record``; with ``replace``, overwrite one with the same ``_id``."""
+    def put(self, record: Record, *, replace: bool = False, epoch: int | None = None) -> None:
+        """Insert ``record``; with ``replace``, overwrite one with the same ``_id``.
+
+        With ``epoch``, the claim is checked in the same ``BEGIN IMMEDIATE``
+        transaction as the write: the record (and its input rows) is written only if
+        the key's claim row is ``running`` at that epoch, and nothing is written
+        otherwise (:class:`FencedOutError`). No other writer can come between the
+        check and the write.
+        """
         if self.read_only:
             raise read_only_error(self.display_url)
         connection = self._connect()
@@ -226,7 +234,7 @@ class SqliteRecordStore:
             )
         urls = [(key, url) for url in input_set_key(record_input_urls(record))]
         with self._lock:
-            self._write_record(connection, sql, (key, document, written), urls)
+            self._write_record(connection, sql, (key, document, written), urls, epoch)
 
     def _write_record(
         self,
@@ -234,11 +242,14 @@ class SqliteRecordStore:
         sql: str,
         row: tuple[str, str, str],
         urls: list[tuple[str, str]],
+        epoch: int | None,
     ) -> None:
         key = row[0]
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:
+                if epoch is not None:
+                    self._check_fence(connection, key, epoch)
                 connection.execute(sql, row)
                 connection.execute(f'DELETE FROM "{self.inputs_table}" WHERE _id = ?', (key,))
                 connection.executemany(
@@ -257,6 +268,15 @@ class SqliteRecordStore:
                 f"cannot write to record store {self.display_url}: {exc}",
                 transient=_is_busy(exc),
             ) from exc
+
+    def _check_fence(self, connection: sqlite3.Connection, key: str, epoch: int) -> None:
+        """Raise :class:`FencedOutError` unless ``key``'s claim is running at ``epoch``."""
+        found = connection.execute(
+            f'SELECT document FROM "{self.claims_table}" WHERE _id = ?', (key,)
+        ).fetchone()
+        claim = None if found is None else Claim.from_document(json.loads(found[0]))
+        if not holds(claim, epoch):
+            raise fenced_out(key, epoch, self.display_url, claim=claim)
 
     def find(self, query: RecordQuery) -> list[Record]:
         """Filter in SQL where the value is a scalar, and check every condition in Python."""
