@@ -17,16 +17,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 from .claims import Claim, Claims, Clock
 from .errors import TransientError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RENEWAL_THREADS = 8
 """Renewals in flight at once in one process (a hung store call holds one thread)."""
@@ -160,7 +164,7 @@ class Heartbeat:
             if not self.lost and not self._stopped and self._expired():
                 self._mark_lost("its lease ran out: the claim store did not answer in time")
 
-    def _start_beat(self, pool: ThreadPoolExecutor) -> None:
+    def _start_beat(self, pool: _DaemonPool) -> None:
         """Submit a background renewal, unless the last one is still in flight."""
         with self._lock:
             if self._stopped or self.lost:
@@ -202,12 +206,40 @@ class Heartbeat:
             )
 
 
+class _DaemonPool:
+    """A few daemon threads that run calls and hand back futures.
+
+    Unlike a ThreadPoolExecutor's, these threads never hold up the interpreter's exit:
+    a store call that hangs for good must not keep a finished run from ending.
+    """
+
+    def __init__(self, threads: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
+        for number in range(threads):
+            threading.Thread(target=self._work, name=f"{name}-{number}", daemon=True).start()
+
+    def submit(self, call: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((future, lambda: call(*args)))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            future, call = self._calls.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to whoever waits for it
+                future.set_exception(exc)
+
+
 class _Renewer:
     """The thread of a process that starts its running jobs' renewals when due."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.pool = ThreadPoolExecutor(RENEWAL_THREADS, thread_name_prefix="claim-renewal")
+        self.pool = _DaemonPool(RENEWAL_THREADS, "claim-renewal")
         self._beats: set[Heartbeat] = set()
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._run, name="claim-renewer", daemon=True)

@@ -151,6 +151,10 @@ def _run_claimed(planned: PlannedJob, context: RunContext) -> JobResult:
         _quietly(claims.release, heartbeat.claim)
         raise
     if heartbeat.lost:
+        # Compare-and-set on our epoch: once another worker took the key over this
+        # changes nothing; if nobody did (the store was slow), the next worker need
+        # not wait out the lease.
+        _quietly(claims.release, heartbeat.claim)
         return result
     if result.status is not Status.FAILED:  # recorded, by this worker or another
         if not _quietly(claims.finish, heartbeat.claim):
@@ -377,7 +381,9 @@ def _with_tries(
         try:
             return action()
         except (ClaimLostError, FencedOutError) as exc:
-            reason = str(exc) if isinstance(exc, ClaimLostError) else f"{exc}; not published"
+            reason = str(exc)
+            if isinstance(exc, FencedOutError):
+                reason += "; this attempt's folder is left for gc"
             log.warning("%s: %s", planned.job_file.name, reason)
             raise _Ended(_skipped(planned, Action.IN_PROGRESS, reason), lost=True) from None
         except RecordExistsError:
@@ -417,16 +423,17 @@ def _final_folder(planned: PlannedJob, context: RunContext) -> Path:
 
 
 def _fence(heartbeat: Heartbeat | None) -> None:
-    """Renew the claim now; raise if another worker holds the key."""
+    """Renew the claim now; raise if it is lost (taken over, or its lease ran out)."""
     if heartbeat is None:
         return
     if heartbeat.fence() is None:
-        claim = heartbeat.claims.store.get_claims([heartbeat.claim.key]).get(heartbeat.claim.key)
-        holder = claim.owner.describe() if claim is not None else "nobody"
-        raise ClaimLostError(
-            f"the claim was lost (now held by {holder}) while this attempt ran; "
-            "its files were not published"
-        )
+        ours = heartbeat.claim
+        claim = heartbeat.claims.store.get_claims([ours.key]).get(ours.key)
+        if claim is not None and (claim.epoch, claim.owner) != (ours.epoch, ours.owner):
+            why = f"the claim was taken over (now held by {claim.owner.describe()})"
+        else:
+            why = "the claim's lease ran out before it could be renewed"
+        raise ClaimLostError(f"{why} while this attempt ran; its files were not published")
 
 
 def _settle(work: Path, final: Path, *, succeeded: bool) -> None:

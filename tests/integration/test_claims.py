@@ -390,3 +390,81 @@ def test_stalled_worker_cannot_publish_after_takeover(
     assert winner_token != stalled_token
     published = b"".join(stores.files().values())
     assert stalled_token.encode() not in published, "the stalled attempt published files"
+
+
+def process_state(pid: int) -> str:
+    """The one-letter state of a process (``T`` once it is stopped)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def token_of(record: dict[str, Any]) -> str:
+    token: str = record["processing"]["data_processes"][0]["output_parameters"]["token"]
+    return token
+
+
+def test_a_stalled_writer_cannot_replace_the_newer_record(
+    tmp_path: Path, stores_env: dict[str, str]
+) -> None:
+    """A worker stalls between its last fence and its record; the newer record survives.
+
+    Both runs force the job (the put replaces a record). The second takes the stalled
+    worker's claim over and records; the stalled one wakes and writes: refused.
+    """
+    capsule = claims_capsule(tmp_path / "capsule", 1)
+    log = tmp_path / "analyses.log"
+    env = {**stores_env, "ANALYSIS_LOG": str(log)}
+    code, output = finish(start_runner(capsule, env, tmp_path / "results-0"))
+    assert code == 0, output  # the record that both forced runs replace
+    lease = ("--force", "1", "--lease_seconds", "2")
+    stalled = start_runner(capsule, {**env, "STALL_AT": "record:0"}, tmp_path / "results-a", *lease)
+    deadline = time.monotonic() + 120
+    while process_state(stalled.pid) != "T":  # stopped itself, record in hand
+        assert stalled.poll() is None, stalled.communicate()[0]
+        assert time.monotonic() < deadline, "the worker never reached its record write"
+        time.sleep(0.05)
+    try:
+        time.sleep(2.5)  # past its lease: nothing renews it while stopped
+        code, output = finish(start_runner(capsule, env, tmp_path / "results-b", *lease))
+        assert code == 0, output
+        assert "taking over from" in output
+    finally:
+        os.kill(stalled.pid, signal.SIGCONT)
+    code, output = finish(stalled)
+    assert code == 0, output
+    assert "left for gc" in output
+    runs = logged(log)
+    assert [index for index, _, _ in runs] == [0, 0, 0]
+    stalled_token = next(token for _, pid, token in runs if pid == stalled.pid)
+    newest_token = runs[-1][2] if runs[-1][1] != stalled.pid else runs[-2][2]
+    (record,) = Stores(capsule, stores_env).records()
+    assert token_of(record) != stalled_token, "the stalled writer replaced the newer record"
+    assert token_of(record) == newest_token
+
+
+def test_a_hung_renewal_stops_its_job_before_publishing(
+    tmp_path: Path, stores_env: dict[str, str]
+) -> None:
+    """Renewals of one job hang past its lease: it publishes nothing; the next run does it."""
+    capsule = claims_capsule(tmp_path / "capsule", 2)
+    log = tmp_path / "analyses.log"
+    env = {**stores_env, "ANALYSIS_LOG": str(log), "ANALYSIS_SECONDS": "4"}
+    hang = {**env, "HANG_AT": "renew:0:8"}
+    code, output = finish(
+        start_runner(capsule, hang, tmp_path / "results-a", "--lease_seconds", "3")
+    )
+    assert code == 0, output
+    assert "lease ran out" in output
+    summary = json.loads((tmp_path / "results-a" / "run_summary.json").read_text())
+    by_job = {Path(job["job_file"]).name: job for job in summary["jobs"]}
+    assert by_job["job_000.json"]["action"] == "in-progress"
+    assert by_job["job_001.json"]["status"] == "succeeded"
+    stores = Stores(capsule, stores_env)
+    assert [r["processing"]["data_processes"][0]["code"]["parameters"]["index"]
+            for r in stores.records()] == [1]  # fmt: skip
+    first_token = next(token for index, _, token in logged(log) if index == 0)
+    assert first_token.encode() not in b"".join(stores.files().values()), "published anyway"
+    code, output = finish(start_runner(capsule, {**env, "ANALYSIS_SECONDS": "0"},
+                                       tmp_path / "results-b", "--lease_seconds", "3"))  # fmt: skip
+    assert code == 0, output
+    check_results(stores, 2)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from analysis_wrapper.claims import Claims, Owner
-from analysis_wrapper.heartbeat import Heartbeat
+import pytest
+
+from analysis_wrapper.claims import Claim, Claims, Owner
+from analysis_wrapper.heartbeat import Heartbeat, RenewalPendingError
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
 KEY = "ab" * 32
@@ -62,18 +65,17 @@ def test_no_renewal_after_exit_overwrites_the_final_state(tmp_path: Path) -> Non
         assert mine.store.get_claims([key])[key].state == "done"
 
 
-def test_many_heartbeats_share_one_thread(tmp_path: Path) -> None:
-    """Ten running jobs are renewed by one thread, each on its own schedule."""
-    import threading
-
+def test_many_heartbeats_share_a_few_threads(tmp_path: Path) -> None:
+    """Twenty running jobs are renewed by one scheduling thread and a bounded pool."""
     mine, _ = workers(tmp_path, lease=60)
-    claims = [mine.acquire(f"{n:02d}" * 32).claim for n in range(10)]
+    claims = [mine.acquire(f"{n:02d}" * 32).claim for n in range(20)]
+    Heartbeat(mine, claims[0]).__enter__().__exit__(None, None, None)  # threads started
     before = threading.active_count()
     beats = [Heartbeat(mine, claim, interval=0.02) for claim in claims]
     for beat in beats:
         beat.__enter__()
     try:
-        assert threading.active_count() <= before + 1
+        assert threading.active_count() == before
         for claim in claims:
             wait_until(
                 lambda c=claim: mine.store.get_claims([c.key])[c.key].heartbeat > c.heartbeat
@@ -81,3 +83,52 @@ def test_many_heartbeats_share_one_thread(tmp_path: Path) -> None:
     finally:
         for beat in beats:
             beat.__exit__(None, None, None)
+
+
+class HangingStore(SqliteRecordStore):
+    """The real SQLite store, whose renewals of the keys in ``hung`` wait for ``unblock``."""
+
+    def __init__(self, path: Path, table: str, hung: set[str]) -> None:
+        super().__init__(path, table)
+        self.hung = hung
+        self.unblock = threading.Event()
+
+    def replace_claim(self, claim: Claim, *, expected_epoch: int) -> bool:
+        renewal = claim.state == "running" and claim.epoch == expected_epoch
+        if renewal and claim.key in self.hung:
+            self.unblock.wait(60)
+        return super().replace_claim(claim, expected_epoch=expected_epoch)
+
+
+def test_a_hung_renewal_delays_no_other_job(tmp_path: Path) -> None:
+    """One job's store call hangs past its lease: it is lost; the other keeps renewing."""
+    hung, healthy = "aa" * 32, "bb" * 32
+    store = HangingStore(tmp_path / "records.sqlite", "t", {hung})
+    claims = Claims(store, Owner("here", 1, "mine"), lease_seconds=1.5)
+    stuck, fine = claims.acquire(hung).claim, claims.acquire(healthy).claim
+    try:
+        with Heartbeat(claims, stuck) as stuck_beat, Heartbeat(claims, fine) as fine_beat:
+            wait_until(lambda: stuck_beat.lost, timeout=10)
+            renewed = store.get_claims([healthy])[healthy]
+            assert renewed.lease_expires > fine.lease_expires + 0.5, "renewals of others went on"
+            assert not fine_beat.lost
+            assert stuck_beat.fence() is None  # lost: it must not publish
+            assert fine_beat.fence() is not None
+    finally:
+        store.unblock.set()
+
+
+def test_a_fence_waits_at_most_its_deadline(tmp_path: Path) -> None:
+    """The store does not answer a fence: within the lease that is a transient failure."""
+    key = "cc" * 32
+    store = HangingStore(tmp_path / "records.sqlite", "t", {key})
+    claims = Claims(store, Owner("here", 1, "mine"), lease_seconds=60)
+    beat = Heartbeat(claims, claims.acquire(key).claim, deadline=0.2)
+    try:
+        started = time.monotonic()
+        with pytest.raises(RenewalPendingError, match="did not confirm the claim"):
+            beat.fence()
+        assert time.monotonic() - started < 30  # it came back (a hang would block forever)
+        assert not beat.lost  # the lease still runs: another try may succeed
+    finally:
+        store.unblock.set()

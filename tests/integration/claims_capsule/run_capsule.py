@@ -10,6 +10,11 @@ job ``index``: ``analysis`` (half its files written), ``upload`` (while its resu
 being published, after a random delay of up to ``CRASH_DELAY`` seconds), or ``record``
 (its manifest is published, its record is about to be written). The stores are the
 real ones; only the instant of death is chosen.
+
+``STALL_AT=record:<index>`` stops this process (SIGSTOP, as a frozen VM or a long GC
+pause would) as job ``index``'s record is handed to the store: after its last fence.
+``HANG_AT=renew:<index>:<seconds>`` makes each renewal of job ``index``'s claim hang
+that long before it reaches the store (a store call stuck in the network).
 """
 
 import json
@@ -27,6 +32,9 @@ from pydantic import Field
 from analysis_wrapper import AnalysisParameters, Job, run_analysis_jobs
 
 CRASH_POINT, _, CRASH_INDEX = os.environ.get("CRASH_AT", "").partition(":")
+STALL_POINT, _, STALL_INDEX = os.environ.get("STALL_AT", "").partition(":")
+HANG_POINT, _, HANG_AT = os.environ.get("HANG_AT", "").partition(":")
+HANG_INDEX, _, HANG_SECONDS = HANG_AT.partition(":")
 
 
 class CountParameters(AnalysisParameters):
@@ -115,6 +123,41 @@ def arm_crash() -> None:
             cls.put = put
 
 
+def arm_faults() -> None:
+    """Wrap the record stores' put (STALL_AT) or replace_claim (HANG_AT) of one job."""
+    from analysis_wrapper.stores.sqlite import SqliteRecordStore
+
+    records: list[Any] = [SqliteRecordStore]
+    try:
+        from analysis_wrapper.stores.mongo import MongoRecordStore
+    except ImportError:
+        pass
+    else:
+        records.append(MongoRecordStore)
+    for cls in records:
+        if STALL_POINT == "record":
+            original_put = cls.put
+
+            def put(self: Any, record: Any, *rest: Any, _o: Any = original_put, **kw: Any) -> Any:
+                if index_of(record["processing"]["data_processes"][0]["code"]) == STALL_INDEX:
+                    os.kill(os.getpid(), signal.SIGSTOP)
+                return _o(self, record, *rest, **kw)
+
+            cls.put = put
+        if HANG_POINT == "renew":
+            original_replace = cls.replace_claim
+
+            def replace_claim(
+                self: Any, claim: Any, *, expected_epoch: int, _o: Any = original_replace
+            ) -> Any:
+                renewal = claim.state == "running" and claim.epoch == expected_epoch
+                if renewal and claim.label == f"job_{int(HANG_INDEX):03d}.json":
+                    time.sleep(float(HANG_SECONDS))
+                return _o(self, claim, expected_epoch=expected_epoch)
+
+            cls.replace_claim = replace_claim
+
+
 ARMED = threading.Event()
 UPLOADED = []
 
@@ -147,4 +190,5 @@ def index_of(holder: dict[str, Any]) -> str:
 
 if __name__ == "__main__":
     arm_crash()
+    arm_faults()
     run_analysis_jobs(run_analysis, parameters_model=CountParameters)
