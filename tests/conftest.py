@@ -17,6 +17,7 @@ import pytest
 from servers import (  # noqa: F401
     aws_test_env,
     dask_cluster,
+    dask_worker_env,
     mongo_server,
     mongo_uri,
     s3_endpoint,

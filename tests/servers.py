@@ -202,7 +202,7 @@ def aws_test_env(monkeypatch: pytest.MonkeyPatch, s3_endpoint: str) -> dict[str,
     return values
 
 
-def _dask_ready(port: int) -> None:
+def dask_ready(port: int) -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=1):
         pass
 
@@ -219,33 +219,6 @@ class DaskCluster:
     def address(self) -> str:
         """The scheduler's address."""
         return f"tcp://127.0.0.1:{self.scheduler.port}"
-
-    def start_worker(self, name: str, processes: int = 1) -> ServerProcess:
-        """Start one more worker (a process of its own); the caller stops it."""
-        worker = ServerProcess(
-            f"dask worker {name}",
-            lambda _port: isolated_dask_command(
-                "worker",
-                self.address,
-                "--nworkers",
-                str(processes),
-                "--nthreads",
-                "1",
-                "--host",
-                "127.0.0.1",
-                "--no-dashboard",
-                "--name",
-                name,
-                "--local-directory",
-                str(self.folder / name),
-            ),
-            lambda _port: None,
-            self.folder / f"{name}.log",
-            cwd=self.folder,
-            env=self.worker.env,
-        )
-        worker.start()
-        return worker
 
 
 def isolated_dask_command(*arguments: str) -> list[str]:
@@ -269,24 +242,21 @@ def isolated_python_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def dask_cluster(
+def dask_worker_env(
     tmp_path_factory: pytest.TempPathFactory,
     s3_endpoint: str,
     docdb_api_certificate: tuple[Path, Path],
-) -> Iterator[DaskCluster]:
-    """An external Dask cluster whose processes cannot import this repository.
+) -> dict[str, str]:
+    """The environment of a Dask process that cannot import this repository.
 
-    A scheduler and a 2-process worker, started from a folder of their own with the
-    project's packages but neither this repository's ``code/`` nor the framework
-    (:func:`isolated_dask_command`), as on a real cluster: the capsule's code reaches
-    the workers only if the wrapper ships it. Their environment holds what a worker's
-    image would: AWS test credentials, the S3 server's endpoint, and the CA of the
-    AIND DocDB API stand-in.
+    It holds what a worker's image would: the packages (not this repository's
+    ``code/``, nor the framework: :func:`isolated_dask_command`), AWS test
+    credentials, the S3 server's endpoint, and the CA of the AIND DocDB API stand-in.
     """
     from standins.docdb_fixtures import ACCESS_KEY, REGION, SECRET_KEY
 
-    folder = tmp_path_factory.mktemp("dask")
-    env = isolated_python_env(
+    folder = tmp_path_factory.mktemp("dask-env")
+    return isolated_python_env(
         {
             "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
@@ -298,6 +268,20 @@ def dask_cluster(
             "REQUESTS_CA_BUNDLE": str(docdb_api_certificate[0]),
         }
     )
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(
+    tmp_path_factory: pytest.TempPathFactory, dask_worker_env: dict[str, str]
+) -> Iterator[DaskCluster]:
+    """An external Dask cluster whose processes cannot import this repository.
+
+    A scheduler and a 2-process worker, started from a folder of their own in
+    :func:`dask_worker_env`, as on a real cluster: the capsule's code reaches the
+    workers only if the wrapper ships it.
+    """
+    folder = tmp_path_factory.mktemp("dask")
+    env = dask_worker_env
     scheduler = ServerProcess(
         "dask scheduler",
         lambda port: isolated_dask_command(
@@ -310,7 +294,7 @@ def dask_cluster(
             "127.0.0.1:0",
             "--no-show",
         ),
-        _dask_ready,
+        dask_ready,
         folder / "scheduler.log",
         cwd=folder,
         env=env,
@@ -331,7 +315,7 @@ def dask_cluster(
             "--local-directory",
             str(folder / "worker"),
         ),
-        lambda _port: _wait_for_workers(scheduler.port, 2),
+        lambda _port: wait_for_workers(scheduler.port, 2),
         folder / "worker.log",
         cwd=folder,
         env=env,
@@ -342,7 +326,7 @@ def dask_cluster(
     scheduler.stop()
 
 
-def _wait_for_workers(port: int, count: int) -> None:
+def wait_for_workers(port: int, count: int) -> None:
     from distributed import Client
 
     with Client(f"tcp://127.0.0.1:{port}", timeout=5) as client:

@@ -35,7 +35,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -157,6 +157,30 @@ class ShippedCode(WorkerPlugin):
         _forget(self.names, keep=None)
 
 
+class ShippedRun(WorkerPlugin):
+    """A worker plugin that holds one run's pickled context on every worker.
+
+    The scheduler keeps it and gives it to workers that join later, so unlike
+    scattered data it is not lost with the workers that held it.
+
+    Parameters
+    ----------
+    run_id : str
+        The run it belongs to; names the plugin.
+    context : bytes
+        The pickled :class:`~analysis_wrapper.run_context.RunContext`.
+    """
+
+    def __init__(self, run_id: str, context: bytes) -> None:
+        self.name = run_plugin_name(run_id)
+        self.context = context
+
+
+def run_plugin_name(run_id: str) -> str:
+    """The name of the :class:`ShippedRun` plugin of run ``run_id``."""
+    return f"analysis-wrapper-run-{run_id}"
+
+
 def shipped_folder(local_directory: str, digest: str) -> Path:
     """Where a worker keeps the code version ``digest``."""
     return Path(local_directory) / SHIPPED_FOLDER / digest[:16]
@@ -188,24 +212,25 @@ def _forget(names: tuple[str, ...], keep: str | None) -> None:
             del sys.modules[module_name]
 
 
-def run_shipped(
-    job: bytes, *, context: bytes, shipment: tuple[str, tuple[str, ...]] | None
-) -> bytes:
-    """A Dask task: run one pickled job with the pickled run context; return the pickled result.
+def run_shipped(job: bytes, *, run_id: str, shipment: tuple[str, tuple[str, ...]] | None) -> bytes:
+    """A Dask task: run one pickled job of run ``run_id``; return the pickled result.
 
+    The run's context comes from its :class:`ShippedRun` plugin on this worker.
     ``shipment`` (digest and names) is ``None`` when the workers import the code
-    themselves (a LocalCluster). Whatever goes wrong comes back as bytes too: a
-    worker that cannot even import the framework answers with a plain dict.
+    themselves (a LocalCluster). Whatever goes wrong comes back as bytes too: a worker
+    that cannot even import the framework answers with a plain dict.
     """
     try:
-        if shipment is not None:
-            from distributed import get_worker
+        from distributed import get_worker
 
+        worker = get_worker()
+        if shipment is not None:
             digest, names = shipment
-            activate(shipped_folder(get_worker().local_directory, digest), names)
+            activate(shipped_folder(worker.local_directory, digest), names)
         from analysis_wrapper.executors import run_payload
 
-        result: bytes = run_payload(context, job)
+        run = cast(ShippedRun, worker.plugins[run_plugin_name(run_id)])
+        result: bytes = run_payload(run.context, job)
         return result
     except Exception as exc:
         return pickle.dumps({"error": f"{type(exc).__name__}: {exc}"})

@@ -164,23 +164,42 @@ def _execute_on_dask(
     cloudpickle.register_pickle_by_value(dask_shipping)
     blob = _pickled_context(context, "dask", cloudpickle.dumps)
     with _dask_client(options, context) as (client, shipment):
-        shared = client.scatter(blob, broadcast=True, hash=False)
-        payloads = [cloudpickle.dumps(job) for job in jobs]
-        futures = client.map(
-            _ByValue(dask_shipping.run_shipped, cloudpickle.dumps),
-            payloads,
-            context=shared,
-            shipment=shipment,
-            key=[f"analysis-wrapper-{context.run_id[:8]}-{index}" for index in range(len(jobs))],
-        )
-        positions = {future.key: index for index, future in enumerate(futures)}
-        for future in dask_as_completed(futures):
-            index = positions[future.key]
-            try:
-                result = _job_result(jobs[index], future.result())
-            except Exception as exc:  # a worker lost, or the result could not travel back
-                result = _lost(jobs[index], f"Dask could not run it: {_one_line(exc)}")
-            on_done(index, result)
+        run = dask_shipping.ShippedRun(context.run_id, blob)
+        _register(client, run, "the run's settings")
+        try:
+            payloads = [cloudpickle.dumps(job) for job in jobs]
+            futures = client.map(
+                _ByValue(dask_shipping.run_shipped, cloudpickle.dumps),
+                payloads,
+                run_id=context.run_id,
+                shipment=shipment,
+                key=[f"analysis-wrapper-{context.run_id[:8]}-{n}" for n in range(len(jobs))],
+            )
+            positions = {future.key: index for index, future in enumerate(futures)}
+            for future in dask_as_completed(futures):
+                index = positions[future.key]
+                try:
+                    result = _job_result(jobs[index], future.result())
+                except Exception as exc:  # a worker lost, or the result could not travel back
+                    result = _lost(jobs[index], f"Dask could not run it: {_one_line(exc)}")
+                on_done(index, result)
+        finally:
+            _unregister(client, run.name)
+
+
+def _register(client: Client, plugin: Any, what: str) -> None:
+    """Register a worker plugin on every worker, present and future; one line if it fails."""
+    try:
+        client.register_plugin(plugin)
+    except Exception as exc:
+        raise ConfigError(f"could not send {what} to the Dask workers: {_one_line(exc)}") from exc
+
+
+def _unregister(client: Client, name: str) -> None:
+    try:
+        client.unregister_worker_plugin(name)
+    except Exception as exc:  # the cluster went away: nothing left to clean
+        log.debug("could not take plugin %s off the cluster: %s", name, exc)
 
 
 class _ByValue:
@@ -205,7 +224,7 @@ class _ByValue:
 def run_payload(context: bytes, job: bytes) -> bytes:
     """On a Dask worker: run a pickled job with a pickled context; return the pickled result.
 
-    The context of a run arrives once per worker (scattered) and is unpickled once:
+    The context of a run arrives once per worker (a plugin) and is unpickled once:
     its stores keep their connections from job to job.
     """
     return pickle.dumps(run_job(pickle.loads(job), _worker_context(context)))
@@ -305,20 +324,12 @@ def _shipped_code(client: Client, context: RunContext) -> Iterator[Shipment]:
             len(archive) / 1e6,
         )
     plugin = dask_shipping.ShippedCode(archive, digest, names)
-    try:
-        client.register_plugin(plugin)
-    except Exception as exc:
-        raise ConfigError(
-            f"could not ship the capsule's code to the Dask workers: {_one_line(exc)}"
-        ) from exc
+    _register(client, plugin, "the capsule's code")
     log.info("shipped code/ (%d kB, %s) to the Dask workers", len(archive) // 1000, digest[:12])
     try:
         yield digest, names
     finally:
-        try:
-            client.unregister_worker_plugin(plugin.name)
-        except Exception as exc:  # the cluster went away: nothing left to clean
-            log.debug("could not take the code plugin off the cluster: %s", exc)
+        _unregister(client, plugin.name)
 
 
 LARGE_ARCHIVE_BYTES = 50_000_000

@@ -468,3 +468,96 @@ def test_a_hung_renewal_stops_its_job_before_publishing(
                                        tmp_path / "results-b", "--lease_seconds", "3"))  # fmt: skip
     assert code == 0, output
     check_results(stores, 2)
+
+
+def test_a_job_rescheduled_from_a_lost_dask_worker_runs_after_its_lease(
+    tmp_path: Path, dask_worker_env: dict[str, str]
+) -> None:
+    """Kill -9 the Dask worker running a job: rescheduled, it runs after the lease.
+
+    The other worker cannot see the dead process (another pid namespace, as another
+    host would), so only the lease tells it the claim is dead. The run ends with the
+    job done, not silently "in progress".
+    """
+    from servers import ServerProcess, dask_ready, isolated_dask_command, wait_for_workers
+
+    capsule = claims_capsule(tmp_path / "capsule", 1)
+    log = tmp_path / "analyses.log"
+    started = tmp_path / "started"
+    scheduler = ServerProcess(
+        "dask scheduler",
+        lambda port: isolated_dask_command(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--no-show",
+        ),
+        dask_ready,
+        tmp_path / "scheduler.log",
+        cwd=tmp_path,
+        env=dask_worker_env,
+    )
+    scheduler.start()
+    address = f"tcp://127.0.0.1:{scheduler.port}"
+
+    def worker(name: str, count: int, **env: str) -> ServerProcess:
+        # A pid namespace of its own: its processes are invisible to the other worker's.
+        process = ServerProcess(
+            f"dask worker {name}",
+            lambda _port: [
+                shutil.which("unshare") or "unshare (util-linux)",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                *isolated_dask_command(
+                    "worker",
+                    address,
+                    "--no-nanny",
+                    "--nthreads",
+                    "1",
+                    "--host",
+                    "127.0.0.1",
+                    "--no-dashboard",
+                    "--name",
+                    name,
+                    "--local-directory",
+                    str(tmp_path / name),
+                ),
+            ],
+            lambda _port: wait_for_workers(scheduler.port, count),
+            tmp_path / f"{name}.log",
+            cwd=tmp_path,
+            env={**dask_worker_env, "ANALYSIS_LOG": str(log), **env},
+        )
+        process.start()
+        return process
+
+    first = second = None
+    try:
+        first = worker("first", 1, ANALYSIS_SECONDS="120", ANALYSIS_STARTED=str(started))
+        runner = start_runner(
+            capsule, {}, tmp_path / "results", "--executor", "dask",
+            "--scheduler_address", address, "--lease_seconds", "4",
+        )  # fmt: skip
+        wait_for(started)
+        second = worker("second", 2, ANALYSIS_SECONDS="0")
+        assert first.process is not None
+        os.killpg(first.process.pid, signal.SIGKILL)  # the worker dies mid-analysis
+        code, output = finish(runner)
+        assert code == 0, output
+        summary = json.loads((tmp_path / "results" / "run_summary.json").read_text())
+        assert (summary["ran"], summary["skipped"], summary["failed"]) == (1, 0, 0), output
+        assert "no longer runs it here" in (tmp_path / "second.log").read_text()
+        runs = logged(log)
+        assert [index for index, _, _ in runs] == [0, 0]  # the lost try, then the real one
+        (record,) = check_results(Stores(capsule, {}), 1)
+        assert token_of(record) == runs[-1][2]
+    finally:
+        for process in (second, first):
+            if process is not None:
+                process.stop()
+        scheduler.stop()
