@@ -38,11 +38,13 @@ class Parameters(AnalysisParameters):
 
 CALLS: list[int] = []
 BEHAVIOUR: dict[int, Any] = {}
+CURRENT_RESULTS: list[Path] = []
 
 
 def analysis(job: Job, parameters: Parameters, results_dir: Path) -> dict[str, Any]:
     """Counts calls; ``BEHAVIOUR[index]`` may raise (an exception, a list to pop) or be called."""
     CALLS.append(parameters.index)
+    CURRENT_RESULTS.append(results_dir)
     (results_dir / "out.txt").write_text(f"job {parameters.index}")
     behaviour = BEHAVIOUR.get(parameters.index)
     if callable(behaviour) and not isinstance(behaviour, BaseException | type):
@@ -58,6 +60,7 @@ def analysis(job: Job, parameters: Parameters, results_dir: Path) -> dict[str, A
 def _reset() -> None:
     CALLS.clear()
     BEHAVIOUR.clear()
+    CURRENT_RESULTS.clear()
 
 
 def context_for(tmp_path: Path, jobs: int = 3, **options: Any) -> RunContext:
@@ -284,3 +287,27 @@ def test_a_record_written_by_another_worker_during_the_run_wins(tmp_path: Path) 
     assert context.record_store.get(key)["location"] == "file:///elsewhere"  # theirs stands
     claim = context.record_store.get_claims([key])[key]  # type: ignore[attr-defined]
     assert claim.state == "done"
+
+
+def test_a_failed_try_never_replaces_a_good_local_folder(tmp_path: Path) -> None:
+    """A forced re-run that fails leaves the good folder as it was, the failure beside it."""
+    context = context_for(tmp_path, jobs=1)
+    assert execute_run(context).failed == 0
+    key = key_of_job(context, 0)
+    good = tmp_path / "results" / key
+    assert (good / "out.txt").read_text() == "job 0"
+    before = {path.name: path.read_bytes() for path in good.iterdir()}
+
+    def fail_halfway() -> None:
+        (Path(CURRENT_RESULTS[-1]) / "out.txt").write_text("half written")
+        raise RuntimeError("disk full")
+
+    BEHAVIOUR[0] = fail_halfway
+    forced = context_for(tmp_path, jobs=1, force=True)
+    summary = execute_run(forced)
+    assert summary.failed == 1
+    assert {path.name: path.read_bytes() for path in good.iterdir()} == before
+    failed = tmp_path / "results" / f"{key}.failed"
+    assert (failed / "out.txt").read_text() == "half written"
+    leftovers = [p.name for p in (tmp_path / "results").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
