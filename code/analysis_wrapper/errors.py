@@ -150,6 +150,16 @@ class FencedOutError(StoreError):
         self.current_epoch = current_epoch
         self.written = written
 
+    def with_context(self, context: str) -> FencedOutError:
+        """The same refusal, with ``context`` first; still a :class:`FencedOutError`."""
+        return FencedOutError(
+            f"{context}: {self}",
+            key=self.key,
+            epoch=self.epoch,
+            current_epoch=self.current_epoch,
+            written=self.written,
+        )
+
 
 # errno values that say "try again" rather than "this cannot work" (a network file
 # system that is busy or lost its handle); ConnectionError, TimeoutError,

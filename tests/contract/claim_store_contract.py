@@ -20,8 +20,8 @@ import pytest
 
 from analysis_wrapper.claims import Claim, Claims, ClaimStore, Failure, Owner
 from analysis_wrapper.errors import FencedOutError, RecordExistsError
-from analysis_wrapper.stores import RecordStore
-from contract.record_store_contract import key_of, make_record
+from analysis_wrapper.stores import RecordQuery, RecordStore
+from contract.record_store_contract import key_of, make_record, with_inputs
 
 OpenStore = Callable[[], ClaimStore]
 
@@ -321,8 +321,9 @@ class ClaimStoreContract:
         mine = a.acquire(key_of("mine")).claim
         with pytest.raises(FencedOutError):
             store.put(record_by(mine.key, "a"), epoch=mine.epoch + 1)
-        for end in (a.finish, a.release, lambda claim: a.fail(claim, Failure("E", "m"))):
-            claim = a.acquire(key_of(f"ended {end}")).claim
+        ends = (a.finish, a.release, lambda claim: a.fail(claim, Failure("E", "m")))
+        for number, end in enumerate(ends):
+            claim = a.acquire(key_of(f"ended {number}")).claim
             assert end(claim)
             with pytest.raises(FencedOutError):
                 store.put(record_by(claim.key, "a"), replace=True, epoch=claim.epoch)
@@ -368,9 +369,6 @@ class ClaimStoreContract:
 
     def test_fenced_records_read_back_exactly_as_put(self, claim_stores: OpenStore) -> None:
         """get, get_many, find and find_by_inputs show no trace of the epoch."""
-        from analysis_wrapper.stores import RecordQuery
-        from contract.record_store_contract import with_inputs
-
         key = key_of("read back")
         a = worker(claim_stores(), "a", FakeClock())
         claim = a.acquire(key).claim

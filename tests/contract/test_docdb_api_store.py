@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import pickle
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,11 +21,18 @@ from typing import Any
 import pytest
 
 from analysis_wrapper.claims import Claim, Claims, Failure, Owner
-from analysis_wrapper.errors import ConfigError, RecordExistsError, StoreError
+from analysis_wrapper.errors import ConfigError, FencedOutError, RecordExistsError, StoreError
 from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.stores import RecordQuery
 from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
-from contract.claim_store_contract import ClaimStoreContract, FakeClock, sample_claim, worker
+from analysis_wrapper.stores.docdb_api_session import TimeoutSession
+from contract.claim_store_contract import (
+    ClaimStoreContract,
+    FakeClock,
+    record_by,
+    sample_claim,
+    worker,
+)
 from contract.record_store_contract import (
     RecordStoreContract,
     ids,
@@ -806,3 +815,200 @@ def test_read_only_store_reads_claims_and_never_writes_them(
     assert writer.get_claims([key]) == {key: sample_claim(key)}
     reader.close()
     writer.close()
+
+
+# --- fenced record writes: check, write, verify ----------------------------------------
+
+
+def test_fenced_put_is_check_write_verify(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """A fenced insert: the claim read, the record written (signed), the claim read again."""
+    store = open_store(docdb_api)
+    key = key_of("fenced")
+    claim = worker(store, "a", FakeClock()).acquire(key).claim
+    docdb_api.reset()
+    store.put(record_by(key, "a"), epoch=claim.epoch)
+    assert [(call.action, call.collection, call.signed) for call in docdb_api.calls] == [
+        ("find", f"{store.collection}_claims", False),
+        ("insert_one", store.collection, True),
+        ("find", f"{store.collection}_claims", False),
+    ]
+    assert list(backing(docdb_api, store).find()) == [record_by(key, "a")]  # nothing added
+    store.close()
+
+
+def test_fenced_put_refuses_a_takeover_seen_by_its_check_and_sends_no_write(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The guarantee the API gives: a takeover before the check refuses the write unsent."""
+    collection = fresh_collection()
+    clock = FakeClock()
+    a = worker(open_store(docdb_api, collection), "a", clock)
+    b = worker(open_store(docdb_api, collection), "b", clock)
+    key = key_of("seen by the check")
+    stalled = a.acquire(key).claim
+    clock.advance(120)
+    assert b.acquire(key).claim.epoch == 2
+    docdb_api.reset()
+    with pytest.raises(FencedOutError, match="epoch 2, running") as raised:
+        a.store.put(record_by(key, "a"), replace=True, epoch=stalled.epoch)  # type: ignore[attr-defined]
+    assert raised.value.written is False
+    assert [call.action for call in docdb_api.calls] == ["find"]
+    assert backing(docdb_api, a.store).count_documents({}) == 0  # type: ignore[arg-type]
+
+
+def test_fenced_replace_overtaken_between_check_and_write_is_written_and_reported(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The documented weakness: B takes over and records after A's check, before A writes.
+
+    A's replace lands over B's record (no conditional write), and A's read-back sees the
+    takeover: FencedOutError with ``written`` true. B's own fenced replace restores its
+    record. Without ``replace``, A's insert is refused by B's record (insert-if-absent).
+    """
+    collection = fresh_collection()
+    clock = FakeClock()
+    a_store, b_store = open_store(docdb_api, collection), open_store(docdb_api, collection)
+    a, b = worker(a_store, "a", clock), worker(b_store, "b", clock)
+    insert_key, replace_key = key_of("overtaken insert"), key_of("overtaken replace")
+    stalled = {key: a.acquire(key).claim for key in (insert_key, replace_key)}
+    clock.advance(120)
+
+    def take_over_and_record(key: str) -> Callable[[], None]:
+        def act() -> None:
+            current = b.acquire(key).claim
+            assert current.epoch == 2
+            b_store.put(record_by(key, "b"), epoch=current.epoch)
+
+        return act
+
+    after_next_read(a_store, take_over_and_record(insert_key))
+    with pytest.raises(RecordExistsError):
+        a_store.put(record_by(insert_key, "a"), epoch=stalled[insert_key].epoch)
+    assert a_store.get(insert_key) == record_by(insert_key, "b")
+
+    after_next_read(a_store, take_over_and_record(replace_key))
+    with pytest.raises(FencedOutError, match=r"was written.*epoch 2, running") as raised:
+        a_store.put(record_by(replace_key, "a"), replace=True, epoch=stalled[replace_key].epoch)
+    error = raised.value
+    assert (error.epoch, error.current_epoch, error.written) == (1, 2, True)
+    assert a_store.get(replace_key) == record_by(replace_key, "a")  # the weakness
+    b_store.put(record_by(replace_key, "b"), replace=True, epoch=2)
+    assert a_store.get(replace_key) == record_by(replace_key, "b")
+    a_store.close()
+    b_store.close()
+
+
+def test_fenced_insert_whose_reply_was_lost_is_accepted(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """The fenced insert lands but is answered 502: the retry's 409 is our own record."""
+    store = open_store(docdb_api, retry_policy=FAST, sleep=Waits())
+    key = key_of("lost fenced reply")
+    claim = worker(store, "a", FakeClock()).acquire(key).claim
+    docdb_api.reset()
+    docdb_api.fail("insert_one", 502, after_write=True)
+    store.put(record_by(key, "a"), epoch=claim.epoch)
+    assert [call.status for call in docdb_api.calls_to("insert_one")] == [502, 409]
+    assert store.get(key) == record_by(key, "a")
+    store.close()
+
+
+# --- pickling: what a process pool or Dask worker gets ---------------------------------
+
+
+def test_pickled_store_carries_no_credentials_and_signs_its_own_writes(
+    docdb_api: DocDbApiStandIn, docdb_api_env: dict[str, str]
+) -> None:
+    """After a signed write, the pickle holds no key, secret or session; the copy writes."""
+    store = open_store(docdb_api)
+    store.put(make_record(key_of("before")))
+    data = pickle.dumps(store)
+    for secret in (ACCESS_KEY, SECRET_KEY):
+        assert secret.encode() not in data
+    assert b"requests" not in data and b"botocore" not in data
+    copy = pickle.loads(data)
+    docdb_api.reset()
+    copy.put(make_record(key_of("by the copy")))
+    assert [(call.action, call.signed) for call in docdb_api.calls] == [("insert_one", True)]
+    assert store.get(key_of("by the copy")) == make_record(key_of("by the copy"))
+    copy.close()
+    store.close()
+
+
+def test_timeout_session_keeps_its_timeout_through_pickling() -> None:
+    """The session class itself pickles its timeout (requests.Session pickles __attrs__)."""
+    session = TimeoutSession((1.5, 7.0))
+    copy = pickle.loads(pickle.dumps(session))
+    assert isinstance(copy, TimeoutSession) and copy.timeout_s == (1.5, 7.0)
+    session.close()
+    copy.close()
+
+
+class NeverAnswers:
+    """A TCP server on loopback that accepts connections and never sends a byte."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self._held.append(connection)  # kept open, never read nor answered
+
+    def close(self) -> None:
+        """Stop listening and drop every connection."""
+        self._listener.close()
+        for connection in self._held:
+            connection.close()
+
+
+def test_unpickled_store_still_times_out_on_a_gateway_that_never_answers(
+    docdb_api_env: dict[str, str],
+) -> None:
+    """A used store, pickled: the copy's requests still time out rather than hang.
+
+    The call runs in a thread joined with a generous bound, so a hang fails the test
+    instead of blocking it; nothing is asserted about speed beyond that.
+    """
+    gateway = NeverAnswers()
+    store = DocDbApiRecordStore(
+        f"127.0.0.1:{gateway.port}",
+        DATABASE,
+        "records",
+        "v1",
+        retry_policy=RetryPolicy(attempts=2, base_delay_s=0.001, max_delay_s=0.002),
+        timeout_s=(0.5, 0.5),
+    )
+
+    def outcome_of(target: DocDbApiRecordStore) -> list[BaseException]:
+        raised: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                target.get(key_of("a"))
+            except BaseException as exc:
+                raised.append(exc)
+
+        thread = threading.Thread(target=call, daemon=True)
+        thread.start()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the request hung: no timeout applied"
+        return raised
+
+    (original,) = outcome_of(store)  # the store is used: its session and client exist
+    copy = pickle.loads(pickle.dumps(store))
+    (copied,) = outcome_of(copy)
+    for error in (original, copied):
+        assert isinstance(error, StoreError) and error.transient is True
+        assert "records" in str(error)
+    copy.close()
+    store.close()
+    gateway.close()

@@ -7,9 +7,14 @@ writing one SQLite file at once.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import multiprocessing
 import os
+import pickle
 import sqlite3
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +23,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from analysis_wrapper.errors import ConfigError, RecordExistsError, StoreError
+from analysis_wrapper.claims import Claims, Owner
+from analysis_wrapper.errors import ConfigError, FencedOutError, RecordExistsError, StoreError
 from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
 from analysis_wrapper.settings import Capsule, StoreSettings
 from analysis_wrapper.stores import (
@@ -619,3 +625,59 @@ def test_local_results_folder_that_cannot_be_made_is_not_transient(tmp_path: Pat
     with pytest.raises(StoreError, match="cannot publish to results folder") as raised:
         store.publish(key_of("a"), ATTEMPT, folder, build_manifest(key_of("a"), folder))
     assert raised.value.transient is False
+
+
+# --- fenced record writes: the claim checked in the record's own transaction -----------
+
+
+def test_sqlite_fenced_put_checks_the_claim_inside_its_write_transaction(tmp_path: Path) -> None:
+    """A takeover committing while a fenced put waits for the file: the put is refused.
+
+    Another connection holds the write lock while it raises the claim's epoch; the
+    stalled writer's put queues behind it and, once it gets the lock, finds epoch 2 in
+    the same transaction: nothing is written, input rows included.
+    """
+    path = tmp_path / "records.sqlite"
+    store = SqliteRecordStore(path, TABLE)
+    key = key_of("in one transaction")
+    claim = Claims(store, Owner("host-a", 4242, "run-a")).acquire(key).claim
+    other = sqlite3.connect(path, isolation_level=None, timeout=60)
+    other.execute("BEGIN IMMEDIATE")
+    taken = dataclasses.replace(claim, owner=Owner("host-b", 4242, "run-b"), epoch=2)
+    other.execute(
+        f'UPDATE "{TABLE}__claims" SET epoch = 2, document = ? WHERE _id = ?',
+        (json.dumps(taken.to_document()), key),
+    )
+    raised: list[BaseException] = []
+
+    def stalled_put() -> None:
+        record = with_inputs(make_record(key, {"by": "a"}), ["s3://bucket/in"])
+        try:
+            store.put(record, replace=True, epoch=claim.epoch)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=stalled_put)
+    thread.start()
+    time.sleep(0.3)  # the put is waiting for the write lock
+    assert thread.is_alive() and raised == []
+    other.execute("COMMIT")
+    thread.join(timeout=60)
+    other.close()
+    assert not thread.is_alive()
+    (error,) = raised
+    assert isinstance(error, FencedOutError)
+    assert (error.epoch, error.current_epoch, error.written) == (1, 2, False)
+    assert store.get(key) is None
+    assert store.find_by_inputs([["s3://bucket/in"]]) == {("s3://bucket/in",): []}
+    store.close()
+
+
+def test_fenced_out_error_travels_through_pickle_and_context() -> None:
+    """Sent back from a worker or given context, it keeps its class and its fields."""
+    error = FencedOutError("record k not written", key="k", epoch=1, current_epoch=2)
+    for copy in (pickle.loads(pickle.dumps(error)), error.with_context("job_001.json")):
+        assert isinstance(copy, FencedOutError) and isinstance(copy, StoreError)
+        assert (copy.key, copy.epoch, copy.current_epoch, copy.written) == ("k", 1, 2, False)
+        assert copy.transient is False
+    assert str(error.with_context("job_001.json")) == "job_001.json: record k not written"

@@ -35,15 +35,26 @@ from pymongo.errors import AutoReconnect, DuplicateKeyError, NetworkTimeout, Ope
 
 from analysis_wrapper import capsule as capsule_module
 from analysis_wrapper.claims import Claim, Failure
-from analysis_wrapper.errors import RecordExistsError, StoreError
+from analysis_wrapper.errors import FencedOutError, RecordExistsError, StoreError
 from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.runner import Analysis
 from analysis_wrapper.settings import Capsule
 from analysis_wrapper.stores import Record, RecordQuery, RecordStore
 from analysis_wrapper.stores.base import INPUT_URL_PATH
-from analysis_wrapper.stores.mongo import BATCH_SIZE, BOOKKEEPING_FIELD, MongoRecordStore
+from analysis_wrapper.stores.mongo import (
+    BATCH_SIZE,
+    BOOKKEEPING_FIELD,
+    EPOCH_PATH,
+    MongoRecordStore,
+)
 from conftest import CapsuleCopy
-from contract.claim_store_contract import ClaimStoreContract, sample_claim
+from contract.claim_store_contract import (
+    ClaimStoreContract,
+    FakeClock,
+    record_by,
+    sample_claim,
+    worker,
+)
 from contract.record_store_contract import (
     RecordStoreContract,
     key_of,
@@ -699,11 +710,11 @@ class StopsServerBeforeFirstPut:
     def get_many(self, keys: Any) -> dict[str, Record]:
         return self.inner.get_many(keys)
 
-    def put(self, record: Record, *, replace: bool = False) -> None:
+    def put(self, record: Record, *, replace: bool = False, epoch: int | None = None) -> None:
         self.puts += 1
         if self.puts == 1:
             self.server.stop()
-        self.inner.put(record, replace=replace)
+        self.inner.put(record, replace=replace, epoch=epoch)
 
     def find(self, query: RecordQuery) -> list[Record]:
         return self.inner.find(query)
@@ -930,3 +941,140 @@ def test_read_only_store_reads_claims_and_never_writes_them(
     assert writer.list_claims() == [sample_claim(key)]
     reader.close()
     writer.close()
+
+
+# --- fenced record writes: the claim read first, then a write conditional on the epoch ---
+
+
+class ActsAfterItsClaimCheck(MongoRecordStore):
+    """A real store that runs ``action`` once, right after its next claim lookup answers.
+
+    That lookup is the fence's check; ``action`` is what happens while the writer
+    stalls between the check and its write (another worker takes over and records).
+    """
+
+    action: Callable[[], object] | None = None
+
+    def get_claims(self, keys: Any) -> dict[str, Claim]:
+        found = super().get_claims(keys)
+        action, self.action = self.action, None
+        if action is not None:
+            action()
+        return found
+
+
+@pytest.mark.parametrize("replace_record", [False, True])
+def test_fenced_write_whose_check_went_stale_leaves_the_newer_record(
+    secret_uri: str, database: str, replace_record: bool
+) -> None:
+    """A's check passes at epoch 1; B takes over and records; A's write is refused.
+
+    The claim check alone would let A through: the write's own condition (no stored
+    epoch above A's) refuses it, with ``replace`` (the upsert collides) and without.
+    """
+    clock = FakeClock()
+    stalled_store = ActsAfterItsClaimCheck(secret_uri, database, TABLE)
+    a = worker(stalled_store, "a", clock)
+    b = worker(MongoRecordStore(secret_uri, database, TABLE), "b", clock)
+    key = key_of(f"stale check {replace_record}")
+    stalled = a.acquire(key).claim
+
+    def take_over_and_record() -> None:
+        clock.advance(120)
+        current = b.acquire(key).claim
+        assert current.epoch == 2
+        b.store.put(record_by(key, "b"), epoch=current.epoch)  # type: ignore[attr-defined]
+
+    stalled_store.action = take_over_and_record
+    with pytest.raises(FencedOutError, match="a record written at epoch 2 is stored") as raised:
+        stalled_store.put(record_by(key, "a"), replace=replace_record, epoch=stalled.epoch)
+    assert (raised.value.epoch, raised.value.current_epoch, raised.value.written) == (1, 2, False)
+    assert stalled_store.get(key) == record_by(key, "b")
+    stalled_store.close()
+    b.store.close()  # type: ignore[attr-defined]
+
+
+def test_fenced_write_is_documentdb_safe_and_keeps_its_epoch_in_bookkeeping(
+    secret_uri: str, database: str, admin: MongoClient[Document]
+) -> None:
+    """A fenced replace is one upsert filtered on _id and $or/$exists/$lte; no transaction.
+
+    The epoch sits in _store (stripped on reads); an unfenced write stores none, and a
+    fenced writer replaces a record that has none.
+    """
+    listener = CommandLog()
+    store = MongoRecordStore(
+        secret_uri, database, TABLE, client_options={"event_listeners": [listener]}
+    )
+    key = key_of("fenced commands")
+    store.put(record_by(key, "unfenced"))
+    raw = admin[database][TABLE].find_one({"_id": key})
+    assert raw is not None and set(raw[BOOKKEEPING_FIELD]) == {"written", "write_id"}
+    assert worker(store, "a", FakeClock()).acquire(key).claim.epoch == 1
+    listener.commands.clear()
+    store.put(record_by(key, "fenced"), replace=True, epoch=1)
+    (update,) = [command["updates"][0] for command in listener.named("update")]
+    assert update["q"] == {
+        "_id": key,
+        "$or": [{EPOCH_PATH: {"$exists": False}}, {EPOCH_PATH: {"$lte": 1}}],
+    }
+    assert update["upsert"] is True and not any(name.startswith("$") for name in update["u"])
+    assert [command["find"] for command in listener.named("find")] == [CLAIMS]
+    writes = listener.named("insert") + listener.named("update")
+    assert all("txnNumber" not in command for command in writes)
+    raw = admin[database][TABLE].find_one({"_id": key})
+    assert raw is not None and raw[BOOKKEEPING_FIELD]["epoch"] == 1
+    assert set(raw[BOOKKEEPING_FIELD]) == {"written", "write_id", "epoch"}
+    assert store.get(key) == record_by(key, "fenced")
+    store.close()
+
+
+def test_fenced_writes_whose_reply_was_lost_are_accepted(
+    mongo_server: ServerProcess, mongo_user: tuple[str, str], database: str
+) -> None:
+    """A fenced insert or replace applied but unanswered is retried and succeeds."""
+    proxy = DropsOneReply(mongo_server.port)
+    sleeps: list[float] = []
+    store = MongoRecordStore(
+        uri_for(proxy.port, *mongo_user), database, TABLE, retry_policy=FAST, sleep=sleeps.append
+    )
+    claims = worker(store, "a", FakeClock())
+    key = key_of("lost fenced reply")
+    claim = claims.acquire(key).claim  # connects, claims (an insert, not dropped)
+    store.put(make_record(key_of("warm up")))  # creates the indexes
+    proxy.armed = True
+    store.put(record_by(key, "a", name="inserted"), epoch=claim.epoch)
+    proxy.command, proxy.armed = "update", True
+    store.put(record_by(key, "a"), replace=True, epoch=claim.epoch)
+    assert proxy.dropped == 2 and len(sleeps) == 2
+    assert store.get(key) == record_by(key, "a")
+    store.close()
+    proxy.close()
+
+
+# --- pickling: the store sent to a spawned process (as the process pool does) ----------
+
+
+def _use_in_a_spawned_process(store: MongoRecordStore, key: str) -> tuple[Any, Any]:
+    """In the child: write a record and a claim through the parent's store, read them."""
+    store.put(make_record(key, {"by": "child"}))
+    assert store.insert_claim(sample_claim(key))
+    found = store.get(key), store.get_claims([key])[key]
+    store.close()
+    return found
+
+
+def test_store_sent_to_a_spawned_process_works_there(secret_uri: str, database: str) -> None:
+    """A used store travels to a spawned worker, which writes and reads through it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    store = MongoRecordStore(secret_uri, database, TABLE)
+    store.put(make_record(key_of("parent")))  # a client, indexes made
+    key = key_of("child")
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        record, claim = pool.submit(_use_in_a_spawned_process, store, key).result(timeout=300)
+    assert record == make_record(key, {"by": "child"}) == store.get(key)
+    assert claim == sample_claim(key) == store.get_claims([key])[key]
+    store.close()

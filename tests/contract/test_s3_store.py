@@ -507,6 +507,45 @@ def test_has_manifest_looks_in_any_bucket(client: Any, tmp_path: Path) -> None:
     assert store.has_manifest(f"gs://{elsewhere}/{key}") is None
 
 
+# --- pickling: the store sent to a spawned process (as the process pool does) -----------
+
+
+def _publish_in_a_spawned_process(
+    store: S3ResultStore, key: str, folder: str
+) -> tuple[str, dict[str, Any] | None, bool | None]:
+    """In the child: publish ``folder`` through the parent's store and read it back."""
+    location = store.publish(key, ATTEMPT, Path(folder), build_manifest(key, Path(folder)))
+    return location, store.read_manifest(location), store.has_manifest(location)
+
+
+def test_store_sent_to_a_spawned_process_publishes_there(
+    client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A used store (its client made, its lock taken) travels to a spawned worker.
+
+    The worker makes its own client from the same environment, publishes and reads;
+    the parent sees the files and the manifest.
+    """
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    store = S3ResultStore(bucket, "team/results")
+    assert store.has_manifest(store.location(key_of("nothing"), ATTEMPT)) is False  # a client
+    assert b"botocore" not in pickle.dumps(store)
+    key = key_of("spawned")
+    folder = write_tree(tmp_path / "out", {"units.csv": b"1,2\n", "nested/figure.png": b"png"})
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+        future = pool.submit(_publish_in_a_spawned_process, store, key, str(folder))
+        location, manifest, present = future.result(timeout=300)
+    assert location == store.location(key, ATTEMPT)
+    assert manifest == store.read_manifest(location) and present is True
+    assert manifest is not None and manifest["key"] == key
+    published = sorted(tree_reader(client)(location))
+    assert published == [MANIFEST_NAME, "nested/figure.png", "units.csv"]
+
+
 # --- errors ------------------------------------------------------------------------------
 
 

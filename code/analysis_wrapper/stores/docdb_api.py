@@ -15,6 +15,16 @@ How each operation maps onto the API:
 - ``put``: ``insert_one``; a duplicate ``_id`` is :class:`RecordExistsError`. With
   ``replace``: ``update_one`` with upsert, ``$set`` of every field and ``$unset`` of the
   fields only the stored record has, so the result is the new record as a whole.
+- ``put(..., epoch=n)`` (fenced): check, write, verify, since the API has no
+  conditional write and no transaction. The claim is read first and the write refused
+  (:class:`FencedOutError`, nothing sent) unless it is ``running`` at ``n``; then the
+  record is written as above; then the claim is read again, and if it moved on the
+  error says the record *was* written (``written`` true). What this gives: a takeover
+  that happened before the check always stops the stale writer; without ``replace``
+  a stale writer can never overwrite a record (insert-if-absent); but a takeover and
+  a newer record landing between the check and a stale ``replace`` are overwritten by
+  it (the read-back then reports it, and the newer worker's own fenced replace puts its
+  record back). SQLite and MongoDB close that window; this store cannot.
 - ``find``: ``find`` filtered on each parameter whose condition a document store
   evaluates at least as broadly as :meth:`RecordQuery.matches` (scalars under plain
   names); every record returned is then checked with :meth:`RecordQuery.matches`, so

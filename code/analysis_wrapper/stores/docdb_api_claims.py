@@ -30,6 +30,10 @@ holds:
 - fresh keys are won exactly once (the insert is atomic);
 - at most one record per key: the record write is insert-if-absent too, so only one
   of two such workers records its result (the other gets ``RecordExistsError``);
+- a fenced record write (``put(..., epoch=n)``) reads the claim first and writes
+  nothing once it has moved on from ``n``; it cannot tell two holders of the same epoch
+  apart, and a stale ``replace`` can still land in the instant between its check and
+  its write (see :mod:`.docdb_api`);
 - fencing: a renewal checks the stored owner as well as the epoch, so the worker whose
   claim was overwritten fails its next renewal (a heartbeat, and always the fence
   before publishing and recording), and a stalled worker whose claim was taken over
