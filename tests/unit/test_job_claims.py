@@ -311,3 +311,29 @@ def test_a_failed_try_never_replaces_a_good_local_folder(tmp_path: Path) -> None
     assert (failed / "out.txt").read_text() == "half written"
     leftovers = [p.name for p in (tmp_path / "results").iterdir() if p.name.startswith(".")]
     assert leftovers == []
+
+
+def test_a_claim_of_this_run_still_renewed_elsewhere_is_reported_not_done(
+    tmp_path: Path,
+) -> None:
+    """A worker of this run that Dask lost sight of still renews the key: "not done".
+
+    The job is not silently skipped as in progress: it fails, so the run exits non-zero.
+    """
+    context = context_for(tmp_path, jobs=1, lease_seconds=1.0)
+    key = key_of_job(context, 0)
+    (planned,) = plan_run(context)
+    # The same run on another host: only its lease says whether it is alive.
+    ghost = Claims(
+        SqliteRecordStore(tmp_store_path(context), "t"),
+        Owner("lost-host", 4242, context.run_id),
+        lease_seconds=1.0,
+    )
+    from analysis_wrapper.heartbeat import Heartbeat
+    from analysis_wrapper.job_run import run_job
+
+    with Heartbeat(ghost, ghost.acquire(key, label="job_0.json").claim, interval=0.1):
+        result = run_job(planned, context)
+    assert result.status.value == "failed"
+    assert "not done" in (result.error or "") and "lost-host" in (result.error or "")
+    assert CALLS == []
