@@ -32,6 +32,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
+from itertools import groupby
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -127,16 +128,32 @@ def find_manifests(
 
 
 def _chunks(targets: list[Target], in_flight: int) -> list[list[Target]]:
-    """Contiguous runs of sorted targets, one bucket each, enough to keep a few in flight."""
-    by_bucket: dict[str, list[Target]] = {}
-    for target in targets:
-        by_bucket.setdefault(target[0], []).append(target)
-    size = max(MIN_CHUNK, min(PAGE, math.ceil(len(targets) / max(1, in_flight))))
+    """Contiguous runs of sorted targets, one bucket each, enough to keep a few in flight.
+
+    A run longer than the limit is split where the character after its common prefix
+    changes, so each chunk lists under a longer prefix (S3 lists the same keys
+    either way; moto's server sorts every key under the prefix at each LIST).
+    """
+    by_bucket: dict[str, list[str]] = {}
+    for bucket, name in targets:
+        by_bucket.setdefault(bucket, []).append(name)
+    limit = max(MIN_CHUNK, min(PAGE, math.ceil(len(targets) / max(1, in_flight))))
     return [
-        run[start : start + size]
-        for run in by_bucket.values()
-        for start in range(0, len(run), size)
+        [(bucket, name) for name in run]
+        for bucket, names in by_bucket.items()
+        for run in _split(names, limit)
     ]
+
+
+def _split(names: list[str], limit: int) -> list[list[str]]:
+    """``names`` (sorted, distinct) cut by the character after their common prefix, recursively."""
+    if len(names) <= limit:
+        return [names]
+    depth = len(_common_prefix(names[0], names[-1]))
+    runs: list[list[str]] = []
+    for _, run in groupby(names, key=lambda name: name[depth : depth + 1]):
+        runs += _split(list(run), limit)
+    return runs
 
 
 def _resolve_chunk(
