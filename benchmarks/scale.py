@@ -399,9 +399,10 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
 
     moto's S3 server starts with every job's folder already in it (four objects each,
     put into its memory by ``seeded_moto.py`` before it serves). The batched plan is
-    timed (best of 3); the manifest checks alone are timed with the CPU time moto and
-    this process spent on them; the per-key path is a sample of sequential
-    ``has_manifest`` calls, extrapolated to a plan.
+    timed (best of 2), and the manifest checks alone (best of 2) with the CPU time
+    moto and this process spent on them; the per-key path is a sample of sequential
+    ``has_manifest`` calls, extrapolated to a plan: the batched plan less its checks,
+    plus one HEAD per job.
     """
     from analysis_wrapper.stores.s3 import S3ResultStore
     from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, moto_ready
@@ -449,14 +450,21 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
         )
         context = context_for(inputs, work / "r", records, store, dry_run=True, plan=True)
         assert {job.decision.action.value for job in plan_run(context)} == {"skip"}
-        batched = time_plan(context)
+        batched = time_plan(context, rounds=2)
 
-        requests.clear()
-        cpu, moto_cpu, started = time.process_time(), _cpu_seconds(server), time.perf_counter()
-        found = store.has_manifests(locations)
-        checks = time.perf_counter() - started
-        cpu, moto_cpu = time.process_time() - cpu, _cpu_seconds(server) - moto_cpu
-        assert set(found.values()) == {True}
+        checks = cpu = moto_cpu = float("inf")
+        for _ in range(2):  # the best of two, with the CPU time of that one
+            requests.clear()
+            cpu_at, moto_at, started = (
+                time.process_time(),
+                _cpu_seconds(server),
+                time.perf_counter(),
+            )
+            found = store.has_manifests(locations)
+            if time.perf_counter() - started < checks:
+                checks = time.perf_counter() - started
+                cpu, moto_cpu = time.process_time() - cpu_at, _cpu_seconds(server) - moto_at
+            assert set(found.values()) == {True}
         lists = requests.get("ListObjectsV2", 0)
 
         sample = random.Random(13).sample(locations, min(PER_KEY_SAMPLE, len(locations)))
@@ -477,8 +485,8 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
         (
             f"plan {jobs} recorded jobs, manifests on S3 (moto), batched",
             f"{jobs / batched:,.0f} jobs/s",
-            f"{batched:.2f} s; seeding {len(keys) * len(MANIFEST_FOLDER):,} objects took "
-            f"{seeding:.1f} s",
+            f"{batched:.2f} s, of which the manifest checks {checks:.2f} s; seeding "
+            f"{len(keys) * len(MANIFEST_FOLDER):,} objects took {seeding:.1f} s",
         ),
         (
             f"plan {jobs} recorded jobs, manifests on S3 (moto), one HEAD per job "
