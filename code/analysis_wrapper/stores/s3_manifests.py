@@ -22,7 +22,8 @@ costs S3 twelve times a HEAD's price. Chunks still run several at once then.
 
 A bucket whose listing is refused other than for not existing (no ``s3:ListBucket``
 permission, say) is checked with :meth:`~.s3.S3ResultStore.has_manifest` per
-location, so each answer, and each error, is that method's.
+location, so each answer, and each error, is that method's; so is an S3 Express
+directory bucket, which lists keys in no order and takes no ``StartAfter``.
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ SPARSE_TARGETS = 10
 """Targets a page must answer on average for listing to beat one HEAD per target."""
 
 _BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")  # as :mod:`.s3` checks it
+
+_DIRECTORY_BUCKET = "--x-s3"
+"""How an S3 Express directory bucket's name ends: it lists keys unsorted, so never seek."""
 
 Target = tuple[str, str]
 """A manifest to look for: ``(bucket, object key)``."""
@@ -168,7 +172,7 @@ def _resolve_chunk(
     answered = pages = 0
     start_after = ""
     with store._translated(doing, bucket):
-        while len(found) < len(names):
+        while len(found) < len(names) and not bucket.endswith(_DIRECTORY_BUCKET):
             if pages and answered < SPARSE_TARGETS * pages:
                 break  # sparse: the pages answered too few targets each
             start_after = max(start_after, names[len(found)][:-1])
