@@ -1,6 +1,6 @@
 """Planning throughput, per-job overhead and executor overhead, side by side.
 
-    python benchmarks/scale.py [--jobs 10000] [--servers]
+    python benchmarks/scale.py [--jobs 10000] [--servers] [--only SECTION]
 
 1. Planning N jobs (load, merge, validate, key, look up, decide), batched lookups vs
    one lookup per job (upstream's way), on the embedded store and, with --servers, on
@@ -11,6 +11,8 @@
    manifest, publish), posting to the embedded stores and, with --servers, to
    SecantusDB and moto's S3 server.
 3. 1,000 trivial jobs on the process pool and on a Dask LocalCluster, 2 workers each.
+4. With --servers: planning N jobs that all have records, their manifests on moto's S3
+   server, the manifests checked in a batch vs one HEAD per job.
 
 Prints one table (markdown) on stdout.
 """
@@ -385,6 +387,149 @@ def executor_rows(work: Path, jobs: int = 1000) -> list[tuple[str, str, str]]:
     return rows
 
 
+MANIFEST_FOLDER = ("manifest.json", "metadata.nd.json", "key.json", "units.csv")
+"""The objects of each seeded result folder, as a real publish leaves them."""
+
+
+class ManifestsTrusted:
+    """A result store whose batched manifest check answers at once: the plan's own cost."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def has_manifests(self, locations: Iterable[str]) -> dict[str, bool | None]:
+        """Every manifest is there, without asking."""
+        return dict.fromkeys(locations, True)
+
+
+PER_KEY_SAMPLE = 1000
+"""Sequential has_manifest calls timed for the per-key path (10,000 would take a minute)."""
+
+
+def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
+    """Plan ``jobs`` recorded jobs whose manifests are on S3: batched vs one HEAD per job.
+
+    moto's S3 server starts with every job's folder already in it (four objects each,
+    put into its memory by ``seeded_moto.py`` before it serves). The batched plan is
+    timed (best of 2), and the manifest checks alone (best of 2) with the CPU time
+    moto and this process spent on them; the per-key path is a sample of sequential
+    ``has_manifest`` calls, extrapolated to a plan: the same plan with no manifest
+    checked (timed too), plus one HEAD per job.
+    """
+    from analysis_wrapper.stores.s3 import S3ResultStore
+    from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, moto_ready
+
+    for name, value in TEST_AWS_ENV.items():
+        os.environ.setdefault(name, value)  # moto's test credentials, when --servers did not
+
+    inputs = work / "manifest-inputs"
+    write_jobs(inputs, jobs)
+    records = SqliteRecordStore(work / "manifests.sqlite", "records")
+    unused = LocalResultStore(work / "manifest-unused")
+    prepared = context_for(inputs, work / "r", records, unused, dry_run=True, plan=True)
+    keys = [job.key for job in plan_run(prepared) if job.key]
+    attempt, bucket, prefix = "20261126T010203Z-3f9a2c", "bench-manifests", "analysis/v1"
+    objects = work / "manifest-objects.txt"
+    with objects.open("w", encoding="utf-8") as out:
+        for key in keys:
+            out.writelines(f"{prefix}/{key}/{attempt}/{name}\n" for name in MANIFEST_FOLDER)
+    server = ServerProcess(
+        "moto_server (seeded)",
+        lambda port: [str(SERVERS_BIN / "python"), str(REPO / "benchmarks" / "seeded_moto.py"),
+                      "--port", str(port), "--bucket", bucket, "--objects", str(objects)],
+        moto_ready,
+        work / "moto-seeded.log",
+    )  # fmt: skip
+    seeding = time.perf_counter()
+    server.start()
+    seeding = time.perf_counter() - seeding
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    try:
+        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{server.port}"
+        store = S3ResultStore(bucket, prefix)
+        client = store._client()  # made now, with this endpoint
+        if endpoint is None:
+            del os.environ["AWS_ENDPOINT_URL"]
+        else:
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+        locations = [store.location(key, attempt) for key in keys]
+        for key, location in zip(keys, locations, strict=True):
+            records.put({"_id": key, "name": key, "location": location})
+        requests: dict[str, int] = {}
+        client.meta.events.register(
+            "before-call.s3",
+            lambda model, **_: requests.__setitem__(model.name, requests.get(model.name, 0) + 1),
+        )
+        context = context_for(inputs, work / "r", records, store, dry_run=True, plan=True)
+        assert {job.decision.action.value for job in plan_run(context)} == {"skip"}
+        batched = time_plan(context, rounds=2)
+        trusted = context_for(
+            inputs, work / "r", records, ManifestsTrusted(store), dry_run=True, plan=True
+        )
+        planning = time_plan(trusted, rounds=2)
+
+        checks = cpu = moto_cpu = float("inf")
+        for _ in range(2):  # the best of two, with the CPU time of that one
+            requests.clear()
+            cpu_at, moto_at, started = (
+                time.process_time(),
+                _cpu_seconds(server),
+                time.perf_counter(),
+            )
+            found = store.has_manifests(locations)
+            if time.perf_counter() - started < checks:
+                checks = time.perf_counter() - started
+                cpu, moto_cpu = time.process_time() - cpu_at, _cpu_seconds(server) - moto_at
+            assert set(found.values()) == {True}
+        lists = requests.get("ListObjectsV2", 0)
+
+        sample = random.Random(13).sample(locations, min(PER_KEY_SAMPLE, len(locations)))
+        head_cpu, head_moto, started = (
+            time.process_time(),
+            _cpu_seconds(server),
+            time.perf_counter(),
+        )
+        assert all(store.has_manifest(location) for location in sample)
+        per_key = (time.perf_counter() - started) / len(sample)
+        head_cpu = (time.process_time() - head_cpu) / len(sample)
+        head_moto = (_cpu_seconds(server) - head_moto) / len(sample)
+    finally:
+        server.stop()
+        records.close()
+    one_by_one = planning + per_key * jobs
+    return [
+        (
+            f"plan {jobs} recorded jobs, manifests on S3 (moto), batched",
+            f"{jobs / batched:,.0f} jobs/s",
+            f"{batched:.2f} s; the same plan with no manifest checked: {planning:.2f} s "
+            f"({jobs / planning:,.0f} jobs/s); seeding {len(keys) * len(MANIFEST_FOLDER):,} "
+            f"objects took {seeding:.1f} s",
+        ),
+        (
+            f"plan {jobs} recorded jobs, manifests on S3 (moto), one HEAD per job "
+            f"(extrapolated from {len(sample)} sequential has_manifest calls)",
+            f"{jobs / one_by_one:,.0f} jobs/s",
+            f"{per_key * 1000:.2f} ms a HEAD (client CPU {head_cpu * 1000:.2f} ms, moto CPU "
+            f"{head_moto * 1000:.2f} ms); batched is {one_by_one / batched:.1f}x faster",
+        ),
+        (
+            f"check {len(locations)} manifests on S3 (moto): has_manifests alone",
+            f"{checks:.2f} s, {lists} LISTs",
+            f"moto CPU {moto_cpu:.2f} s, client CPU {cpu:.2f} s (2 cores); "
+            f"{len(locations) / checks:,.0f} manifests/s",
+        ),
+    ]
+
+
+def _cpu_seconds(server: Any) -> float:
+    """User + system CPU seconds the server's process has used so far."""
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def make_bucket() -> str:
     """A bucket on the S3 server the AWS variables name."""
     import boto3  # type: ignore[import-untyped]
@@ -402,12 +547,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--servers", action="store_true", help="also measure on SecantusDB")
+    parser.add_argument(
+        "--only",
+        choices=["planning", "overhead", "executors", "manifests"],
+        help="measure one section (manifests: plan recorded jobs on moto S3)",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aw-bench-"))
     server = s3_server = None
     try:
         mongo_uri = bucket = None
-        if args.servers:
+        if args.servers and args.only in (None, "planning", "overhead"):
             from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, _mongo_ready, moto_process
 
             config = work / "secantusd.toml"
@@ -426,9 +576,15 @@ def main() -> None:
             s3_server.start()
             os.environ.update(TEST_AWS_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{s3_server.port}")
             bucket = make_bucket()
-        rows = planning_rows(work, args.jobs, mongo_uri)
-        rows += overhead_rows(work, mongo_uri=mongo_uri, bucket=bucket)
-        rows += executor_rows(work)
+        rows = []
+        if args.only in (None, "planning"):
+            rows += planning_rows(work, args.jobs, mongo_uri)
+        if args.only in (None, "overhead"):
+            rows += overhead_rows(work, mongo_uri=mongo_uri, bucket=bucket)
+        if args.only in (None, "executors"):
+            rows += executor_rows(work)
+        if args.only == "manifests" or (args.only is None and args.servers):
+            rows += manifest_rows(work, args.jobs)
     finally:
         for running in (s3_server, server):
             if running is not None:

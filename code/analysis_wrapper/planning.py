@@ -161,6 +161,7 @@ def _plan(context: RunContext) -> list[PlannedJob]:
     keys = [job.key for job in planned if job.key is not None]
     existing = context.record_store.get_many(keys) if keys else {}
     claims = _claims_on(keys, context)
+    manifests = _manifests_found(existing, context)
     now = time.time()
     first_with_key: dict[str, Path] = {}
     new: list[PlannedJob] = []
@@ -174,7 +175,7 @@ def _plan(context: RunContext) -> list[PlannedJob]:
             force=context.options.force,
             # Each job file is listed once, so another file is another Path object.
             earlier_job=str(earlier) if earlier is not job.job_file else None,
-            manifest_found=_manifest_found(record, context) if record else None,
+            manifest_found=manifests.get(job.key) if record else None,
             claim=claims.get(job.key),
             now=now,
             retry_failed=context.options.retry_failed,
@@ -224,12 +225,25 @@ def _claims_on(keys: list[str], context: RunContext) -> dict[str, Claim]:
     return context.record_store.get_claims(keys) if keys else {}
 
 
-def _manifest_found(record: Mapping[str, Any], context: RunContext) -> bool | None:
-    """One cheap look for the manifest a record's location should hold."""
+def _manifests_found(
+    records: Mapping[str, Mapping[str, Any]], context: RunContext
+) -> dict[str, bool | None]:
+    """Whether the manifest each record's location should hold exists, by key.
+
+    One batched check for all records (a remote store lists many at once); nothing
+    with ``--force``, since every job runs again anyway. A record without a location
+    has no manifest.
+    """
     if context.options.force:
-        return None  # it runs again anyway
-    location = record.get("location")
-    return context.result_store.has_manifest(location) if isinstance(location, str) else False
+        return {}
+    locations = {key: record.get("location") for key, record in records.items()}
+    found = context.result_store.has_manifests(
+        location for location in locations.values() if isinstance(location, str)
+    )
+    return {
+        key: found[location] if isinstance(location, str) else False
+        for key, location in locations.items()
+    }
 
 
 def _warn_overridden_command_line(

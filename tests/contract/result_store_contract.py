@@ -340,6 +340,42 @@ class ResultStoreContract:
         other = "gs://elsewhere/x" if not store.url.startswith("gs://") else "file:///x"
         assert store.has_manifest(other) is None
 
+    def test_has_manifests_answers_as_has_manifest(
+        self, store: ResultStore, put_raw: PutRaw, tmp_path: Path
+    ) -> None:
+        """has_manifests gives each location exactly what has_manifest gives it."""
+        folder = write_tree(tmp_path / "o", {"a.txt": b"a", "sub/b.txt": b"b"})
+        published = [self.publish(store, key_of(("many", n)), folder)[0] for n in range(6)]
+        unfinished = [store.location(key_of(("files only", n)), ATTEMPT) for n in range(3)]
+        for n in range(3):
+            put_raw(f"{key_of(('files only', n))}/{ATTEMPT}/a.txt", b"a")
+        # Names that sort just before and after a manifest's, and none at all.
+        odd = key_of("odd names")
+        for name in ("manifest.jso", "manifest.jsoa", f"{MANIFEST_NAME}.partial", "manifest.jsp"):
+            put_raw(f"{odd}/{ATTEMPT}/{name}", b"{}")
+        put_old_layout(put_raw, key_of("old"), {"a.txt": b"a"})
+        put_raw(f"{key_of('old files only')}/a.txt", b"a")
+        locations = [
+            *published,
+            published[0] + "/",
+            published[1],  # twice
+            store.location(key_of(("many", 0)), OTHER_ATTEMPT),
+            f"{store.url}/{key_of(('many', 2))}",  # a key's folder, not an attempt's
+            *unfinished,
+            store.location(odd, ATTEMPT),
+            f"{store.url}/{key_of('old')}",
+            f"{store.url}/{key_of('old files only')}",
+            store.location(key_of("never"), ATTEMPT),
+            f"{store.url}/{key_of('never')}",
+            "gs://elsewhere/x" if not store.url.startswith("gs://") else "file:///x",
+        ]
+        expected = {location: store.has_manifest(location) for location in locations}
+        assert list(expected.values()).count(True) == 8  # published, twice, old layout
+        assert list(expected.values()).count(None) == 1
+        assert store.has_manifests(locations) == expected
+        assert store.has_manifests(iter(reversed(locations))) == expected
+        assert store.has_manifests([]) == {}
+
     # --- list_published ---------------------------------------------------------------
 
     def test_list_published_of_empty_store_is_empty(self, store: ResultStore) -> None:

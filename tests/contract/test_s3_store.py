@@ -25,6 +25,7 @@ import time
 import types
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +44,7 @@ from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.run_context import Analysis, RunContext
 from analysis_wrapper.runner import execute_run
 from analysis_wrapper.settings import Capsule, RunOptions, StoreSettings
-from analysis_wrapper.stores import open_result_store
+from analysis_wrapper.stores import open_result_store, s3_manifests
 from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings
 from analysis_wrapper.stores.s3_client import is_transient
 from analysis_wrapper.stores.s3_upload import ProgressSubscriber
@@ -546,6 +547,151 @@ def test_store_sent_to_a_spawned_process_publishes_there(
     assert published == [MANIFEST_NAME, "nested/figure.png", "units.csv"]
 
 
+# --- has_manifests: many manifests at once ------------------------------------------------
+
+
+class Requests:
+    """Counts the requests a store's client sends, by operation (botocore's own events)."""
+
+    def __init__(self, store: S3ResultStore) -> None:
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+        store._client().meta.events.register("before-call.s3", self.count)
+
+    def count(self, model: Any, **_: Any) -> None:
+        with self.lock:
+            self.counts[model.name] = self.counts.get(model.name, 0) + 1
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def seed_folders(client: Any, bucket: str, prefix: str, count: int) -> dict[str, bool]:
+    """``count`` result folders of 3 files (one in 3 without its manifest), 8 puts at once.
+
+    Returns each folder's location and whether its manifest is there.
+    """
+    objects: list[str] = []
+    complete: dict[str, bool] = {}
+    for n in range(count):
+        folder = f"{prefix}/{key_of(('seeded', n))}/{ATTEMPT}"
+        names = ["key.json", "units.csv"] + ([MANIFEST_NAME] if n % 3 else ["metadata.nd.json"])
+        objects += [f"{folder}/{name}" for name in names]
+        complete[f"s3://{bucket}/{folder}"] = bool(n % 3)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: client.put_object(Bucket=bucket, Key=name, Body=b"{}"), objects))
+    return complete
+
+
+@pytest.fixture(scope="module")
+def seeded(s3_endpoint: str) -> tuple[str, dict[str, bool]]:
+    """A bucket of 600 result folders, 1,800 objects (so listings cross pages)."""
+    client = s3_client(s3_endpoint)
+    bucket = make_bucket(client)
+    return bucket, seed_folders(client, bucket, "team/results", 600)
+
+
+def test_has_manifests_of_many_folders_lists_pages_not_keys(
+    aws_test_env: dict[str, str], seeded: tuple[str, dict[str, bool]]
+) -> None:
+    """600 neighbouring folders (1,800 objects) are answered in under 60 requests, no HEAD."""
+    bucket, complete = seeded
+    store = S3ResultStore(bucket, "team/results")
+    requests = Requests(store)
+    missing = [store.location(key_of(("absent", n)), ATTEMPT) for n in range(50)]
+    answers = store.has_manifests([*complete, *missing])
+    assert answers == {**complete, **dict.fromkeys(missing, False)}
+    assert requests.counts.get("HeadObject", 0) == 0
+    assert 0 < requests.total() < len(complete) / 10, requests.counts
+
+
+def test_has_manifests_of_folders_far_apart_heads_them_in_flight(
+    aws_test_env: dict[str, str], seeded: tuple[str, dict[str, bool]]
+) -> None:
+    """One folder in 40: listings would answer a few each, so the rest are HEADs; all right."""
+    bucket, complete = seeded
+    store = S3ResultStore(bucket, "team/results")
+    sparse = dict(sorted(complete.items())[::40])
+    assert set(sparse.values()) == {True, False}
+    requests = Requests(store)
+    assert store.has_manifests(sparse) == sparse
+    assert requests.counts.get("ListObjectsV2", 0) >= 1
+    assert requests.total() <= len(sparse) + 1, requests.counts
+
+
+def test_has_manifests_by_listings_alone_with_tiny_pages(
+    aws_test_env: dict[str, str],
+    seeded: tuple[str, dict[str, bool]],
+    client: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Pages of 5 keys, never a HEAD: seeks across many pages and past keys before a target."""
+    bucket, complete = seeded
+    monkeypatch.setattr(s3_manifests, "PAGE", 5)
+    monkeypatch.setattr(s3_manifests, "SPARSE_TARGETS", 0)
+    chosen = dict(sorted(complete.items())[:120:3])
+    crowded = next(location for location, found in chosen.items() if found)
+    for n in range(12):  # sort after "manifest.jso", before "manifest.json"
+        client.put_object(
+            Bucket=bucket, Key=f"{crowded[len(f's3://{bucket}/') :]}/manifest.jso{n:02d}"
+        )
+    store = S3ResultStore(bucket, "team/results")
+    requests = Requests(store)
+    assert store.has_manifests(chosen) == chosen
+    assert requests.counts.get("HeadObject", 0) == 0
+    assert requests.counts["ListObjectsV2"] > 120 * 3 // 5 // 3
+
+
+def test_has_manifests_across_buckets_and_odd_names(client: Any, tmp_path: Path) -> None:
+    """Other buckets, old layout, missing and impossible buckets: what has_manifest says."""
+    elsewhere, here = make_bucket(client), make_bucket(client)
+    old_store = S3ResultStore(elsewhere, "old/prefix")
+    key = key_of("moved")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    moved = old_store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    client.put_object(Bucket=elsewhere, Key=f"{key}/{MANIFEST_NAME}", Body=b"{}")  # old layout
+    client.put_object(Bucket=here, Key=MANIFEST_NAME, Body=b"{}")  # at a bucket's top
+    store = S3ResultStore(here, "new")
+    locations = [
+        moved,
+        moved + "/",
+        old_store.location(key_of("never"), ATTEMPT),
+        f"s3://{elsewhere}/{key}",
+        f"s3://{elsewhere}",
+        f"s3://{here}",
+        f"s3://{here}/",
+        store.location(key, ATTEMPT),
+        f"s3://no-such-bucket-{uuid.uuid4().hex[:12]}/{key}",
+        f"s3://None/{key}",
+        f"s3://key:s3cret@{here}/{key}",
+        f"s3:///{key}",
+        f"file:///tmp/{key}",
+        f"gs://{elsewhere}/{key}",
+    ]
+    expected = {location: store.has_manifest(location) for location in locations}
+    assert [expected[location] for location in locations[:6]] == [True] * 2 + [False, True] * 2
+    assert store.has_manifests(locations) == expected
+
+
+def test_has_manifests_of_an_unreachable_s3_is_one_transient_store_error(
+    aws_test_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A closed port: one StoreError line after the policy's attempts, no secret in it."""
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "unreachable-s3cret-value")
+    sleeps = Sleeps()
+    store = S3ResultStore("some-bucket", "p", retry_policy=FAST, sleep=sleeps)
+    locations = [store.location(key_of(n), ATTEMPT) for n in range(300)]
+    with pytest.raises(StoreError, match="cannot reach S3") as raised:
+        store.has_manifests(locations)
+    message = str(raised.value)
+    assert raised.value.transient is True
+    assert "manifest" in message and "\n" not in message
+    assert "unreachable-s3cret-value" not in message
+    assert len(sleeps.waits) == FAST.attempts - 1  # the first chunk failed alone
+
+
 # --- errors ------------------------------------------------------------------------------
 
 
@@ -754,6 +900,42 @@ def test_unknown_key_id_is_denied(
     ) as raised:
         store.read_manifest(store.location(key_of("x"), ATTEMPT))
     assert raised.value.transient is False
+
+
+def test_has_manifests_where_listing_is_denied_heads_each_as_has_manifest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user who may read objects but not list the bucket gets has_manifest's answers."""
+    server = moto_process("moto_server (no s3:ListBucket)", tmp_path / "moto.log")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "5")
+        server.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.port}"
+        bucket = make_bucket(s3_client(endpoint))
+        present = f"r/{key_of('readable')}/{ATTEMPT}"
+        s3_client(endpoint).put_object(Bucket=bucket, Key=f"{present}/{MANIFEST_NAME}", Body=b"{}")
+        iam = boto3.session.Session().client(
+            "iam", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )  # fmt: skip
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+        }
+        iam.put_user_policy(UserName="reader", PolicyName="get", PolicyDocument=json.dumps(policy))
+        use_credentials(monkeypatch, endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        store = S3ResultStore(bucket, "r")
+        with pytest.raises(StoreError, match="access denied"):
+            list(store.list_published())  # listing is refused indeed
+        locations = [f"s3://{bucket}/{present}", store.location(key_of("absent"), ATTEMPT)]
+        expected = {location: store.has_manifest(location) for location in locations}
+        assert expected[locations[0]] is True
+        assert store.has_manifests(locations) == expected
+    finally:
+        server.stop()
 
 
 # --- the S3 server stops in the middle of an upload ---------------------------------------

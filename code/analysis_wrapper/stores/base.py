@@ -310,6 +310,32 @@ class ResultStore(Protocol):
         """
         ...
 
+    def has_manifests(self, locations: Iterable[str]) -> dict[str, bool | None]:
+        """Tell for each location what :meth:`has_manifest` would, in few requests.
+
+        A plan checks the manifest of every record it finds at once: a remote store
+        answers many locations per request, or keeps several requests in flight,
+        never one round trip after the other per location.
+
+        Parameters
+        ----------
+        locations : iterable of str
+            Records' locations (either layout, possibly in other stores of the same
+            kind); a location given twice is checked once.
+
+        Returns
+        -------
+        dict
+            Each given location to ``True`` or ``False``, or ``None`` when this store
+            cannot look there (another kind of store: the caller trusts the record).
+
+        Raises
+        ------
+        StoreError
+            When :meth:`has_manifest` would raise for one of the locations.
+        """
+        ...
+
     def download(self, location: str, relative_path: str, target: Path) -> bool:
         """Copy ``<location>/<relative_path>`` to the local file ``target``.
 

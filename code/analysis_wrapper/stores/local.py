@@ -15,7 +15,7 @@ import re
 import shutil
 import stat
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -105,6 +105,10 @@ class LocalResultStore:
             raise
         except ValueError:  # an embedded NUL byte: no such file
             return False
+
+    def has_manifests(self, locations: Iterable[str]) -> dict[str, bool | None]:
+        """:meth:`has_manifest` of each location (a ``stat`` each)."""
+        return {location: self.has_manifest(location) for location in locations}
 
     def read_manifest(self, location: str) -> dict[str, Any] | None:
         """Return ``<location>/manifest.json`` for a ``file://`` location, else ``None``."""
