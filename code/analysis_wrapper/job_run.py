@@ -67,7 +67,16 @@ TRANSIENT_RETRY_POLICY = RetryPolicy(attempts=1, base_delay_s=1.0, max_delay_s=3
 
 
 class ClaimLostError(Exception):
-    """Another worker took the key over while this attempt ran: it must not be published."""
+    """The claim is no longer surely ours: this attempt must not be published.
+
+    ``taken_over`` tells the two cases apart: another worker holds the key (it does
+    the job), or the lease ran out because the claim store did not answer (nobody may
+    be doing the job: it is not done).
+    """
+
+    def __init__(self, message: str, *, taken_over: bool) -> None:
+        super().__init__(message)
+        self.taken_over = taken_over
 
 
 def new_attempt_id() -> str:
@@ -328,14 +337,14 @@ def _publish_and_record(
     epoch = heartbeat.claim.epoch if heartbeat is not None else None
 
     def publish_then_record() -> str:
-        _fence(heartbeat)
+        _fence(heartbeat, "its files were not published")
         published = context.result_store.publish(key, analysed.attempt, analysed.work, manifest)
         if published != analysed.record["location"]:
             raise StoreError(
                 f"the results store published {key} to {published}, not "
                 f"{analysed.record['location']}"
             )
-        _fence(heartbeat)
+        _fence(heartbeat, "cannot write its record; its published files are left for gc")
         try:
             context.record_store.put(analysed.record, replace=replace, epoch=epoch)  # last
         except RecordExistsError:
@@ -377,13 +386,14 @@ def _with_tries(
     name = str(planned.job_file)
     key, action_name = planned.key, planned.decision.action.value
     retries = context.options.transient_retries
+    last_error: Exception | None = None
     for number in range(1, retries + 2):
         try:
             return action()
-        except (ClaimLostError, FencedOutError) as exc:
-            reason = str(exc)
-            if isinstance(exc, FencedOutError):
-                reason += "; this attempt's folder is left for gc"
+        except ClaimLostError as exc:
+            raise _claim_lost(planned, exc, last_error) from None
+        except FencedOutError as exc:
+            reason = f"{exc}; this attempt's folder is left for gc"
             log.warning("%s: %s", planned.job_file.name, reason)
             raise _Ended(_skipped(planned, Action.IN_PROGRESS, reason), lost=True) from None
         except RecordExistsError:
@@ -394,6 +404,7 @@ def _with_tries(
             raise _Ended(_skipped(planned, Action.SKIP, reason)) from None
         except Exception as exc:  # any failure of one job must not stop the others
             if is_transient(exc) and number <= retries:
+                last_error = exc
                 wait = TRANSIENT_RETRY_POLICY.delay(number)
                 log.warning(
                     "%s: %stry %d of %d failed with %s: %s; trying again in %.1f s",
@@ -406,8 +417,8 @@ def _with_tries(
                     wait,
                 )
                 if heartbeat is not None and _count_attempt(heartbeat) is None:
-                    reason = "the claim was lost while waiting to try again"
-                    raise _Ended(_skipped(planned, Action.IN_PROGRESS, reason), lost=True) from None
+                    lost = _lost_claim_error(heartbeat, "not tried again")
+                    raise _claim_lost(planned, lost, exc) from None
                 time.sleep(wait)
                 continue
             message = _describe_failure(planned, exc)
@@ -416,24 +427,46 @@ def _with_tries(
     raise AssertionError("the loop returns or raises on its last try")
 
 
+def _claim_lost(planned: PlannedJob, exc: ClaimLostError, last_error: Exception | None) -> _Ended:
+    """How a job whose claim is lost ends: skipped if another worker has it, else failed."""
+    if exc.taken_over:
+        log.warning("%s: %s", planned.job_file.name, exc)
+        return _Ended(_skipped(planned, Action.IN_PROGRESS, str(exc)), lost=True)
+    # Nobody may hold the key: the job is not done, and the run must say so.
+    message = f"{planned.job_file}: not done: {exc}"
+    if last_error is not None:
+        message += f"; the last error: {_describe(last_error)}"
+    log.error("%s", message)
+    action = planned.decision.action.value
+    return _Ended(
+        JobResult(str(planned.job_file), planned.key, action, Status.FAILED, 0.0, message)
+    )
+
+
 def _final_folder(planned: PlannedJob, context: RunContext) -> Path:
     """``<results_directory>/<key>``: the folder the scientist opens."""
     assert planned.key is not None
     return context.options.results_directory / planned.key
 
 
-def _fence(heartbeat: Heartbeat | None) -> None:
+def _fence(heartbeat: Heartbeat | None, consequence: str) -> None:
     """Renew the claim now; raise if it is lost (taken over, or its lease ran out)."""
-    if heartbeat is None:
-        return
-    if heartbeat.fence() is None:
-        ours = heartbeat.claim
+    if heartbeat is not None and heartbeat.fence() is None:
+        raise _lost_claim_error(heartbeat, consequence)
+
+
+def _lost_claim_error(heartbeat: Heartbeat, consequence: str) -> ClaimLostError:
+    """Say how the claim was lost: another worker holds it, or its lease ran out."""
+    ours = heartbeat.claim
+    try:
         claim = heartbeat.claims.store.get_claims([ours.key]).get(ours.key)
-        if claim is not None and (claim.epoch, claim.owner) != (ours.epoch, ours.owner):
-            why = f"the claim was taken over (now held by {claim.owner.describe()})"
-        else:
-            why = "the claim's lease ran out before it could be renewed"
-        raise ClaimLostError(f"{why} while this attempt ran; its files were not published")
+    except Exception:  # the store that could not renew may not answer this either
+        claim = None
+    if claim is not None and (claim.epoch, claim.owner) != (ours.epoch, ours.owner):
+        why, taken_over = f"the claim was taken over (now held by {claim.owner.describe()})", True
+    else:
+        why, taken_over = "the claim's lease ran out before it could be renewed", False
+    return ClaimLostError(f"{consequence}: {why} while this attempt ran", taken_over=taken_over)
 
 
 def _settle(work: Path, final: Path, *, succeeded: bool) -> None:
@@ -563,6 +596,12 @@ def _query_text(query: str | dict[str, Any] | None) -> str | None:
     if query is None or isinstance(query, str):
         return query
     return json.dumps(query, sort_keys=True)
+
+
+def _describe(exc: Exception) -> str:
+    """An error in one line: its message, or its class when it has none."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _describe_failure(planned: PlannedJob, exc: Exception) -> str:

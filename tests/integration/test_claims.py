@@ -445,7 +445,11 @@ def test_a_stalled_writer_cannot_replace_the_newer_record(
 def test_a_hung_renewal_stops_its_job_before_publishing(
     tmp_path: Path, stores_env: dict[str, str]
 ) -> None:
-    """Renewals of one job hang past its lease: it publishes nothing; the next run does it."""
+    """Renewals of one job hang past its lease: it publishes nothing, reported not done.
+
+    The run exits 1 and lets the claim go; the other job is unaffected; the next run
+    does the job.
+    """
     capsule = claims_capsule(tmp_path / "capsule", 2)
     log = tmp_path / "analyses.log"
     env = {**stores_env, "ANALYSIS_LOG": str(log), "ANALYSIS_SECONDS": "4"}
@@ -453,11 +457,12 @@ def test_a_hung_renewal_stops_its_job_before_publishing(
     code, output = finish(
         start_runner(capsule, hang, tmp_path / "results-a", "--lease_seconds", "3")
     )
-    assert code == 0, output
-    assert "lease ran out" in output
+    assert code == 1, output
     summary = json.loads((tmp_path / "results-a" / "run_summary.json").read_text())
     by_job = {Path(job["job_file"]).name: job for job in summary["jobs"]}
-    assert by_job["job_000.json"]["action"] == "in-progress"
+    assert by_job["job_000.json"]["status"] == "failed"
+    assert "not done" in by_job["job_000.json"]["error"]
+    assert "lease ran out" in by_job["job_000.json"]["error"]
     assert by_job["job_001.json"]["status"] == "succeeded"
     stores = Stores(capsule, stores_env)
     assert [r["processing"]["data_processes"][0]["code"]["parameters"]["index"]

@@ -77,7 +77,7 @@ from .docdb_api_errors import (
     is_duplicate,
     is_transient,
 )
-from .fencing import fenced_out, holds
+from .fencing import claim_before_writing, fenced_out, holds
 from .server_filters import docdb_api_filter, url_sized_batches
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class DocDbApiRecordStore(DocDbApiClaims):
         size = len(text.encode())
         self._check_credentials()
         if epoch is not None:
-            claim = self.get_claims([key]).get(key)
+            claim = claim_before_writing(self, key)
             if not holds(claim, epoch):
                 raise fenced_out(key, epoch, self.display_url, claim=claim)
         if replace:

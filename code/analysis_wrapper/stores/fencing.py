@@ -10,8 +10,19 @@ conditional write on MongoDB, check then write through the REST API); each backe
 
 from __future__ import annotations
 
-from ..claims import Claim
-from ..errors import FencedOutError
+from ..claims import Claim, ClaimStore
+from ..errors import FencedOutError, StoreError
+
+
+def claim_before_writing(store: ClaimStore, key: str) -> Claim | None:
+    """Read ``key``'s claim for a fenced write; a failure to read it fails the write."""
+    try:
+        return store.get_claims([key]).get(key)
+    except StoreError as exc:
+        raise StoreError(
+            f"cannot write record {key[:12]} (its claim could not be checked): {exc}",
+            transient=exc.transient,
+        ) from exc
 
 
 def holds(claim: Claim | None, epoch: int) -> bool:

@@ -59,7 +59,7 @@ from .base import (
     read_only_error,
 )
 from .batches import BATCH_SIZE, read_in_batches
-from .fencing import fenced_out, holds
+from .fencing import claim_before_writing, fenced_out, holds
 from .mongo_claims import MongoClaims
 from .mongo_errors import (
     explain,
@@ -311,7 +311,7 @@ class MongoRecordStore(MongoClaims):
         document = {**record, BOOKKEEPING_FIELD: bookkeeping}
         self._check_document(key, document)
         if epoch is not None:
-            claim = self.get_claims([key]).get(key)
+            claim = claim_before_writing(self, key)
             if not holds(claim, epoch):
                 raise fenced_out(key, epoch, self.display_url, claim=claim)
         self._ensure_indexes()
