@@ -120,8 +120,8 @@ def key_preimage(
     preimage: dict[str, Any] = {
         "key_scheme": KEY_SCHEME,
         "code": {"url": code.url, "version": code.version},
-        "input_data": sorted({location_key_form(location) for location in input_data}),
-        "file_location": sorted({location_key_form(location) for location in file_location}),
+        "input_data": sorted(set(map(location_key_form, input_data))),
+        "file_location": sorted(set(map(location_key_form, file_location))),
         "parameters": normal_unicode(dict(parameters)),
     }
     if input_versions is not None:
@@ -242,11 +242,15 @@ def compute_key(preimage: Mapping[str, Any], encoded: Mapping[str, str] | None =
     # A text not in NFC is of the value before NFC (the pre-image holds the value
     # after): encode that one from the pre-image. JSON text is in NFC exactly when each
     # of its strings is (they sit between quotes, which compose with nothing).
-    trusted = {
-        name: text
-        for name, text in encoded.items()
-        if text.isascii() or unicodedata.is_normalized("NFC", text)
-    }
+    trusted = encoded
+    for text in encoded.values():
+        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+            trusted = {
+                name: text
+                for name, text in encoded.items()
+                if unicodedata.is_normalized("NFC", text)
+            }
+            break
     return hashlib.sha256(_assembled(preimage, trusted)).hexdigest()
 
 

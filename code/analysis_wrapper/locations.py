@@ -85,15 +85,19 @@ def location_key_form(location: str) -> str:
     text = location
     if not text.isascii() and not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    scheme, sep, rest = text.partition("://")
-    if not sep or "/" in scheme:
+    separator = text.find("://")
+    if separator < 0:
         return text  # a path
-    slash = rest.find("/")
-    authority = rest if slash < 0 else rest[:slash]
+    slash = text.find("/", separator + 3)
+    head = text if slash < 0 else text[:slash]  # scheme://authority, perhaps ?query
+    if head == head.lower():
+        return text  # the common case, checked first: a plan asks this of every input
+    scheme, rest = text[:separator], text[separator + 3 :]
+    if "/" in scheme:
+        return text  # a path holding "://"
+    authority = rest if slash < 0 else rest[: slash - separator - 3]
     for delimiter in "?#":  # a URL with a query or fragment and no path
         authority = authority.partition(delimiter)[0]
-    if authority == authority.lower() and scheme == scheme.lower():
-        return text
     user, at, host = authority.rpartition("@")
     return f"{scheme.lower()}://{user}{at}{host.lower()}{rest[len(authority) :]}"
 

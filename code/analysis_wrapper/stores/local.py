@@ -60,11 +60,12 @@ class LocalResultStore:
     def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
         """Copy ``folder`` to ``<root>/<key>/<attempt>/``, manifest last, in one rename.
 
-        Durable once it returns: every copied file and folder is fsynced before the
-        manifest is written (temporary file, fsync, rename, fsync), and the key's
-        folder is fsynced after the staging folder is renamed into place (the root,
-        when the key's folder is new, before anything is copied). A publish that
-        fails leaves no manifest and no staging folder. An earlier copy of the same
+        Durable once it returns: every copied file and subfolder is fsynced before
+        the manifest is written (temporary file, fsync, rename), the staging folder
+        after that (its files' names and the manifest's), and the key's folder after
+        the staging folder is renamed into place, which is when the manifest counts
+        (the root, when the key's folder is new, before anything is copied). A
+        publish that fails leaves no manifest and no staging folder. An earlier copy of the same
         attempt (a retried publish) is replaced whole, and only by a complete copy:
         it is put back if the new one cannot be renamed into place.
         """
@@ -75,9 +76,10 @@ class LocalResultStore:
         try:
             for made in _make_folders(final.parent):  # a new key folder (and root) stay
                 fsync_directory(made.parent)
-            shutil.copytree(folder, staging, copy_function=_copy_durably)
+            shutil.copytree(folder, staging)
             (staging / MANIFEST_NAME).unlink(missing_ok=True)  # a stale one; ours comes last
-            _fsync_folders(staging)  # the files' names, before the manifest counts them
+            _fsync_tree(staging)  # files and subfolders; the staging folder comes next
+            # Fsyncs the manifest, then the staging folder: every top-level name too.
             write_atomic(staging / MANIFEST_NAME, json.dumps(manifest, indent=2))
             _rename_into_place(staging, final, token)
         except OSError as exc:
@@ -351,16 +353,20 @@ def _make_folders(folder: Path) -> list[Path]:
     return missing[::-1]
 
 
-def _copy_durably(source: str, target: str) -> str:
-    """``shutil.copy2``, then fsync the copy (``copytree``'s copy function)."""
-    shutil.copy2(source, target)
-    fsync_file(Path(target))
-    return target
+def _fsync_tree(top: Path) -> None:
+    """Fsync every file under ``top``, then every folder under it (not ``top`` itself).
 
-
-def _fsync_folders(top: Path) -> None:
-    """Fsync ``top`` and every folder under it, deepest first."""
-    for directory, _, _ in os.walk(top, topdown=False, onerror=_reraise):
+    All copies first, then all fsyncs: the first fsync's journal commit carries the
+    others' metadata, so the later ones are cheap (one file's fsync each, in turn,
+    costs a commit each).
+    """
+    folders = []
+    for directory, _, names in os.walk(top, topdown=False, onerror=_reraise):
+        for name in names:
+            fsync_file(Path(directory, name))
+        if directory != str(top):
+            folders.append(directory)
+    for directory in folders:  # deepest first
         fsync_directory(Path(directory))
 
 
