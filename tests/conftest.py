@@ -128,6 +128,10 @@ class CapsuleCopy:
         git(self.root, "commit", "-q", "-m", message)
 
 
+CAPSULE_REMOTE = "https://github.com/example-lab/example-capsule.git"
+"""The ``origin`` of every capsule copy (never fetched: it only names the code)."""
+
+
 def make_capsule_copy(root: Path) -> CapsuleCopy:
     """Copy the example capsule (code/, data/, results/) to ``root`` and commit it."""
     root.mkdir(parents=True)
@@ -141,6 +145,8 @@ def make_capsule_copy(root: Path) -> CapsuleCopy:
     (root / "results" / ".gitkeep").touch()
     shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
     git(root, "init", "-q", "-b", "main")
+    # A capsule is posted from a repository with a remote: a bare path never names code.
+    git(root, "remote", "add", "origin", CAPSULE_REMOTE)
     copy = CapsuleCopy(root)
     copy.commit("example capsule")
     return copy

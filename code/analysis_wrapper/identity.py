@@ -12,6 +12,12 @@ With ``INPUT_IDENTITY=content`` the pre-image also holds ``"input_versions"``: e
 input's version (S3 ETag or VersionId, a local file's size and mtime) by location. The
 field is absent otherwise, so the default keys are those of earlier releases.
 
+Every string in the pre-image, object keys included, is in Unicode NFC, so text typed
+on macOS (which writes NFD) and on Linux gives one key; locations and the code URL
+also have their host in lower case (:func:`analysis_wrapper.locations.location_key_form`).
+Text that was already so (all ASCII text, with lower-case hosts) is unchanged, and so
+are the keys of earlier releases for it: ``KEY_SCHEME`` stays 1.
+
 Nothing here does I/O or depends on an installed library's version, so the same job
 gets the same key on any machine, under any aind-data-schema release. Changing what
 goes into the pre-image means bumping ``KEY_SCHEME``: every result would run again.
@@ -22,12 +28,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring  # what the encoder writes a string with
 from typing import Any
 
 from .errors import KeyComputationError
+from .locations import location_key_form
 
 KEY_SCHEME = 1
 """Version of the pre-image layout. Bump it only on purpose: every key changes."""
@@ -41,7 +49,9 @@ class CodeIdentity:
     ----------
     url : str
         Where the code lives: a normalised repository URL (https, no credentials, no
-        ``.git``), or the repository's path when it has no remote.
+        ``.git``), or a repository's path (see
+        :func:`analysis_wrapper.provenance.resolve_code_identity`). Kept in its key
+        form: NFC, host in lower case.
     version : str
         The exact version that ran: a commit, ``<commit>+dirty.<digest>`` for
         uncommitted changes, or a release for a release-pinned capsule.
@@ -58,6 +68,11 @@ class CodeIdentity:
     commit: str | None = None
     name: str | None = None
     dirty: bool = False
+
+    def __post_init__(self) -> None:
+        # The record names the code as the key does (one source of truth).
+        object.__setattr__(self, "url", location_key_form(self.url))
+        object.__setattr__(self, "version", normal_unicode(self.version))
 
 
 _CANONICAL = json.JSONEncoder(
@@ -80,11 +95,14 @@ def key_preimage(
     code : CodeIdentity
         The code that will run; only its ``url`` and ``version`` enter the key.
     input_data : iterable of str
-        Normalised input locations; their order does not matter.
+        Normalised input locations; their order does not matter. They enter the key
+        in their key form (:func:`analysis_wrapper.locations.location_key_form`).
     file_location : iterable of str
         Normalised file locations inside the inputs; their order does not matter.
+        Key form too.
     parameters : mapping
-        The validated parameters in JSON mode.
+        The validated parameters in JSON mode; their text enters the key in NFC
+        (:func:`normal_unicode`).
     input_versions : mapping, optional
         Each input's version by location (``INPUT_IDENTITY=content``, see
         :func:`analysis_wrapper.input_versions.input_versions`); ``None`` leaves the field out.
@@ -92,18 +110,98 @@ def key_preimage(
     Returns
     -------
     dict
-        The pre-image, ready for :func:`compute_key`.
+        The pre-image, ready for :func:`compute_key`; a record stores its values.
+
+    Raises
+    ------
+    KeyComputationError
+        If two keys of one parameters object are the same text in NFC.
     """
     preimage: dict[str, Any] = {
         "key_scheme": KEY_SCHEME,
         "code": {"url": code.url, "version": code.version},
-        "input_data": sorted(set(input_data)),
-        "file_location": sorted(set(file_location)),
-        "parameters": dict(parameters),
+        "input_data": sorted(set(map(location_key_form, input_data))),
+        "file_location": sorted(set(map(location_key_form, file_location))),
+        "parameters": normal_unicode(dict(parameters)),
     }
     if input_versions is not None:
-        preimage["input_versions"] = dict(sorted(input_versions.items()))
+        preimage["input_versions"] = dict(
+            sorted(
+                (location_key_form(location), normal_unicode(version))
+                for location, version in input_versions.items()
+            )
+        )
     return preimage
+
+
+def normal_unicode(value: Any) -> Any:
+    """Return ``value`` with every string, object keys included, in Unicode NFC.
+
+    Lists, tuples and objects are walked; anything else is kept. A value already in
+    NFC (all ASCII text is) is returned as the same object, and cheaply: a plan calls
+    this once per job.
+
+    Raises
+    ------
+    KeyComputationError
+        If two keys of one object become the same text (``"é"`` typed both ways).
+    """
+    return _renormalised(value, "") if _needs_nfc(value) else value
+
+
+def _needs_nfc(value: Any) -> bool:
+    kind = value.__class__
+    if kind is str:
+        return not value.isascii() and not unicodedata.is_normalized("NFC", value)
+    if kind is dict:
+        return _dict_needs_nfc(value)
+    if kind is list or kind is tuple:
+        return any(_needs_nfc(item) for item in value)
+    if isinstance(value, str):
+        return not unicodedata.is_normalized("NFC", value)
+    if isinstance(value, Mapping):
+        return any(_needs_nfc(name) or _needs_nfc(item) for name, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_needs_nfc(item) for item in value)
+    return False
+
+
+def _dict_needs_nfc(value: dict[Any, Any]) -> bool:
+    """:func:`_needs_nfc` of a dict, written out for the flat dict of plain values."""
+    for name, item in value.items():
+        if (name.__class__ is not str or not name.isascii()) and _needs_nfc(name):
+            return True
+        item_kind = item.__class__
+        if item_kind is str:
+            if not item.isascii() and not unicodedata.is_normalized("NFC", item):
+                return True
+        elif item_kind not in _PLAIN and _needs_nfc(item):
+            return True
+    return False
+
+
+_PLAIN = frozenset({int, float, bool, type(None)})
+
+
+def _renormalised(value: Any, path: str) -> Any:
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, Mapping):
+        normal: dict[Any, Any] = {}
+        for name, item in value.items():
+            normal_name = _renormalised(name, path)
+            where = f"{path}.{normal_name}" if path else str(normal_name)
+            if normal_name in normal:
+                raise KeyComputationError(
+                    f"field {where!r} is given twice, its name written in two Unicode "
+                    "forms (NFC and NFD) that are the same text; keep one"
+                )
+            normal[normal_name] = _renormalised(item, where)
+        return normal
+    if isinstance(value, list | tuple):
+        items = [_renormalised(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    return value
 
 
 def canonical_json(value: Any) -> bytes:
@@ -136,11 +234,24 @@ def compute_key(preimage: Mapping[str, Any], encoded: Mapping[str, str] | None =
         The canonical JSON (as text) of some of the pre-image's values, by field, which
         the caller already has: a plan encodes its code and each distinct parameter set
         once, not once per job. The key is the same; only the time to compute it
-        changes.
+        changes. A text not in Unicode NFC is encoded again from the pre-image, whose
+        strings are in NFC (:func:`key_preimage`).
     """
     if not encoded:
         return hashlib.sha256(canonical_json(preimage)).hexdigest()
-    return hashlib.sha256(_assembled(preimage, encoded)).hexdigest()
+    # A text not in NFC is of the value before NFC (the pre-image holds the value
+    # after): encode that one from the pre-image. JSON text is in NFC exactly when each
+    # of its strings is (they sit between quotes, which compose with nothing).
+    trusted = encoded
+    for text in encoded.values():
+        if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+            trusted = {
+                name: text
+                for name, text in encoded.items()
+                if unicodedata.is_normalized("NFC", text)
+            }
+            break
+    return hashlib.sha256(_assembled(preimage, trusted)).hexdigest()
 
 
 def _assembled(preimage: Mapping[str, Any], encoded: Mapping[str, str]) -> bytes:

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from . import atomic_write
 from .claims import Acquired, Claim, Claims, Failure, Owner
 from .codeocean_run import CodeOceanIdentity
 from .errors import (
@@ -552,8 +553,12 @@ def _quietly(end: Callable[..., bool], *args: Any) -> bool:
 
 
 def write_json(path: Path, value: Any) -> None:
-    """Write ``value`` as indented UTF-8 JSON."""
-    path.write_text(json.dumps(value, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Write ``value`` as indented UTF-8 JSON, whole or not at all.
+
+    Into a job's work folder, so not fsynced: a publish fsyncs the copies it makes, and
+    a work folder is never trusted after a crash.
+    """
+    atomic_write.write_json(path, value, durable=False)
 
 
 def outputs_to_json(returned: Any, model: type[BaseModel] | None, job_file: str) -> dict[str, Any]:

@@ -1,15 +1,22 @@
-"""Input locations: one normal form for the key, one resolution for reading.
+"""Input locations: one normal form for reading, one key form for the key.
 
 A location may be an ``s3://`` URL, a ``file://`` URL, an absolute path, or a path
-relative to the input directory. The key hashes the *normal form*, which keeps a
-relative path relative: a job keeps its key when the data folder moves (from a clone's
-``data/`` to Code Ocean's ``/data``). Reading resolves the location against the input
-directory of the run.
+relative to the input directory. The *normal form* (:func:`normalise_location`) keeps
+a relative path relative: a job keeps its key when the data folder moves (from a
+clone's ``data/`` to Code Ocean's ``/data``). Reading resolves the normal form against
+the input directory of the run.
+
+The key hashes the *key form* (:func:`location_key_form`) of the normal form: Unicode
+NFC, and the host (an S3 bucket) in lower case, so the same name typed on macOS (NFD)
+and on Linux, or a bucket typed ``s3://My-Bucket``, gives one key. Reading keeps the
+normal form, byte for byte: a Linux disk or an S3 key holding a name in NFD is found
+only by that name.
 """
 
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -65,6 +72,34 @@ def normalise_location(raw: str) -> str:
             "input directory or give an absolute path"
         )
     return normal
+
+
+def location_key_form(location: str) -> str:
+    """Return the form of a location (or URL) that enters a key.
+
+    Unicode NFC, and for a URL (``scheme://host/path``) the scheme and host in lower
+    case: ``s3://My-Bucket/Key`` is ``s3://my-bucket/Key`` (bucket names are lower
+    case; S3 keys and paths keep their case). User information and port stay as
+    they are. ASCII text already in this form is returned as it is.
+    """
+    text = location
+    if not text.isascii() and not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    separator = text.find("://")
+    if separator < 0:
+        return text  # a path
+    slash = text.find("/", separator + 3)
+    head = text if slash < 0 else text[:slash]  # scheme://authority, perhaps ?query
+    if head == head.lower():
+        return text  # the common case, checked first: a plan asks this of every input
+    scheme, rest = text[:separator], text[separator + 3 :]
+    if "/" in scheme:
+        return text  # a path holding "://"
+    authority = rest if slash < 0 else rest[: slash - separator - 3]
+    for delimiter in "?#":  # a URL with a query or fragment and no path
+        authority = authority.partition(delimiter)[0]
+    user, at, host = authority.rpartition("@")
+    return f"{scheme.lower()}://{user}{at}{host.lower()}{rest[len(authority) :]}"
 
 
 def is_s3(location: str) -> bool:

@@ -9,8 +9,9 @@ Later layers win, key by key (a shallow merge, as upstream)::
 
 The merged dict is validated with the user's parameters model. The validated values,
 dumped in JSON mode, are what the key hashes and the record stores, so ``1`` and
-``1.0`` for a float field are one value. Parameters never come from environment
-variables.
+``1.0`` for a float field are one value, and an aware datetime is in UTC (the same
+instant written ``12:00+02:00`` or ``10:00Z`` is one value; see :func:`in_utc`).
+Parameters never come from environment variables.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -171,11 +173,48 @@ def validate_parameters(
         Naming the job file, the parameter and the layer its value came from.
     """
     try:
-        return model.model_validate(dict(merged))
+        validated = model.model_validate(dict(merged))
     except ValidationError as exc:
         raise validation_error_to_input_error(
             job_file, exc, prefix="parameters.", sources=sources
         ) from None
+    converted: BaseModel = in_utc(validated)
+    return converted
+
+
+_ZERO = timedelta(0)
+
+
+def in_utc(value: Any) -> Any:
+    """Return ``value`` with every aware datetime in it converted to UTC.
+
+    The analysis, the key and the record then see one value for one instant. Naive
+    datetimes (no offset) are kept as they are: their instant is unknown, so they
+    are not converted, and ``10:00`` stays distinct from ``10:00Z``. So are aware
+    ``time`` values (an offset without a date has no UTC equivalent). Datetimes are
+    found in models, dicts, lists, tuples and sets; a value with nothing to convert,
+    a datetime already at offset zero included, is returned as the same object.
+    """
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        return value if offset is None or offset == _ZERO else value.astimezone(timezone.utc)
+    if isinstance(value, BaseModel):
+        changed = {}
+        for name, item in (*value.__dict__.items(), *(value.model_extra or {}).items()):
+            converted = in_utc(item)
+            if converted is not item:
+                changed[name] = converted
+        return value.model_copy(update=changed) if changed else value
+    if isinstance(value, dict):
+        items = {name: in_utc(item) for name, item in value.items()}
+        unchanged = all(items[name] is item for name, item in value.items())
+        return value if unchanged else items
+    if isinstance(value, list | tuple | set | frozenset) and not hasattr(value, "_fields"):
+        converted_items = [in_utc(item) for item in value]
+        if all(new is old for new, old in zip(converted_items, value, strict=True)):
+            return value
+        return type(value)(converted_items)
+    return value
 
 
 def parse_command_line_value(info: FieldInfo, raw: str) -> Any:

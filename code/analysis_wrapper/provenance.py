@@ -6,6 +6,18 @@ policy (``CODE_VERSION_POLICY``: commit or release). It applies the dirty-tree p
 posting on (``--dry_run 0``), uncommitted changes are refused unless
 ``--allow_dirty 1``, in which case the version says so:
 ``<sha>+dirty.<first 12 hex of sha256(git diff HEAD, untracked paths and bytes)>``.
+
+The code URL is the ``origin`` remote (else the first remote by name) in https form.
+A remote that is itself a local path (a clone of a clone, as CI makes with
+``git clone /some/path``) is followed to that repository's own remote, and on, until a
+URL is found. Where no URL is found:
+
+- the repository has no remote at all: its own path would name the code, a path that
+  means nothing on another machine and changes with each checkout. Dry runs and
+  ``--plan`` use it; posting is refused, naming the remedy (``git remote add origin``);
+- the repository was cloned from a local repository that has no remote: the path of
+  that repository names the code, with a warning. The user chose it as the origin,
+  and every clone of it gets the same URL, so the same keys.
 """
 
 from __future__ import annotations
@@ -19,7 +31,7 @@ import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .errors import ProvenanceError
 from .identity import CodeIdentity
@@ -51,6 +63,9 @@ class GitState:
     url: str
     uncommitted: tuple[str, ...]
     digest: str | None
+    local_hops: int | None = None
+    """``None`` when ``url`` is a URL; else how many local remotes were followed to
+    the repository whose path it is (``0``: this one, which has no remote)."""
 
     @property
     def version(self) -> str:
@@ -134,20 +149,64 @@ def git_state(code_dir: Path) -> GitState | None:
     commit = lines[1].strip()
     uncommitted, untracked = _uncommitted(toplevel, code_dir)
     digest = _change_digest(toplevel, untracked) if uncommitted else None
-    return GitState(toplevel, commit, _remote_url(toplevel), tuple(uncommitted), digest)
+    url, local_hops = _code_url(toplevel)
+    return GitState(toplevel, commit, url, tuple(uncommitted), digest, local_hops)
 
 
-def _remote_url(toplevel: Path) -> str:
-    """``origin``'s URL (else the first remote's, by name), normalised; else the path."""
-    listed = _git(["config", "--get-regexp", r"^remote\..*\.url$"], toplevel).stdout.decode()
+_MAX_LOCAL_HOPS = 8
+
+
+def _code_url(toplevel: Path) -> tuple[str, int | None]:
+    """The URL that names the code, following remotes that are local paths.
+
+    Returns the normalised URL and ``None``; or, when no URL is found, a path and how
+    many local remotes were followed: ``0`` with the repository's own path when it has
+    no remote, else the last local remote (normalised, as earlier releases named it).
+    """
+    remote = _remote_url(toplevel)
+    if remote is None:
+        return str(toplevel), 0
+    repository, named, seen, hops = toplevel, str(toplevel), {toplevel.resolve()}, 0
+    while True:
+        following = _local_remote(remote, repository)
+        if following is None:
+            return normalise_remote_url(remote), None
+        if following.resolve() in seen:  # a loop: the last repository reached names it
+            return named, hops
+        hops += 1
+        further = _remote_url(following) if _is_repository(following) else None
+        if further is None or hops >= _MAX_LOCAL_HOPS:
+            return normalise_remote_url(remote), hops
+        seen.add(following.resolve())
+        repository, named, remote = following, normalise_remote_url(remote), further
+
+
+def _is_repository(folder: Path) -> bool:
+    """A work tree (``.git`` folder or file) or a bare repository (``HEAD``)."""
+    return (folder / ".git").exists() or (folder / "HEAD").is_file()
+
+
+def _remote_url(repository: Path) -> str | None:
+    """``origin``'s URL (else the first remote's, by name) as configured, or ``None``."""
+    listed = _git(["config", "--get-regexp", r"^remote\..*\.url$"], repository).stdout.decode()
     urls = {}
     for line in listed.splitlines():
         setting, _, url = line.partition(" ")
         urls[setting.removeprefix("remote.").removesuffix(".url")] = url.strip()
     if not urls:
-        return str(toplevel)
-    name = "origin" if "origin" in urls else sorted(urls)[0]
-    return normalise_remote_url(urls[name]) if urls[name] else str(toplevel)
+        return None
+    return urls["origin" if "origin" in urls else sorted(urls)[0]] or None
+
+
+def _local_remote(remote: str, repository: Path) -> Path | None:
+    """The folder a remote names when it is a local path or ``file://`` URL, else ``None``."""
+    if _SCP_LIKE.match(remote) and "://" not in remote:
+        return None  # host:path, an SSH remote
+    parts = urlsplit(remote)
+    if parts.scheme not in ("", "file"):
+        return None
+    path = Path(unquote(parts.path) if parts.scheme else remote)
+    return path if path.is_absolute() else repository / path
 
 
 def _uncommitted(toplevel: Path, code_dir: Path) -> tuple[list[str], list[str]]:
@@ -263,6 +322,19 @@ def git_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIde
         )
     if state.uncommitted:
         log.warning("running with uncommitted changes: version %s", state.version)
+    if state.local_hops == 0 and posting:
+        raise ProvenanceError(
+            f"the git repository {state.toplevel} has no remote, so the results would name "
+            "this checkout's path as their code; add the repository's URL with "
+            "git remote add origin <url>, or run with --dry_run 1"
+        )
+    if state.local_hops and posting:
+        log.warning(
+            "code URL is the local repository %s (the origin of this clone has no remote "
+            "of its own); to name the code by its URL: git -C %s remote add origin <url>",
+            state.url,
+            state.url,
+        )
     name = state.url.rstrip("/").rsplit("/", 1)[-1] or None
     return CodeIdentity(
         url=state.url,

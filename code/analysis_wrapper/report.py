@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from .atomic_write import write_atomic
 from .redact import mask_url
 
 if TYPE_CHECKING:  # runner imports this module
@@ -55,7 +56,7 @@ def write_report(
     summary: RunSummary,
     reasons: Mapping[str, str] | None = None,
 ) -> Path | None:
-    """Write ``report.html`` for a finished run; never raise on a write error.
+    """Write ``report.html`` for a finished run, whole or not at all; never raise on a write error.
 
     Parameters
     ----------
@@ -73,7 +74,7 @@ def write_report(
     """
     path = results_directory / REPORT_FILE_NAME
     try:
-        path.write_text(render_report(results_directory, summary, reasons), encoding="utf-8")
+        write_atomic(path, render_report(results_directory, summary, reasons))
     except OSError as exc:
         log.warning("could not write %s: %s", path, exc)
         return None

@@ -19,13 +19,13 @@ import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .atomic_write import write_json as _write_json
 from .job_run import (
     KEY_FILE_NAME,
     METADATA_FILE_NAME,
     outputs_to_json,
     run_job,
 )
-from .job_run import write_json as _write_json
 from .plan import Action
 from .planning import ValidatedCache, plan_run, prepare_job
 from .progress import JobProgress

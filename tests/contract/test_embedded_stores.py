@@ -8,6 +8,7 @@ writing one SQLite file at once.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import multiprocessing
 import os
@@ -128,6 +129,126 @@ def test_local_publish_leaves_only_attempt_folders(tmp_path: Path) -> None:
     assert os.listdir(root) == [key_of("one")]  # the failed try left no folder at all
     assert os.listdir(root / key_of("one")) == [ATTEMPT]
     assert sorted(os.listdir(root / key_of("one") / ATTEMPT)) == ["a.txt", MANIFEST_NAME, "sub"]
+
+
+class _DiskEvents:
+    """os.fsync and os.replace as they are called, by path (fsync's through /proc)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.fail_fsync: Callable[[str], bool] = lambda path: False
+        self.fail_replace: Callable[[str, str], bool] = lambda source, target: False
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(descriptor: int) -> None:
+            path = os.readlink(f"/proc/self/fd/{descriptor}")
+            if self.fail_fsync(path):
+                raise OSError(errno.EIO, "Input/output error")
+            self.events.append(("fsync", path, ""))
+            real_fsync(descriptor)
+
+        def replace(source: Any, target: Any) -> None:
+            source, target = os.path.abspath(source), os.path.abspath(target)
+            if self.fail_replace(source, target):
+                raise OSError(errno.EIO, "Input/output error")
+            real_replace(source, target)
+            self.events.append(("replace", source, target))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+
+    def index(self, kind: str, path: str, target: str = "") -> int:
+        """Where the first event of this kind on this path (and target) happened."""
+        for position, event in enumerate(self.events):
+            if event[0] == kind and event[1] == path and (not target or event[2] == target):
+                return position
+        raise AssertionError(f"no {kind} of {path} in {self.events}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fsyncs")
+def test_local_publish_fsyncs_files_and_folders_before_the_manifest_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every copied file, every folder and the manifest are fsynced in the order that counts.
+
+    Files and subfolders before the manifest is renamed into the staging folder, the
+    staging folder after that rename and before its own rename into place (when the
+    manifest counts), the key's folder after that, and the root when it gains the
+    key's folder.
+    """
+    root = (tmp_path / "results").resolve()
+    store = LocalResultStore(root)
+    key = key_of("durable")
+    files = {"a.txt": b"a", "sub/b.txt": b"b", "sub/deeper/c.txt": b"c"}
+    folder = write_tree(tmp_path / "out", files)
+    disk = _DiskEvents(monkeypatch)
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    final = root / key / ATTEMPT
+    assert (final / MANIFEST_NAME).is_file()
+    renames = [event for event in disk.events if event[0] == "replace"]
+    assert len(renames) == 2  # the manifest into the staging folder; the folder into place
+    _, temporary, manifest = renames[0]
+    staging = os.path.dirname(manifest)
+    assert manifest == f"{staging}/{MANIFEST_NAME}"
+    assert os.path.basename(staging).startswith(".staging-")
+    assert renames[1][1:] == (staging, str(final))
+    counted = disk.index("replace", temporary, manifest)
+    in_place = disk.index("replace", staging, str(final))
+    for relative in files:
+        assert disk.index("fsync", f"{staging}/{relative}") < counted, relative
+    for subfolder in ("/sub", "/sub/deeper"):
+        assert disk.index("fsync", f"{staging}{subfolder}") < counted, subfolder
+    assert disk.index("fsync", temporary) < counted
+    # The staging folder's own entries (top-level files, the manifest) before the
+    # manifest counts: a staging folder is never trusted, its rename into place is.
+    assert counted < disk.index("fsync", staging) < in_place
+    assert ("fsync", str(root / key), "") in disk.events[in_place:]
+    assert disk.index("fsync", str(root)) < in_place  # the new key folder's entry
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fsyncs")
+def test_local_publish_failing_at_an_fsync_leaves_no_manifest_and_no_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file that cannot be fsynced fails the publish: no manifest, no staging, no key folder."""
+    root = (tmp_path / "results").resolve()
+    store = LocalResultStore(root)
+    key = key_of("fsync fails")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a", "sub/b.txt": b"b"})
+    disk = _DiskEvents(monkeypatch)
+    disk.fail_fsync = lambda path: path.endswith("/sub/b.txt")
+    with pytest.raises(StoreError, match="Input/output error"):
+        store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    assert store.read_manifest(store.location(key, ATTEMPT)) is None
+    assert not any(event[0] == "replace" for event in disk.events)  # no manifest counted
+    assert os.listdir(root) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fsyncs")
+@pytest.mark.parametrize("failing", ["rename into place", "fsync after the rename"])
+def test_local_retry_that_fails_keeps_the_good_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """A re-publish of an attempt that fails at its last steps puts the earlier copy back."""
+    root = (tmp_path / "results").resolve()
+    store = LocalResultStore(root)
+    key = key_of("retry fails")
+    good = write_tree(tmp_path / "good", {"a.txt": b"good"})
+    location = store.publish(key, ATTEMPT, good, build_manifest(key, good))
+    first = store.read_manifest(location)
+    newer = write_tree(tmp_path / "newer", {"a.txt": b"newer", "b.txt": b"b"})
+    disk = _DiskEvents(monkeypatch)
+    final = str(root / key / ATTEMPT)
+    if failing == "rename into place":
+        disk.fail_replace = lambda source, target: target == final and "staging" in source
+    else:
+        disk.fail_fsync = lambda path: path == str(root / key)
+    with pytest.raises(StoreError):
+        store.publish(key, ATTEMPT, newer, build_manifest(key, newer))
+    assert store.read_manifest(location) == first
+    assert (root / key / ATTEMPT / "a.txt").read_bytes() == b"good"
+    assert sorted(os.listdir(root / key / ATTEMPT)) == ["a.txt", MANIFEST_NAME]
+    assert os.listdir(root / key) == [ATTEMPT]  # no staging or retired folder left
 
 
 def test_local_staging_leftovers_are_listed_incomplete_and_deletable(tmp_path: Path) -> None:

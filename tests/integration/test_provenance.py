@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis_wrapper import CodeIdentity, ProvenanceError
+from analysis_wrapper.errors import UsageError
 from analysis_wrapper.provenance import (
     default_experimenter,
     normalise_remote_url,
@@ -17,6 +18,7 @@ from analysis_wrapper.provenance import (
 from conftest import git
 
 DIRTY_VERSION = r"^{sha}\+dirty\.[0-9a-f]{{12}}$"
+REMOTE = "https://github.com/example-lab/example-capsule.git"
 
 
 @pytest.fixture
@@ -30,6 +32,7 @@ def repo(tmp_path: Path) -> Path:
     (root / "data" / "input.json").write_text("{}\n")
     (root / ".gitignore").write_text("*.log\n__pycache__/\n")
     git(root, "init", "-q", "-b", "main")
+    git(root, "remote", "add", "origin", REMOTE)
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "first")
     return root
@@ -66,7 +69,7 @@ def test_version_follows_checked_out_commit(repo: Path) -> None:
 
 def test_url_normalised_from_ssh_remote(repo: Path) -> None:
     """An SCP-style SSH remote becomes an https URL without .git."""
-    git(repo, "remote", "add", "origin", "git@github.com:AllenNeuralDynamics/My-Capsule.git")
+    git(repo, "remote", "set-url", "origin", "git@github.com:AllenNeuralDynamics/My-Capsule.git")
     found = identity(repo)
     assert found.url == "https://github.com/AllenNeuralDynamics/My-Capsule"
     assert found.version == head(repo)
@@ -97,7 +100,7 @@ def test_https_and_ssh_clones_agree(tmp_path: Path, repo: Path) -> None:
 def test_origin_preferred_over_other_remotes(repo: Path) -> None:
     """With several remotes, origin names the code even when another sorts first."""
     git(repo, "remote", "add", "aaa-fork", "https://github.com/Someone/Fork.git")
-    git(repo, "remote", "add", "origin", "https://github.com/Org/Repo.git")
+    git(repo, "remote", "set-url", "origin", "https://github.com/Org/Repo.git")
     assert identity(repo).url == "https://github.com/Org/Repo"
 
 
@@ -146,12 +149,77 @@ def test_normalise_remote_url_never_keeps_credentials(remote: str) -> None:
     assert "@" not in url
 
 
-def test_no_remote_url_is_repository_path(repo: Path) -> None:
-    """Without a remote, the URL is the repository's top folder."""
+def test_no_remote_url_is_repository_path_in_a_dry_run(repo: Path) -> None:
+    """Without a remote, a dry run (or a plan) names the code by the repository's top folder."""
+    git(repo, "remote", "remove", "origin")
     toplevel = git(repo, "rev-parse", "--show-toplevel").strip()
-    found = identity(repo)
+    found = identity(repo, posting=False)
     assert found.url == toplevel
     assert Path(found.url) == repo.resolve()
+
+
+def test_posting_without_a_remote_is_refused_naming_the_remedy(repo: Path) -> None:
+    """Posting would name a checkout's path as the code: refused, in one line, with the fix."""
+    git(repo, "remote", "remove", "origin")
+    with pytest.raises(ProvenanceError) as caught:
+        identity(repo)
+    message = str(caught.value)
+    assert isinstance(caught.value, UsageError)  # exit 2
+    assert "\n" not in message
+    assert str(repo.resolve()) in message
+    assert "git remote add origin <url>" in message
+
+
+def test_clone_of_a_local_clone_follows_it_to_its_remote(tmp_path: Path, repo: Path) -> None:
+    """A local origin: the URL is that repository's own remote, followed hop by hop."""
+    first = tmp_path / "first"
+    second = tmp_path / "second"
+    git(tmp_path, "clone", "-q", str(repo), str(first))
+    git(tmp_path, "clone", "-q", f"file://{first}", str(second))
+    for clone in (first, second):
+        found = identity(clone)
+        assert found.url == "https://github.com/example-lab/example-capsule"
+        assert found.version == head(repo)
+
+
+def test_clone_of_a_local_repository_without_remote_posts_under_its_path(
+    tmp_path: Path, repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """CI's fresh clone of a local checkout posts, named by that checkout, with a warning.
+
+    Every clone of one local repository then names the code alike (the same keys), and
+    no clone's own path gets into a record.
+    """
+    git(repo, "remote", "remove", "origin")
+    one, two = tmp_path / "one", tmp_path / "two"
+    git(tmp_path, "clone", "-q", str(repo), str(one))
+    git(tmp_path, "clone", "-q", f"{repo}/", str(two))  # spelled another way
+    with caplog.at_level("WARNING", logger="analysis_wrapper.provenance"):
+        found = identity(one)
+    assert found.url == str(repo) == identity(two).url
+    assert "git -C" in caplog.text and "remote add origin <url>" in caplog.text
+
+
+def test_local_remotes_that_loop_end_at_a_path(tmp_path: Path, repo: Path) -> None:
+    """Two repositories naming each other as origin: the chain ends at the other's path."""
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(repo, "remote", "set-url", "origin", str(clone))
+    assert identity(clone).url == str(repo)
+    assert identity(repo).url == str(clone)
+
+
+def test_repository_that_is_its_own_origin_is_refused(repo: Path) -> None:
+    """An origin naming the repository itself is no remote: posting is refused."""
+    git(repo, "remote", "set-url", "origin", str(repo))
+    with pytest.raises(ProvenanceError, match="has no remote"):
+        identity(repo)
+
+
+def test_local_remote_that_is_gone_names_its_path(tmp_path: Path, repo: Path) -> None:
+    """A local origin that no longer exists names the code by its path, as before."""
+    git(repo, "remote", "set-url", "origin", str(tmp_path / "moved-away.git"))
+    assert identity(repo).url == str(tmp_path / "moved-away")
 
 
 def test_modified_tracked_file_refused(repo: Path) -> None:

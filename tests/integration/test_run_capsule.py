@@ -158,7 +158,7 @@ def test_posting_run_stores_records_and_files(posted: CapsuleCopy) -> None:
         step = process(record)
         assert step["experimenters"] == [EMAIL]
         assert step["code"]["version"] == head(posted.root)
-        assert step["code"]["url"] == str(posted.root.resolve())
+        assert step["code"]["url"] == "https://github.com/example-lab/example-capsule"
         assert step["code"]["parameters"]["min_spikes"] == 20
         assert step["output_parameters"]["units_total"] > 0
 
@@ -410,6 +410,23 @@ def test_dirty_tree_refused_then_allowed(capsule: CapsuleCopy) -> None:
     for record in records.values():
         version = process(record)["code"]["version"]
         assert re.fullmatch(rf"{sha}\+dirty\.[0-9a-f]{{12}}", version), version
+
+
+def test_posting_from_a_repository_without_remote_is_refused(capsule: CapsuleCopy) -> None:
+    """--dry_run 0 with no git remote exits 2 in one line naming the remedy; a dry run works."""
+    git(capsule.root, "remote", "remove", "origin")
+    refused = capsule.run("--dry_run", "0")
+    ok(refused, 2)
+    errors = [line for line in refused.stderr.splitlines() if "has no remote" in line]
+    assert len(errors) == 1
+    assert "git remote add origin <url>" in errors[0]
+    assert "Traceback" not in refused.stderr
+    assert not capsule.store.exists()
+
+    dry = capsule.run("--dry_run", "1")
+    ok(dry)
+    assert f"code {capsule.root.resolve()} @ {head(capsule.root)}" in dry.stderr
+    ok(capsule.run("--plan", "1"))
 
 
 def test_parameter_named_like_flag_exits_2(capsule: CapsuleCopy) -> None:

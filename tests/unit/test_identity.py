@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import unicodedata
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,7 +20,10 @@ from analysis_wrapper.identity import (
     canonical_json,
     compute_key,
     key_preimage,
+    normal_unicode,
 )
+from analysis_wrapper.locations import normalise_location
+from analysis_wrapper.parameters import validate_parameters
 
 Preimage = Callable[[], dict[str, Any]]
 
@@ -321,3 +326,201 @@ def test_int_and_float_for_a_float_field_give_one_key() -> None:
 def test_int_and_float_unvalidated_differ() -> None:
     """Without validation 1 and 1.0 serialise differently, which is why validation comes first."""
     assert canonical_json({"x": 1}) != canonical_json({"x": 1.0})
+
+
+# --- one key for the same work, however its text was typed -----------------------------
+
+
+def _nfd(text: str) -> str:
+    """``text`` decomposed, as macOS writes file names (e + combining accent for é)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    assert decomposed != text
+    return decomposed
+
+
+class _Session(BaseModel):
+    analysis_name: str = "Unit Filtering"
+    start: datetime
+    windows: list[datetime] = []
+
+
+def _dumped(**values: Any) -> dict[str, Any]:
+    """Parameters validated as a run validates them, in JSON mode."""
+    return validate_parameters(_Session, values, {}, "job.json").model_dump(mode="json")
+
+
+GOLDEN_NORMALISED = "39913acaadf084c7776b53cbdfc9c55fa349c736476f84e0929a21d5f95bf8cb"
+CANONICAL_NORMALISED = (
+    '{"code":{"url":"https://github.com/Example/Analysis","version":"v1.2.3"},'
+    '"file_location":["units-é.csv"],"input_data":["s3://my-bucket/Sessions/é1"],'
+    '"key_scheme":1,"parameters":{"analysis_name":"Zählung café",'
+    '"nested":{"clé":["Zählung café"]},"start":"2026-01-01T10:00:00Z"}}'
+).encode()
+
+
+def _preimage_typed_on_macos() -> dict[str, Any]:
+    """NFD text everywhere, a host in capitals, and a time with an offset."""
+    return key_preimage(
+        CodeIdentity(url="https://GitHub.com/Example/Analysis", version="v1.2.3"),
+        [_nfd("s3://My-Bucket/Sessions/é1")],
+        [_nfd("units-é.csv")],
+        {
+            "analysis_name": _nfd("Zählung café"),
+            "nested": {_nfd("clé"): [_nfd("Zählung café")]},
+            "start": _dumped(start="2026-01-01T12:00:00+02:00")["start"],
+        },
+    )
+
+
+def _preimage_typed_on_linux() -> dict[str, Any]:
+    """The same work in NFC, lower-case hosts and UTC."""
+    return key_preimage(
+        CodeIdentity(url="https://github.com/Example/Analysis", version="v1.2.3"),
+        ["s3://my-bucket/Sessions/é1"],
+        ["units-é.csv"],
+        {
+            "analysis_name": "Zählung café",
+            "nested": {"clé": ["Zählung café"]},
+            "start": _dumped(start="2026-01-01T10:00:00Z")["start"],
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    "build", [_preimage_typed_on_macos, _preimage_typed_on_linux], ids=["nfd-host-offset", "normal"]
+)
+def test_golden_key_of_normalised_text(build: Preimage) -> None:
+    """NFD, a capitalised host and +02:00 give the pinned bytes and key of their normal form."""
+    assert canonical_json(build()) == CANONICAL_NORMALISED
+    assert compute_key(build()) == GOLDEN_NORMALISED
+    assert hashlib.sha256(CANONICAL_NORMALISED).hexdigest() == GOLDEN_NORMALISED
+
+
+def test_nfd_and_nfc_parameters_give_one_key_and_one_stored_value() -> None:
+    """A parameter typed in NFD keys and is stored (the pre-image) as its NFC."""
+    nfd = key_preimage(CODE, ["a"], [], {"analysis_name": _nfd("Zählung")})
+    nfc = key_preimage(CODE, ["a"], [], {"analysis_name": "Zählung"})
+    assert nfd == nfc
+    assert nfd["parameters"]["analysis_name"] == unicodedata.normalize("NFC", "Zählung")
+    assert compute_key(nfd) == compute_key(nfc)
+
+
+def test_nfd_object_keys_are_normalised_at_every_level() -> None:
+    """Keys of objects, nested in lists too, are NFC in the pre-image."""
+    preimage = key_preimage(CODE, [], [], {"groups": [{_nfd("région"): {_nfd("clé"): 1}}]})
+    assert preimage["parameters"] == {"groups": [{"région": {"clé": 1}}]}
+
+
+def test_two_keys_that_are_one_text_in_nfc_are_refused() -> None:
+    """An object with "é" typed both ways holds two values for one name: refused, named."""
+    with pytest.raises(KeyComputationError, match=r"'labels\.é'.*NFC"):
+        key_preimage(CODE, [], [], {"labels": {"é": 1, _nfd("é"): 2}})
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        (_nfd("sessions/café-1"), "sessions/café-1"),
+        (_nfd("/data/café-1"), "/data/café-1"),
+        (_nfd("s3://bucket/café-1"), "s3://bucket/café-1"),
+        ("s3://My-Bucket/session-1", "s3://my-bucket/session-1"),
+        ("s3://BUCKET/session-1", "s3://bucket/session-1"),
+    ],
+    ids=["relative-nfd", "absolute-nfd", "s3-nfd", "s3-mixed-case-bucket", "s3-upper-bucket"],
+)
+def test_one_location_typed_two_ways_gives_one_key(one: str, two: str) -> None:
+    """NFD vs NFC and HOST vs host name one place: one key, input_data in the normal form."""
+    first = key_preimage(CODE, [normalise_location(one)], [one], {})
+    second = key_preimage(CODE, [normalise_location(two)], [two], {})
+    assert first["input_data"] == second["input_data"] == [two]
+    assert first["file_location"] == [two]
+    assert compute_key(first) == compute_key(second)
+
+
+@pytest.mark.parametrize(
+    ("one", "two"),
+    [
+        ("s3://bucket/Session-1", "s3://bucket/session-1"),
+        ("sessions/Mouse-1", "sessions/mouse-1"),
+        ("/Data/session-1", "/data/session-1"),
+    ],
+    ids=["s3-key", "relative-path", "absolute-path"],
+)
+def test_path_case_is_kept(one: str, two: str) -> None:
+    """S3 keys and paths are case-sensitive: only the host is folded."""
+    assert compute_key(key_preimage(CODE, [one], [], {})) != compute_key(
+        key_preimage(CODE, [two], [], {})
+    )
+
+
+def test_code_url_host_is_folded_and_its_path_kept() -> None:
+    """The code URL's host is lower case in the identity (so in the record) and the key."""
+    code = CodeIdentity(url="https://GitHub.COM/Example-Lab/Capsule", version="v1")
+    assert code.url == "https://github.com/Example-Lab/Capsule"
+    same = CodeIdentity(url="https://github.com/Example-Lab/Capsule", version="v1")
+    other = CodeIdentity(url="https://github.com/example-lab/capsule", version="v1")
+    assert compute_key(key_preimage(code, [], [], {})) == compute_key(
+        key_preimage(same, [], [], {})
+    )
+    assert compute_key(key_preimage(code, [], [], {})) != compute_key(
+        key_preimage(other, [], [], {})
+    )
+
+
+def test_input_versions_are_keyed_by_the_key_form_of_their_location() -> None:
+    """INPUT_IDENTITY=content: each version is filed under its location's key form."""
+    one = key_preimage(CODE, ["s3://B/x"], [], {}, {"s3://B/x": '"etag"'})
+    two = key_preimage(CODE, ["s3://b/x"], [], {}, {"s3://b/x": '"etag"'})
+    assert one["input_versions"] == {"s3://b/x": '"etag"'}
+    assert compute_key(one) == compute_key(two)
+
+
+def test_encoded_text_before_nfc_does_not_change_the_key() -> None:
+    """compute_key given a parameters text in NFD still hashes the NFC pre-image."""
+    raw = {"analysis_name": _nfd("Zählung")}
+    preimage = key_preimage(CODE, ["a"], [], raw)
+    encoded = {"parameters": canonical_json(raw).decode("utf-8")}
+    assert compute_key(preimage, encoded) == compute_key(preimage)
+
+
+def test_normal_unicode_returns_normal_values_unchanged() -> None:
+    """Text already in NFC comes back as the very same object: nothing is copied."""
+    value = {"name": "Zählung", "bins": [1, 2.5], "nested": {"a": None, "b": ("x",)}}
+    assert normal_unicode(value) is value
+    assert normal_unicode(_nfd("é")) == "é"
+    assert normal_unicode((_nfd("é"), 1)) == ("é", 1)
+
+
+@pytest.mark.parametrize(
+    "written",
+    ["2026-01-01T12:00:00+02:00", "2026-01-01T10:00:00Z", "2026-01-01T05:00:00-05:00"],
+)
+def test_one_instant_with_any_offset_gives_one_key(written: str) -> None:
+    """Aware datetimes enter the key in UTC: the same instant, one key, one stored value."""
+    dumped = _dumped(start=written, windows=[written])
+    assert dumped["start"] == "2026-01-01T10:00:00Z"
+    assert dumped["windows"] == ["2026-01-01T10:00:00Z"]
+    utc = _dumped(start="2026-01-01T10:00:00Z", windows=["2026-01-01T10:00:00Z"])
+    assert compute_key(key_preimage(CODE, [], [], dumped)) == compute_key(
+        key_preimage(CODE, [], [], utc)
+    )
+
+
+def test_naive_datetime_is_kept_as_written() -> None:
+    """A datetime with no offset is not converted, and differs from the same wall time in UTC."""
+    naive = _dumped(start="2026-01-01T10:00:00")
+    assert naive["start"] == "2026-01-01T10:00:00"
+    utc = _dumped(start="2026-01-01T10:00:00Z")
+    assert compute_key(key_preimage(CODE, [], [], naive)) != compute_key(
+        key_preimage(CODE, [], [], utc)
+    )
+
+
+def test_encoded_text_in_nfc_is_used_as_given() -> None:
+    """A non-ASCII text already in NFC is spliced in as it is (the plan's fast path)."""
+    value = {"analysis_name": "Zählung µm"}
+    preimage = key_preimage(CODE, ["a"], [], value)
+    encoded = {"parameters": canonical_json(value).decode("utf-8")}
+    assert compute_key(preimage, encoded) == compute_key(preimage)
+    wrong = {"parameters": '{"analysis_name":"something else: µm"}'}
+    assert compute_key(preimage, wrong) != compute_key(preimage)  # i.e. it was used

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from analysis_wrapper.locations import (
     LocationError,
     is_s3,
+    location_key_form,
     normalise_location,
     resolve_location,
 )
@@ -195,3 +197,46 @@ def test_same_relative_location_moves_with_the_input_directory(tmp_path: Path) -
     clone, code_ocean = tmp_path / "clone" / "data", Path("/data")
     assert resolve_location(location, clone) == clone / "sessions" / "s1"
     assert resolve_location(location, code_ocean) == Path("/data/sessions/s1")
+
+
+# --- location_key_form ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("normal", "key_form"),
+    [
+        ("s3://My-Bucket/Sessions/S1", "s3://my-bucket/Sessions/S1"),
+        ("s3://BUCKET", "s3://bucket"),
+        ("HTTPS://GitHub.COM/Org/Repo", "https://github.com/Org/Repo"),
+        ("https://User@Host.Example:8443/Path", "https://User@host.example:8443/Path"),
+        ("https://Host.Example?Query=A", "https://host.example?Query=A"),
+        ("sessions/Mouse-1", "sessions/Mouse-1"),
+        ("/Data/Session", "/Data/Session"),
+        ("s3://bucket/key", "s3://bucket/key"),
+    ],
+)
+def test_key_form_folds_the_host_only(normal: str, key_form: str) -> None:
+    """Scheme and host are lower case in the key form; paths, keys and user names keep case."""
+    assert location_key_form(normal) == key_form
+
+
+@pytest.mark.parametrize("location", ["sessions/café", "/data/café", "s3://bucket/café"])
+def test_key_form_is_nfc(location: str) -> None:
+    """The NFD spelling of a location has the NFC key form."""
+    nfd = unicodedata.normalize("NFD", location)
+    assert nfd != location
+    assert location_key_form(nfd) == location
+    assert location_key_form(location) == location
+
+
+def test_normal_form_keeps_nfd_and_bucket_case_for_reading() -> None:
+    """Reading uses the normal form, byte for byte: a file named in NFD is found by that name."""
+    nfd = unicodedata.normalize("NFD", "sessions/café")
+    assert normalise_location(nfd) == nfd
+    assert normalise_location("s3://My-Bucket/k") == "s3://My-Bucket/k"
+
+
+def test_key_form_of_a_normal_location_is_the_same_object() -> None:
+    """ASCII locations with lower-case hosts (the keys of earlier releases) are unchanged."""
+    for location in ["s3://bucket/session-1", "sessions/S1", "/abs/Path"]:
+        assert location_key_form(location) is location

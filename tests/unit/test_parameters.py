@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from analysis_wrapper.parameters import (
     NOT_PARAMETERS,
     AnalysisOutputs,
     AnalysisParameters,
+    in_utc,
     job_layers,
     load_fixed_parameters,
     merge_layers,
@@ -428,3 +430,75 @@ def test_parsed_values_validate() -> None:
     assert model.number == 0.5
     assert model.items == [1, 2]
     assert model.choice == "b"
+
+
+# --- datetimes: one instant, one value ---------------------------------------------------
+
+
+class _Window(BaseModel):
+    start: datetime
+    end: datetime | None = None
+
+
+class _Timed(AnalysisParameters):
+    analysis_name: str = "timed"
+    start: datetime
+    window: _Window | None = None
+    marks: list[datetime] = Field(default_factory=list)
+    by_name: dict[str, datetime] = Field(default_factory=dict)
+    pair: tuple[datetime, int] | None = None
+    day: date | None = None
+
+
+def test_aware_datetimes_are_converted_to_utc_everywhere() -> None:
+    """Top level, nested model, list, dict and tuple: each aware datetime comes back in UTC."""
+    written = "2026-03-01T12:30:00+02:00"
+    result = validate_parameters(
+        _Timed,
+        {
+            "start": written,
+            "window": {"start": written, "end": "2026-03-01T13:00:00-01:00"},
+            "marks": [written],
+            "by_name": {"a": written},
+            "pair": [written, 1],
+        },
+        {},
+        "job.json",
+    )
+    instant = datetime(2026, 3, 1, 10, 30, tzinfo=timezone.utc)
+    assert isinstance(result, _Timed)
+    assert result.start == instant and result.start.utcoffset() == timedelta(0)
+    assert result.window is not None and result.window.start.utcoffset() == timedelta(0)
+    assert result.window.end == datetime(2026, 3, 1, 14, 0, tzinfo=timezone.utc)
+    assert result.marks[0].utcoffset() == timedelta(0)
+    assert result.by_name["a"].utcoffset() == timedelta(0)
+    assert result.pair is not None and result.pair[0].utcoffset() == timedelta(0)
+    dumped = result.model_dump(mode="json")
+    assert dumped["start"] == dumped["marks"][0] == dumped["by_name"]["a"] == "2026-03-01T10:30:00Z"
+    assert dumped["window"]["end"] == "2026-03-01T14:00:00Z"
+
+
+def test_offset_and_z_validate_to_one_dump() -> None:
+    """The same instant written with +02:00 and with Z dumps to one JSON value."""
+    one = validate_parameters(_Timed, {"start": "2026-03-01T12:30:00+02:00"}, {}, "a.json")
+    two = validate_parameters(_Timed, {"start": "2026-03-01T10:30:00Z"}, {}, "b.json")
+    assert one.model_dump(mode="json") == two.model_dump(mode="json")
+
+
+def test_naive_datetimes_and_dates_are_kept() -> None:
+    """A datetime without an offset, and a date, are not converted."""
+    result = validate_parameters(
+        _Timed, {"start": "2026-03-01T12:30:00", "day": "2026-03-01"}, {}, "job.json"
+    )
+    assert isinstance(result, _Timed)
+    assert result.start == datetime(2026, 3, 1, 12, 30) and result.start.tzinfo is None
+    assert result.model_dump(mode="json")["start"] == "2026-03-01T12:30:00"
+    assert result.day == date(2026, 3, 1)
+
+
+def test_parameters_without_offsets_come_back_as_the_same_object() -> None:
+    """Nothing to convert (UTC already, or no datetimes): the validated model is not copied."""
+    value = {"a": [1, "x"], "when": datetime(2026, 1, 1, tzinfo=timezone.utc)}
+    assert in_utc(value) is value
+    model = _Timed.model_validate({"start": "2026-03-01T10:30:00Z", "marks": []})
+    assert in_utc(model) is model

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
+from ..atomic_write import fsync_directory, fsync_file, write_atomic
 from ..errors import StoreError, is_transient_os_error
 from ..manifest import MANIFEST_NAME
 from .base import Published
@@ -59,26 +60,28 @@ class LocalResultStore:
     def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
         """Copy ``folder`` to ``<root>/<key>/<attempt>/``, manifest last, in one rename.
 
-        An earlier copy of the same attempt (a retried publish) is replaced whole.
+        Durable once it returns: every copied file and subfolder is fsynced before
+        the manifest is written (temporary file, fsync, rename), the staging folder
+        after that (its files' names and the manifest's), and the key's folder after
+        the staging folder is renamed into place, which is when the manifest counts
+        (the root, when the key's folder is new, before anything is copied). A
+        publish that fails leaves no manifest and no staging folder. An earlier copy of the same
+        attempt (a retried publish) is replaced whole, and only by a complete copy:
+        it is put back if the new one cannot be renamed into place.
         """
         location = self.location(key, attempt)
         token = uuid.uuid4().hex[:12]
         final = self.root / key / attempt
         staging = final.parent / f".staging-{attempt}-{token}"
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            for made in _make_folders(final.parent):  # a new key folder (and root) stay
+                fsync_directory(made.parent)
             shutil.copytree(folder, staging)
             (staging / MANIFEST_NAME).unlink(missing_ok=True)  # a stale one; ours comes last
-            partial = staging / f".{MANIFEST_NAME}.partial"
-            partial.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            os.replace(partial, staging / MANIFEST_NAME)
-            if final.exists():
-                # The same attempt published before: move that copy aside in one step
-                # (a directory cannot be renamed over), then delete it.
-                retired = final.parent / f".retired-{attempt}-{token}"
-                os.replace(final, retired)
-                shutil.rmtree(retired, ignore_errors=True)
-            os.replace(staging, final)
+            _fsync_tree(staging)  # files and subfolders; the staging folder comes next
+            # Fsyncs the manifest, then the staging folder: every top-level name too.
+            write_atomic(staging / MANIFEST_NAME, json.dumps(manifest, indent=2))
+            _rename_into_place(staging, final, token)
         except OSError as exc:
             shutil.rmtree(staging, ignore_errors=True)
             _remove_if_empty(final.parent)  # a first attempt leaves no empty key folder
@@ -314,6 +317,65 @@ def _subfolders(folder: Path) -> list[Path]:
 def _remove_if_empty(folder: Path) -> None:
     with contextlib.suppress(OSError):  # not empty (other attempts), or already gone
         folder.rmdir()
+
+
+def _rename_into_place(staging: Path, final: Path, token: str) -> None:
+    """Rename the complete ``staging`` to ``final``, then fsync their folder.
+
+    A folder cannot be renamed over another, so an earlier copy is moved aside first,
+    put back if the rename (or the fsync after it) fails, and deleted only once the
+    new copy is in place.
+    """
+    retired = None
+    if final.exists():
+        retired = final.parent / f".retired-{final.name}-{token}"
+        os.replace(final, retired)
+    try:
+        os.replace(staging, final)
+        try:
+            fsync_directory(final.parent)
+        except OSError:
+            os.replace(final, staging)  # not known to be durable: back out
+            raise
+    except OSError:
+        if retired is not None:
+            with contextlib.suppress(OSError):
+                os.replace(retired, final)
+        raise
+    if retired is not None:
+        shutil.rmtree(retired, ignore_errors=True)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and its missing parents; return the ones made, outermost first."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _fsync_tree(top: Path) -> None:
+    """Fsync every file under ``top``, then every folder under it (not ``top`` itself).
+
+    All copies first, then all fsyncs: the first fsync's journal commit carries the
+    others' metadata, so the later ones are cheap (one file's fsync each, in turn,
+    costs a commit each).
+    """
+    folders = []
+    for directory, _, names in os.walk(top, topdown=False, onerror=_reraise):
+        for name in names:
+            fsync_file(Path(directory, name))
+        if directory != str(top):
+            folders.append(directory)
+    for directory in folders:  # deepest first
+        fsync_directory(Path(directory))
+
+
+def _reraise(exc: OSError) -> None:
+    raise exc
 
 
 def _raise(exc: OSError) -> None:
