@@ -52,6 +52,7 @@ from .errors import (
 from .heartbeat import Heartbeat
 from .identity import canonical_json
 from .jobs import validation_error_to_input_error
+from .locations import location_key_form
 from .manifest import build_manifest
 from .plan import Action
 from .records import RecordInputs, build_record, describe_record
@@ -509,7 +510,13 @@ def _analyse(planned: PlannedJob, context: RunContext, work: Path, location: str
             location=location,
             code=context.code,
             input_data=planned.preimage["input_data"],
-            asset_names=dict(zip(planned.job.s3_location, planned.job.asset_name, strict=False)),
+            # By each location's key form: input_data holds them in that form.
+            asset_names={
+                location_key_form(location): name
+                for location, name in zip(
+                    planned.job.s3_location, planned.job.asset_name, strict=False
+                )
+            },
             file_location=planned.preimage["file_location"],
             parameters=planned.preimage["parameters"],
             outputs=outputs,

@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import ConfigError, StoreError, UsageError
 from .identity import canonical_json
-from .locations import LocationError, normalise_location
+from .locations import LocationError, location_key_form, normalise_location
 from .records import record_process
 from .settings import Capsule, StoreSettings
 from .stores import open_record_store
@@ -128,7 +128,7 @@ def find_records(
 
 
 def normalise_input(location: str) -> str:
-    """Normalise an input location as the runner does for ``s3_location``.
+    """Normalise an input location as records store it: the key form of ``s3_location``.
 
     Raises
     ------
@@ -136,7 +136,7 @@ def normalise_input(location: str) -> str:
         If the location is empty, has an unknown scheme, or escapes with ``..``.
     """
     try:
-        return normalise_location(location)
+        return location_key_form(normalise_location(location))
     except LocationError as exc:
         raise UsageError(f"--input {location!r}: {exc}") from None
 

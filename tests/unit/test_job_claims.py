@@ -337,3 +337,26 @@ def test_a_claim_of_this_run_still_renewed_elsewhere_is_reported_not_done(
     assert result.status.value == "failed"
     assert "not done" in (result.error or "") and "lost-host" in (result.error or "")
     assert CALLS == []
+
+
+def test_a_record_names_its_assets_and_is_found_by_any_form_of_its_location(
+    tmp_path: Path,
+) -> None:
+    """An upper-case bucket: the record names the asset; a query as typed finds it.
+
+    Records hold the key form of a location (host in lower case), so both the asset's
+    name and ``results find --input`` go through that form.
+    """
+    from analysis_wrapper.query import normalise_input
+    from analysis_wrapper.stores.base import RecordQuery, record_code
+
+    context = context_for(tmp_path, jobs=0)
+    job = {"s3_location": ["s3://Example-Bucket/Session 1"], "asset_name": ["session-1"]}
+    (tmp_path / "data" / "job_dict" / "job.json").write_text(json.dumps(job))
+    (result,) = execute_run(context).jobs
+    record = context.record_store.get(str(result.key))
+    assert record is not None
+    (asset,) = record_code(record)["input_data"]
+    assert asset == {**asset, "url": "s3://example-bucket/Session 1", "name": "session-1"}
+    query = RecordQuery(input_data=(normalise_input("S3://EXAMPLE-BUCKET/Session 1"),))
+    assert [found["_id"] for found in context.record_store.find(query)] == [result.key]
