@@ -4,10 +4,13 @@ The runner sees the store interfaces and a :class:`CodeIdentity`, never a databa
 cloud client. The steps live in their own modules::
 
     planning.py   job files -> keys (pure) -> records and claims, in batches -> decisions
-    job_run.py    one job: claim -> run_analysis -> publish (manifest last) -> record
+    job_run.py    one job: claim its key (or wait out a lost worker's), then its tries
+    job_tries.py  the analysis, then publish (manifest last) and record, each retried
+    job_outputs.py  run_analysis into a folder -> outputs, metadata.nd.json, key.json
     claims.py     who runs a key: insert-if-absent, takeover by epoch, fencing
-    heartbeat.py  a running job's claim renewed in the background
+    heartbeat.py  a running job's claim renewed in the background, with deadlines
     executors.py  where the jobs run: serially, a process pool, Dask
+    dask_shipping.py  the capsule's code and the run's settings sent to Dask workers
     runner.py     this module: drives a run, writes plan.json / run_summary.json
 
 A job that fails is reported and posts nothing; the others go on.

@@ -1073,7 +1073,7 @@ def test_the_runner_tries_a_job_again_only_when_s3_failed_transiently(
 
     The tries are the publish's: the analysis, which succeeded, runs once.
     """
-    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
     missing = S3ResultStore(f"missing-{uuid.uuid4().hex[:16]}", "p", sleep=Sleeps())
     assert runs_of_one_job(tmp_path / "missing", missing) == (1, 1)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")

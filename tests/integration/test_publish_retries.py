@@ -74,7 +74,7 @@ def flaky_put(base: type[Any]) -> type[Any]:
 def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
     CALLS.clear()
     FlakyS3.publishes = 0
-    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_an_s3_outage_while_publishing_retries_the_publish_only(
     """The first publish fails transiently: published on the next try, analysis ran once."""
     results = FlakyS3(bucket, "analysis")
     context = context_for(tmp_path, SqliteRecordStore(tmp_path / "r.sqlite", "t"), results)
-    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_run"):
+    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_tries"):
         summary = execute_run(context)
     assert summary.count(Status.SUCCEEDED) == 2
     assert sorted(CALLS) == ["0", "1"], "each analysis ran once"

@@ -154,7 +154,7 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TransientError and ConnectionError get more tries, each in a fresh folder; then it fails."""
-    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
     context = context_for(tmp_path, jobs=2, transient_retries=2)
     BEHAVIOUR[0] = [TransientError("busy"), ConnectionError("reset")]  # third try succeeds
     BEHAVIOUR[1] = [TransientError("busy")] * 3  # every try fails
@@ -182,11 +182,11 @@ def test_a_store_error_is_tried_again_only_when_transient(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A store that refused fails the job at its first try; an unreachable one is retried."""
-    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
     context = context_for(tmp_path, jobs=2, transient_retries=2)
     BEHAVIOUR[0] = StoreError("results store s3://b: access denied (AccessDenied, HTTP 403)")
     BEHAVIOUR[1] = [StoreError("results store s3://b: cannot reach S3", transient=True)] * 3
-    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_run"):
+    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_tries"):
         summary = execute_run(context)
     assert CALLS.count(0) == 1 and CALLS.count(1) == 3
     refused, unreachable = sorted(summary.jobs, key=lambda j: j.job_file)
@@ -203,7 +203,7 @@ def test_a_results_store_that_cannot_work_fails_the_job_at_its_first_try(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A results folder with a file in its way: the real store's error is not retried."""
-    monkeypatch.setattr("analysis_wrapper.job_run.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("")
     context = dataclasses.replace(
