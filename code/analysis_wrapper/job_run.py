@@ -3,23 +3,27 @@
 ::
 
     claim the key (insert, or take over a stale, released, finished or -- with
-        --retry_failed 1 -- failed claim); held elsewhere: skip, "in progress"
+        --retry_failed 1 -- failed claim); held elsewhere: skip, "in progress";
+        held by a lost worker of this very run: wait out its lease, then claim
     a record appeared meanwhile: skip (another worker finished it)
-    a heartbeat thread renews the claim while the job works
-    each try, in a fresh attempt folder:
+    a heartbeat renews the claim while the job works (:mod:`.heartbeat`)
+    the analysis, each try in a fresh hidden folder:
         run_analysis(job, parameters, <work folder>) -> outputs
         metadata.nd.json + key.json
+    publish and record the finished folder, each try of it the same folder:
         fence (renew the claim) -> publish to <store>/<key>/<attempt>/, manifest last
-        fence -> record, whose location is that attempt's folder
-    a transient failure: another try (a bounded number); any other: the claim keeps
-        the error, and the plan lists the job as failed until --retry_failed 1
+        fence -> record (fenced by the claim's epoch in the store), naming that folder
+    a transient failure: another try of that step (a bounded number); any other: the
+        claim keeps the error, and the plan lists the job as failed until
+        --retry_failed 1
     the claim ends "done" after the record is written
 
-A worker whose claim was taken over while it stalled fails the fence and publishes
-nothing; its attempt folder holds only its own files, so nothing mixes. A dry run
-takes no claim and posts nothing. Each try works in a hidden folder beside
-``<results_directory>/<key>/`` and takes that name when it ends (the folder the
-scientist opens), so a retried or taken-over attempt never writes into another's.
+A worker whose claim was taken over while it stalled fails the fence (or the store
+refuses its record) and publishes nothing more; its attempt folder holds only its own
+files, so nothing mixes. One whose lease ran out because the store did not answer
+publishes nothing and reports the job not done. A dry run takes no claim and posts
+nothing. The finished folder takes the name ``<results_directory>/<key>/`` (the folder
+the scientist opens); a failed try's folder never replaces a finished one.
 """
 
 from __future__ import annotations
