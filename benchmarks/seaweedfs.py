@@ -2,7 +2,8 @@
 
 ``weed mini`` runs master, volume server, filer and S3 gateway in one process. Every
 listener gets a free loopback port (two instances, or one beside a test run, never
-collide); WebDAV, the admin UI, Iceberg and Lance are off; so is telemetry. S3 checks
+collide), and its Unix sockets go into the work folder, not /tmp; WebDAV, the admin
+UI, Iceberg and Lance are off; so is telemetry. S3 checks
 signatures with the AWS variables' credentials. Objects are put through its S3 API,
 signed, as boto3 would put them (the body ``{}``, its CRC32 checksum), many at once on
 kept-alive connections: through boto3 the client's signing and parsing cost more CPU
@@ -33,6 +34,8 @@ def weed_process(work: Path, bucket: str, region: str) -> ServerProcess:
     """SeaweedFS on free loopback ports, creating ``bucket`` at start (not started yet)."""
     data = work / "weed"
     data.mkdir(exist_ok=True)
+    if not (SERVERS_BIN / "weed").exists():
+        raise SystemExit(f"{SERVERS_BIN / 'weed'} is missing: run `make bench` (it installs it)")
 
     def command(port: int) -> list[str]:
         ports = {
@@ -43,12 +46,12 @@ def weed_process(work: Path, bucket: str, region: str) -> ServerProcess:
                 "admin.port.grpc",
             )
         }  # fmt: skip
-        return [
-            str(SERVERS_BIN / "weed"), "mini", f"-dir={data}", "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1", f"-s3.port={port}", "-s3.port.iceberg=0",
-            "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-            "-master.telemetry=false", f"-bucket={bucket}",
-            *(f"-{name}={value}" for name, value in ports.items()),
+        return [  # env: weed puts its Unix sockets in TMPDIR (the work folder, removed after)
+            "/usr/bin/env", f"TMPDIR={data}", str(SERVERS_BIN / "weed"), "mini", f"-dir={data}",
+            f"-s3.localSocket={data}/s3.sock", f"-filer.localSocket={data}/filer.sock",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}", "-s3.port.iceberg=0",
+            "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+            f"-bucket={bucket}", *(f"-{name}={value}" for name, value in ports.items()),
         ]  # fmt: skip
 
     def ready(port: int) -> None:
