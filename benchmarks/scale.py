@@ -1,6 +1,7 @@
 """Planning throughput, per-job overhead and executor overhead, side by side.
 
     python benchmarks/scale.py [--jobs 10000] [--servers] [--only SECTION]
+                               [--s3-server moto|seaweedfs|both]
 
 1. Planning N jobs (load, merge, validate, key, look up, decide), batched lookups vs
    one lookup per job (upstream's way), on the embedded store and, with --servers, on
@@ -11,8 +12,9 @@
    manifest, publish), posting to the embedded stores and, with --servers, to
    SecantusDB and moto's S3 server.
 3. 1,000 trivial jobs on the process pool and on a Dask LocalCluster, 2 workers each.
-4. With --servers: planning N jobs that all have records, their manifests on moto's S3
-   server, the manifests checked in a batch vs one HEAD per job.
+4. With --servers: planning N jobs that all have records, their manifests on an S3
+   server (moto's and SeaweedFS, side by side; --s3-server picks one), the manifests
+   checked in a batch vs one HEAD per job.
 
 Prints one table (markdown) on stdout.
 """
@@ -408,19 +410,29 @@ class ManifestsTrusted:
 PER_KEY_SAMPLE = 1000
 """Sequential has_manifest calls timed for the per-key path (10,000 would take a minute)."""
 
+S3_SERVERS = {"moto": "moto", "seaweedfs": "SeaweedFS"}
+"""The S3 servers the manifests section can run on, and their names in the table."""
 
-def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
+MANIFEST_BUCKET, MANIFEST_PREFIX = "bench-manifests", "analysis/v1"
+MANIFEST_ATTEMPT = "20261126T010203Z-3f9a2c"
+
+TRAPS = 20
+"""Jobs given sibling folders whose names S3 and a tree sort apart (``<key>-0``, ``<key>.1``)."""
+
+
+def manifest_rows(work: Path, jobs: int, servers: list[str]) -> list[tuple[str, str, str]]:
     """Plan ``jobs`` recorded jobs whose manifests are on S3: batched vs one HEAD per job.
 
-    moto's S3 server starts with every job's folder already in it (four objects each,
-    put into its memory by ``seeded_moto.py`` before it serves). The batched plan is
-    timed (best of 2), and the manifest checks alone (best of 2) with the CPU time
-    moto and this process spent on them; the per-key path is a sample of sequential
-    ``has_manifest`` calls, extrapolated to a plan: the same plan with no manifest
-    checked (timed too), plus one HEAD per job.
+    Each server starts with every job's folder already in it (four objects each: moto's
+    put into its memory by ``seeded_moto.py`` before it serves, SeaweedFS's through its
+    S3 API by ``seaweedfs.seed``). The batched plan is timed (best of 2), and the
+    manifest checks alone (best of 2) with the CPU time the server and this process
+    spent on them; the per-key path is a sample of sequential ``has_manifest`` calls,
+    extrapolated to a plan: the same plan with no manifest checked (timed too), plus
+    one HEAD per job. Then a check: ``has_manifests`` answers as ``has_manifest`` does,
+    one by one, on a sample and on folders named to sort differently in a tree.
     """
-    from analysis_wrapper.stores.s3 import S3ResultStore
-    from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, moto_ready
+    from servers import TEST_AWS_ENV
 
     for name, value in TEST_AWS_ENV.items():
         os.environ.setdefault(name, value)  # moto's test credentials, when --servers did not
@@ -431,33 +443,70 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
     unused = LocalResultStore(work / "manifest-unused")
     prepared = context_for(inputs, work / "r", records, unused, dry_run=True, plan=True)
     keys = [job.key for job in plan_run(prepared) if job.key]
-    attempt, bucket, prefix = "20261126T010203Z-3f9a2c", "bench-manifests", "analysis/v1"
-    objects = work / "manifest-objects.txt"
-    with objects.open("w", encoding="utf-8") as out:
-        for key in keys:
-            out.writelines(f"{prefix}/{key}/{attempt}/{name}\n" for name in MANIFEST_FOLDER)
-    server = ServerProcess(
-        "moto_server (seeded)",
-        lambda port: [str(SERVERS_BIN / "python"), str(REPO / "benchmarks" / "seeded_moto.py"),
-                      "--port", str(port), "--bucket", bucket, "--objects", str(objects)],
-        moto_ready,
-        work / "moto-seeded.log",
-    )  # fmt: skip
+    folders = [f"{MANIFEST_PREFIX}/{key}/{MANIFEST_ATTEMPT}" for key in keys]
+    for key, folder in zip(keys, folders, strict=True):
+        records.put({"_id": key, "name": key, "location": f"s3://{MANIFEST_BUCKET}/{folder}"})
+    objects = [f"{folder}/{name}" for folder in folders for name in MANIFEST_FOLDER]
+    traps: list[str] = []  # pairs: a folder with its manifest, one with key.json only
+    for n, key in enumerate(random.Random(7).sample(keys, min(TRAPS, len(keys)))):
+        names = [f"{key}-{n}", f"{key}.{n}"][:: 1 if n % 2 else -1]
+        traps += [f"{MANIFEST_PREFIX}/{name}/{MANIFEST_ATTEMPT}" for name in names]
+        objects += [f"{traps[-2]}/{name}" for name in MANIFEST_FOLDER]
+        objects += [f"{traps[-1]}/key.json"]
+    rows: list[tuple[str, str, str]] = []
+    try:
+        for server in servers:
+            rows += _manifest_rows_on(server, work, inputs, records, keys, objects, traps)
+    finally:
+        records.close()
+    return rows
+
+
+def _manifest_rows_on(
+    kind: str,
+    work: Path,
+    inputs: Path,
+    records: SqliteRecordStore,
+    keys: list[str],
+    objects: list[str],
+    traps: list[str],
+) -> list[tuple[str, str, str]]:
+    """The manifests section's rows on one S3 server (``kind``: moto or seaweedfs)."""
+    from analysis_wrapper.stores.s3 import S3ResultStore
+    from servers import SERVERS_BIN, ServerProcess, moto_ready
+
+    jobs, label, region = len(keys), S3_SERVERS[kind], os.environ["AWS_DEFAULT_REGION"]
+    load_before = os.getloadavg()[0]
     seeding = time.perf_counter()
-    server.start()
+    if kind == "moto":
+        listed = work / "manifest-objects.txt"
+        listed.write_text("".join(f"{name}\n" for name in objects), encoding="utf-8")
+        server = ServerProcess(
+            "moto_server (seeded)",
+            lambda port: [str(SERVERS_BIN / "python"), str(REPO / "benchmarks" / "seeded_moto.py"),
+                          "--port", str(port), "--bucket", MANIFEST_BUCKET,
+                          "--objects", str(listed)],
+            moto_ready,
+            work / "moto-seeded.log",
+        )  # fmt: skip
+        server.start()
+    else:
+        import seaweedfs
+
+        server = seaweedfs.weed_process(work, MANIFEST_BUCKET, region)
+        server.start()
+        seaweedfs.seed(server.port, MANIFEST_BUCKET, objects, region)
     seeding = time.perf_counter() - seeding
     endpoint = os.environ.get("AWS_ENDPOINT_URL")
     try:
         os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{server.port}"
-        store = S3ResultStore(bucket, prefix)
+        store = S3ResultStore(MANIFEST_BUCKET, MANIFEST_PREFIX)
         client = store._client()  # made now, with this endpoint
         if endpoint is None:
             del os.environ["AWS_ENDPOINT_URL"]
         else:
             os.environ["AWS_ENDPOINT_URL"] = endpoint
-        locations = [store.location(key, attempt) for key in keys]
-        for key, location in zip(keys, locations, strict=True):
-            records.put({"_id": key, "name": key, "location": location})
+        locations = [store.location(key, MANIFEST_ATTEMPT) for key in keys]
         requests: dict[str, int] = {}
         client.meta.events.register(
             "before-call.s3",
@@ -471,10 +520,10 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
         )
         planning = time_plan(trusted, rounds=2)
 
-        checks = cpu = moto_cpu = float("inf")
+        checks = cpu = server_cpu = float("inf")
         for _ in range(2):  # the best of two, with the CPU time of that one
             requests.clear()
-            cpu_at, moto_at, started = (
+            cpu_at, server_at, started = (
                 time.process_time(),
                 _cpu_seconds(server),
                 time.perf_counter(),
@@ -482,12 +531,12 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
             found = store.has_manifests(locations)
             if time.perf_counter() - started < checks:
                 checks = time.perf_counter() - started
-                cpu, moto_cpu = time.process_time() - cpu_at, _cpu_seconds(server) - moto_at
+                cpu, server_cpu = time.process_time() - cpu_at, _cpu_seconds(server) - server_at
             assert set(found.values()) == {True}
-        lists = requests.get("ListObjectsV2", 0)
+        lists, heads = requests.get("ListObjectsV2", 0), requests.get("HeadObject", 0)
 
         sample = random.Random(13).sample(locations, min(PER_KEY_SAMPLE, len(locations)))
-        head_cpu, head_moto, started = (
+        head_cpu, head_server, started = (
             time.process_time(),
             _cpu_seconds(server),
             time.perf_counter(),
@@ -495,31 +544,40 @@ def manifest_rows(work: Path, jobs: int) -> list[tuple[str, str, str]]:
         assert all(store.has_manifest(location) for location in sample)
         per_key = (time.perf_counter() - started) / len(sample)
         head_cpu = (time.process_time() - head_cpu) / len(sample)
-        head_moto = (_cpu_seconds(server) - head_moto) / len(sample)
+        head_server = (_cpu_seconds(server) - head_server) / len(sample)
+
+        checked = sample[:200] + [f"s3://{MANIFEST_BUCKET}/{folder}" for folder in traps]
+        checked += [f"{location}-none" for location in sample[:10]]  # never written
+        one_by_one = {location: store.has_manifest(location) for location in checked}
+        batch = store.has_manifests(checked)
+        wrong = sum(batch[location] != one_by_one[location] for location in checked)
+        if wrong:
+            raise AssertionError(f"{label}: has_manifests differs from has_manifest {wrong} times")
     finally:
         server.stop()
-        records.close()
-    one_by_one = planning + per_key * jobs
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    plan_per_key = planning + per_key * jobs
     return [
         (
-            f"plan {jobs} recorded jobs, manifests on S3 (moto), batched",
+            f"plan {jobs} recorded jobs, manifests on S3 ({label}), batched",
             f"{jobs / batched:,.0f} jobs/s",
             f"{batched:.2f} s; the same plan with no manifest checked: {planning:.2f} s "
-            f"({jobs / planning:,.0f} jobs/s); seeding {len(keys) * len(MANIFEST_FOLDER):,} "
-            f"objects took {seeding:.1f} s",
+            f"({jobs / planning:,.0f} jobs/s); seeding {len(objects):,} objects took "
+            f"{seeding:.1f} s; {load}",
         ),
         (
-            f"plan {jobs} recorded jobs, manifests on S3 (moto), one HEAD per job "
+            f"plan {jobs} recorded jobs, manifests on S3 ({label}), one HEAD per job "
             f"(extrapolated from {len(sample)} sequential has_manifest calls)",
-            f"{jobs / one_by_one:,.0f} jobs/s",
-            f"{per_key * 1000:.2f} ms a HEAD (client CPU {head_cpu * 1000:.2f} ms, moto CPU "
-            f"{head_moto * 1000:.2f} ms); batched is {one_by_one / batched:.1f}x faster",
+            f"{jobs / plan_per_key:,.0f} jobs/s",
+            f"{per_key * 1000:.2f} ms a HEAD (client CPU {head_cpu * 1000:.2f} ms, server CPU "
+            f"{head_server * 1000:.2f} ms); batched is {plan_per_key / batched:.1f}x faster",
         ),
         (
-            f"check {len(locations)} manifests on S3 (moto): has_manifests alone",
-            f"{checks:.2f} s, {lists} LISTs",
-            f"moto CPU {moto_cpu:.2f} s, client CPU {cpu:.2f} s (2 cores); "
-            f"{len(locations) / checks:,.0f} manifests/s",
+            f"check {len(locations)} manifests on S3 ({label}): has_manifests alone",
+            f"{checks:.2f} s, {lists} LISTs, {heads} HEADs",
+            f"server CPU {server_cpu:.2f} s, client CPU {cpu:.2f} s (2 cores); "
+            f"{len(locations) / checks:,.0f} manifests/s; batched == one by one on "
+            f"{len(checked)} locations ({len(traps)} named to sort apart in a tree)",
         ),
     ]
 
@@ -550,7 +608,13 @@ def main() -> None:
     parser.add_argument(
         "--only",
         choices=["planning", "overhead", "executors", "manifests"],
-        help="measure one section (manifests: plan recorded jobs on moto S3)",
+        help="measure one section (manifests: plan recorded jobs whose manifests are on S3)",
+    )
+    parser.add_argument(
+        "--s3-server",
+        choices=[*S3_SERVERS, "both"],
+        default="both",
+        help="the S3 server(s) of the manifests section (default: both, side by side)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aw-bench-"))
@@ -584,7 +648,8 @@ def main() -> None:
         if args.only in (None, "executors"):
             rows += executor_rows(work)
         if args.only == "manifests" or (args.only is None and args.servers):
-            rows += manifest_rows(work, args.jobs)
+            servers = list(S3_SERVERS) if args.s3_server == "both" else [args.s3_server]
+            rows += manifest_rows(work, args.jobs, servers)
     finally:
         for running in (s3_server, server):
             if running is not None:

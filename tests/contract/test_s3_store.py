@@ -45,6 +45,7 @@ from analysis_wrapper.run_context import Analysis, RunContext
 from analysis_wrapper.runner import execute_run
 from analysis_wrapper.settings import Capsule, RunOptions, StoreSettings
 from analysis_wrapper.stores import open_result_store, s3_manifests
+from analysis_wrapper.stores import s3_client as client_module
 from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings
 from analysis_wrapper.stores.s3_client import is_transient
 from analysis_wrapper.stores.s3_upload import ProgressSubscriber
@@ -545,6 +546,34 @@ def test_store_sent_to_a_spawned_process_publishes_there(
     assert manifest is not None and manifest["key"] == key
     published = sorted(tree_reader(client)(location))
     assert published == [MANIFEST_NAME, "nested/figure.png", "units.csv"]
+
+
+def test_the_store_client_reads_dates_as_a_plain_boto3_client(
+    client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its faster timestamp parser gives the same LastModified, listed and in headers."""
+    for n in range(5):
+        client.put_object(Bucket=bucket, Key=f"dates/{n}.json", Body=b"{}")
+    ours = S3ResultStore(bucket, "dates")._client()
+
+    def listed(s3: Any) -> list[tuple[str, str]]:
+        reply = s3.list_objects_v2(Bucket=bucket, Prefix="dates/")
+        return [(entry["Key"], repr(entry["LastModified"])) for entry in reply["Contents"]]
+
+    assert listed(ours) == listed(client)
+    for key, _ in listed(client):
+        theirs = client.head_object(Bucket=bucket, Key=key)["LastModified"]
+        assert repr(ours.head_object(Bucket=bucket, Key=key)["LastModified"]) == repr(theirs)
+    # And the listing's dates were ours to parse: botocore's parser saw only the header.
+    seen: list[object] = []
+    parse = client_module.botocore_parse_timestamp
+    monkeypatch.setattr(
+        client_module, "botocore_parse_timestamp", lambda v: seen.append(v) or parse(v)
+    )
+    listed(ours)
+    assert seen == []
+    ours.head_object(Bucket=bucket, Key="dates/0.json")
+    assert len(seen) == 1
 
 
 # --- has_manifests: many manifests at once ------------------------------------------------

@@ -2,21 +2,27 @@
 
 One place decides how a client is made (botocore's own retries off, so that the
 caller's :func:`~analysis_wrapper.retry.with_retries` policy alone decides; bounded
-timeouts) and how a botocore error reads: its code and HTTP status, whether another
-try may cure it, and one line that names the remedy and never a credential.
+timeouts; a fast parser of S3's timestamps) and how a botocore error reads: its code
+and HTTP status, whether another try may cure it, and one line that names the remedy
+and never a credential.
 
 boto3 is imported here; only the S3 modules import this one, lazily.
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import botocore.exceptions as boto_errors  # type: ignore[import-untyped]
+import botocore.session  # type: ignore[import-untyped]
 from botocore import UNSIGNED
 from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.utils import parse_timestamp as botocore_parse_timestamp  # type: ignore[import-untyped]
 
 TRANSIENT_CODES = frozenset(
     [
@@ -76,7 +82,58 @@ def new_client(max_pool_connections: int, *, unsigned: bool = False) -> Any:
         read_timeout=120,
         **({"signature_version": UNSIGNED} if unsigned else {}),
     )
-    return boto3.session.Session().client("s3", config=config)
+    session = botocore.session.get_session()
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp
+    )
+    return boto3.session.Session(botocore_session=session).client("s3", config=config)
+
+
+_UTC_TIMESTAMP = re.compile(
+    r"[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]{1,9}))?(?:Z|\+00:00)"
+)
+"""ISO 8601 in UTC, to the second or finer: how S3 writes ``LastModified`` in listings."""
+
+_zero_offset_zones: dict[tuple[str, str], tzinfo | None] = {}
+"""The zone botocore's parser gives a UTC timestamp, by local zone names (``None``: it varies)."""
+
+
+def parse_timestamp(value: Any) -> Any:
+    """Parse a timestamp of a response exactly as botocore does, S3's usual form faster.
+
+    botocore's parser (dateutil's) costs about 30 µs; a listing has a timestamp per
+    object. ``2026-12-02T14:20:13.000Z`` and the like are read with
+    :meth:`datetime.fromisoformat` instead, into the same datetime, zone included
+    (dateutil gives ``tzlocal()`` where the local zone is named UTC, ``tzutc()``
+    elsewhere). Anything else (RFC 1123 headers, epoch numbers, other offsets) goes
+    to botocore's parser.
+    """
+    if type(value) is str and (match := _UTC_TIMESTAMP.fullmatch(value)):
+        names = time.tzname
+        zone = _zero_offset_zones.get(names, ...)
+        if zone is ...:
+            zone = _zero_offset_zones[names] = _zero_offset_zone()
+        if zone is not None:
+            try:
+                naive = datetime.fromisoformat(value[:19])
+            except ValueError:
+                pass  # not a date (month 13, say): botocore's error
+            else:
+                fraction = match.group(1) or ""
+                micro = int(fraction[:6].ljust(6, "0"))  # truncated, as dateutil does
+                return naive.replace(microsecond=micro, tzinfo=zone)
+    return botocore_parse_timestamp(value)
+
+
+def _zero_offset_zone() -> tzinfo | None:
+    """The zone botocore's parser gives UTC timestamps here, if the same all year."""
+    winter, summer = (
+        botocore_parse_timestamp(f"2001-{month}-01T00:00:00Z") for month in ("01", "07")
+    )
+    zone = winter.tzinfo
+    same = type(zone) is type(summer.tzinfo) and zone == summer.tzinfo
+    utc = winter.utcoffset() == summer.utcoffset() == timedelta(0)
+    return zone if same and utc else None
 
 
 def has_credentials() -> bool:

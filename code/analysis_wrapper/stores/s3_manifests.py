@@ -12,6 +12,11 @@ thread-safe client). A chunk is resolved by seeking:
 2. Every target that sorts at or before the page's last key is answered from the
    page (it exists if and only if it is listed); when the page is the listing's
    last, every target left is answered too. Then seek to the next unresolved target.
+   "Sorts" holds in each order the server's pages may have come in: S3's (bytes)
+   and a tree's (folder by folder, as SeaweedFS lists). Until a page shows which, a
+   target is answered only if both orders agree on it (for job folders, whose
+   names have the same length, they always do); otherwise it is left to a later
+   page, or to a HEAD.
 
 A dense chunk (its targets close together, as when a plan's jobs are most of the
 store) therefore costs one LIST per ``PAGE / files-per-folder`` targets. When the
@@ -30,10 +35,9 @@ from __future__ import annotations
 
 import math
 import re
-from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
-from itertools import groupby
+from itertools import groupby, pairwise
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -65,6 +69,17 @@ _DIRECTORY_BUCKET = "--x-s3"
 
 Target = tuple[str, str]
 """A manifest to look for: ``(bucket, object key)``."""
+
+Orders = frozenset[str]
+"""The orders a server may list keys in, as far as its pages tell."""
+
+BYTES, TREE = "bytes", "tree"
+"""S3's order (of the keys' bytes), and a tree's (folder by folder, as SeaweedFS lists).
+
+In a tree's order each folder's entries are sorted and a folder's whole content comes
+where its name sorts, so ``a/b/c`` comes before ``a/b-c`` (in bytes, after it)."""
+
+BOTH: Orders = frozenset({BYTES, TREE})
 
 
 class _Store(Protocol):
@@ -170,24 +185,31 @@ def _resolve_chunk(
     doing = f"looking for {len(names)} manifest(s) under {mask_url(f's3://{bucket}/{prefix}')}"
     found: list[bool] = []
     answered = pages = 0
-    start_after = ""
+    resume = asked = ""
+    orders = BOTH
     with store._translated(doing, bucket):
         while len(found) < len(names) and not bucket.endswith(_DIRECTORY_BUCKET):
             if pages and answered < SPARSE_TARGETS * pages:
                 break  # sparse: the pages answered too few targets each
-            start_after = max(start_after, names[len(found)][:-1])
+            if pages and max(resume, names[len(found)][:-1]) == asked:
+                break  # the same LIST again would answer nothing new
+            asked = max(resume, names[len(found)][:-1])
             try:
-                keys, truncated = _list_page(store, bucket, prefix, start_after)
+                keys, truncated = _list_page(store, bucket, prefix, asked)
             except boto_errors.ClientError as exc:
                 if is_transient(exc):
                     raise
                 if error_code(exc) == "NoSuchBucket":
                     found += [False] * (len(names) - len(found))
                 break  # listing refused (no s3:ListBucket, say): as has_manifest does
+            orders = _orders_of(asked, keys, orders)
+            if not orders:
+                break  # listed in no order known: one HEAD each
             before = len(found)
-            found += _answered(names[before:], keys, truncated)
-            if truncated and keys:
-                start_after = keys[-1]  # all before the next target: seek past them
+            found += _answered(names[before:], keys, truncated, asked, orders)
+            # Seek past what was listed, unless that would pass the next target.
+            later = len(found) < len(names) and truncated and keys
+            resume = keys[-1] if later and _follows(names[len(found)], keys[-1], orders) else ""
             pages += 1
             answered += len(found) - before
         # One HEAD each for the rest, exactly as has_manifest answers.
@@ -195,15 +217,58 @@ def _resolve_chunk(
     return list(zip(chunk, found, strict=True))
 
 
-def _answered(names: list[str], keys: list[str], truncated: bool) -> list[bool]:
+def _answered(
+    names: list[str], keys: list[str], truncated: bool, after: str, orders: Orders
+) -> list[bool]:
     """Whether each of the first ``names`` a page covers is in it (the rest: not covered).
 
-    A page covers the names up to its last key, and every name when it ends the
-    listing (the names all start with the listing's prefix).
+    ``keys`` is a page listed after ``after`` (under a prefix every name starts with),
+    in each of ``orders`` as far as can be told. It covers the names that follow
+    ``after`` up to its last key in every one of them, and every name that follows
+    ``after`` when the page ends the listing.
     """
-    covered = names if not truncated or not keys else names[: bisect_right(names, keys[-1])]
     present = set(keys)
-    return [name in present for name in covered]
+    last = keys[-1] if truncated and keys else None
+    covered = 0
+    for name in names:
+        if not _follows(name, after, orders) or (
+            last is not None and not _within(name, last, orders)
+        ):
+            break
+        covered += 1
+    return [name in present for name in names[:covered]]
+
+
+def _orders_of(after: str, keys: list[str], orders: Orders) -> Orders:
+    """Those of ``orders`` a page listed after ``after`` can have been listed in."""
+    kept = set()
+    for order in orders:
+        one = frozenset({order})
+        if not keys or (
+            _follows(keys[0], after, one)
+            and all(not _within(key, previous, one) for previous, key in pairwise(keys))
+        ):
+            kept.add(order)
+    return frozenset(kept)
+
+
+def _follows(name: str, key: str, orders: Orders) -> bool:
+    """Whether a listing after ``key`` would hold ``name``, in every one of ``orders``.
+
+    In a tree's order, a listing after ``key`` skips what lies under ``key/``.
+    """
+    if BYTES in orders and name <= key:
+        return False
+    return TREE not in orders or (
+        name.split("/") > key.split("/") and not name.startswith(key + "/")
+    )
+
+
+def _within(name: str, last: str, orders: Orders) -> bool:
+    """Whether ``name`` sorts at or before ``last`` in every one of ``orders``."""
+    if BYTES in orders and name > last:
+        return False
+    return TREE not in orders or name.split("/") <= last.split("/")
 
 
 def _list_page(store: _Store, bucket: str, prefix: str, start_after: str) -> tuple[list[str], bool]:
