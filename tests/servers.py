@@ -231,6 +231,27 @@ def isolated_dask_command(*arguments: str) -> list[str]:
     return [sys.executable, "-S", "-m", "dask", *arguments]
 
 
+def isolated_dask_scheduler(folder: Path, env: dict[str, str]) -> ServerProcess:
+    """A ``dask scheduler`` (not started yet) run from ``folder`` in ``env``; logs there."""
+    return ServerProcess(
+        "dask scheduler",
+        lambda port: isolated_dask_command(
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dashboard-address",
+            "127.0.0.1:0",
+            "--no-show",
+        ),
+        dask_ready,
+        folder / "scheduler.log",
+        cwd=folder,
+        env=env,
+    )
+
+
 def isolated_python_env(extra: dict[str, str]) -> dict[str, str]:
     """An environment for :func:`isolated_dask_command`: site-packages only, then ``extra``."""
     import sysconfig
@@ -282,23 +303,7 @@ def dask_cluster(
     """
     folder = tmp_path_factory.mktemp("dask")
     env = dask_worker_env
-    scheduler = ServerProcess(
-        "dask scheduler",
-        lambda port: isolated_dask_command(
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--no-show",
-        ),
-        dask_ready,
-        folder / "scheduler.log",
-        cwd=folder,
-        env=env,
-    )
+    scheduler = isolated_dask_scheduler(folder, env)
     scheduler.start()
     worker = ServerProcess(
         "dask worker",

@@ -484,28 +484,17 @@ def test_a_job_rescheduled_from_a_lost_dask_worker_runs_after_its_lease(
     host would), so only the lease tells it the claim is dead. The run ends with the
     job done, not silently "in progress".
     """
-    from servers import ServerProcess, dask_ready, isolated_dask_command, wait_for_workers
+    from servers import (
+        ServerProcess,
+        isolated_dask_command,
+        isolated_dask_scheduler,
+        wait_for_workers,
+    )
 
     capsule = claims_capsule(tmp_path / "capsule", 1)
     log = tmp_path / "analyses.log"
     started = tmp_path / "started"
-    scheduler = ServerProcess(
-        "dask scheduler",
-        lambda port: isolated_dask_command(
-            "scheduler",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--dashboard-address",
-            "127.0.0.1:0",
-            "--no-show",
-        ),
-        dask_ready,
-        tmp_path / "scheduler.log",
-        cwd=tmp_path,
-        env=dask_worker_env,
-    )
+    scheduler = isolated_dask_scheduler(tmp_path, dask_worker_env)
     scheduler.start()
     address = f"tcp://127.0.0.1:{scheduler.port}"
 
