@@ -15,6 +15,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,13 +70,13 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, TransientError | ConnectionError | TimeoutError)
 
 
+@dataclass(frozen=True)
 class _Analysed:
-    """A try whose analysis finished: its folder, attempt, record and manifest."""
+    """A try whose analysis finished: its work folder, its attempt, and its record."""
 
-    def __init__(self, work: Path, attempt: str, record: dict[str, Any]) -> None:
-        self.work = work
-        self.attempt = attempt
-        self.record = record
+    work: Path
+    attempt: str
+    record: dict[str, Any]
 
 
 def run_tries(
