@@ -166,7 +166,7 @@ def _open_source(host: str, settings: InputSettings) -> RecordStore:
             return _sources[cache_key]
         store: RecordStore
         if host.startswith(("mongodb://", "mongodb+srv://")):
-            from .stores import _backend
+            from .stores.factory import _backend
 
             store = _backend("mongo", "mongo", "MongoDB/DocumentDB").MongoRecordStore(
                 host, database, collection, read_only=True
@@ -177,7 +177,7 @@ def _open_source(host: str, settings: InputSettings) -> RecordStore:
                 "host name (no scheme), or none"
             )
         else:
-            from .stores import _backend
+            from .stores.factory import _backend
 
             store = _backend("docdb_api", "docdb", "the AIND DocDB REST API").DocDbApiRecordStore(
                 host, database, collection, version, read_only=True

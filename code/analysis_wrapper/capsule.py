@@ -27,7 +27,7 @@ from .parameters import load_fixed_parameters
 from .provenance import default_experimenter, resolve_code_identity
 from .runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
 from .settings import Capsule, StoreSettings
-from .stores import open_record_store, open_result_store
+from .stores.factory import open_record_store, open_result_store
 
 log = logging.getLogger("analysis_wrapper")
 

@@ -228,10 +228,14 @@ class ClaimStore(Protocol):
         ...
 
 
-def takeover_reason(existing: Claim, now: float, *, retry_failed: bool) -> str | None:
+def takeover_reason(
+    existing: Claim, now: float, *, retry_failed: bool, owner_gone: bool = False
+) -> str | None:
     """Say why ``existing`` may be taken over, or return ``None`` when it may not.
 
-    The single rule every backend and the plan use.
+    The single rule every backend and the plan use. Pure: whether the owner's process
+    is gone (:meth:`Owner.is_gone`, which looks at this machine) is the caller's
+    ``owner_gone``.
     """
     if existing.state == "done":
         return "its earlier run finished but left no usable record"
@@ -242,9 +246,14 @@ def takeover_reason(existing: Claim, now: float, *, retry_failed: bool) -> str |
     if existing.lease_expires <= now:
         ago = now - existing.heartbeat
         return f"taking over from {existing.owner.describe()}: no heartbeat for {ago:.0f} s"
-    if existing.owner.is_gone():
+    if owner_gone:
         return f"taking over from {existing.owner.describe()}: that process no longer exists"
     return None
+
+
+def owner_is_gone(claim: Claim) -> bool:
+    """Whether a running claim's owner process visibly no longer exists (looks at /proc)."""
+    return claim.state == "running" and claim.owner.is_gone()
 
 
 def describe_claim(claim: Claim, now: float) -> str:
@@ -326,7 +335,9 @@ class Claims:
             existing = self.store.get_claims([key]).get(key)
             if existing is None:
                 continue  # deleted between the two calls: try inserting again
-            why = takeover_reason(existing, now, retry_failed=retry_failed)
+            why = takeover_reason(
+                existing, now, retry_failed=retry_failed, owner_gone=owner_is_gone(existing)
+            )
             if why is None:
                 return Acquired(existing, False, describe_claim(existing, now))
             ours = replace(

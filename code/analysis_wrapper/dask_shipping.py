@@ -13,7 +13,7 @@ The scheduler unpickles every task it is sent, and it cannot import the capsule
 either. So a task is :func:`run_shipped` with opaque bytes as arguments, and this
 module is pickled *by value* (cloudpickle): it imports only the standard library and
 ``distributed``, which every worker and scheduler has. On the worker, the task puts
-its own code first, then hands the bytes to :func:`analysis_wrapper.executors.run_payload`
+its own code first, then hands the bytes to :func:`analysis_wrapper.dask_worker.run_payload`
 from the shipped copy.
 
 One cluster serves one code version at a time: a task forgets modules of the shipped
@@ -227,7 +227,7 @@ def run_shipped(job: bytes, *, run_id: str, shipment: tuple[str, tuple[str, ...]
         if shipment is not None:
             digest, names = shipment
             activate(shipped_folder(worker.local_directory, digest), names)
-        from analysis_wrapper.executors import run_payload
+        from analysis_wrapper.dask_worker import run_payload
 
         run = cast(ShippedRun, worker.plugins[run_plugin_name(run_id)])
         result: bytes = run_payload(run.context, job)

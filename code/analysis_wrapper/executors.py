@@ -19,12 +19,11 @@ import os
 import pickle
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .runner import JobResult, OnDone, PlannedJob, RunContext, Status, run_job, run_serially
@@ -219,34 +218,6 @@ class _ByValue:
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
         return pickle.loads, (self.blob,)
-
-
-def run_payload(context: bytes, job: bytes) -> bytes:
-    """On a Dask worker: run a pickled job with a pickled context; return the pickled result.
-
-    The context of a run arrives once per worker (a plugin) and is unpickled once:
-    its stores keep their connections from job to job.
-    """
-    return pickle.dumps(run_job(pickle.loads(job), _worker_context(context)))
-
-
-_WORKER_CONTEXTS: list[tuple[bytes, RunContext]] = []
-_WORKER_CONTEXTS_LOCK = threading.Lock()
-_KEPT_CONTEXTS = 2
-
-
-def _worker_context(blob: bytes) -> RunContext:
-    """The context ``blob`` holds, unpickled once per worker process and run."""
-    with _WORKER_CONTEXTS_LOCK:
-        for kept, context in _WORKER_CONTEXTS:
-            if kept is blob or kept == blob:
-                return context
-        context = cast(RunContext, pickle.loads(blob))
-        _WORKER_CONTEXTS.insert(0, (blob, context))
-        for _, old in _WORKER_CONTEXTS[_KEPT_CONTEXTS:]:
-            old.record_store.close()
-        del _WORKER_CONTEXTS[_KEPT_CONTEXTS:]
-        return context
 
 
 def _job_result(job: PlannedJob, payload: bytes) -> JobResult:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import StoreError
-from .inputs import JobInputs, bind_inputs, input_settings
+from .inputs import JobInputs, input_settings
+from .jobs import bind_inputs
 from .locations import is_s3, resolve_location
 from .settings import InputIdentity, InputSettings
 

@@ -50,7 +50,6 @@ from .settings import InputSettings
 
 if TYPE_CHECKING:
     from .asset_records import AssetRecords
-    from .jobs import Job
 
 
 class InputAsset:
@@ -305,43 +304,6 @@ class JobInputs(AssetLocations):
     def _within_job(self, exc: StoreError) -> StoreError:
         """``exc`` with the job file named first; transient as it was."""
         return exc.with_context(self.job_file)
-
-
-def bind_inputs(
-    job: Job, input_directory: Path | None = None, settings: InputSettings | None = None
-) -> Job:
-    """Give ``job`` its input access (``job.inputs``, ``job.asset_records()``); return it.
-
-    The runner calls it before ``run_analysis``; ``job.inputs`` also binds itself on
-    first use with the settings from the environment.
-
-    Parameters
-    ----------
-    job : Job
-        The job; changed in place.
-    input_directory : Path, optional
-        Where relative locations resolve and Code Ocean mounts assets; the job's own
-        input directory by default.
-    settings : InputSettings, optional
-        The cache and record source; read from the environment by default.
-
-    Raises
-    ------
-    JobInputError
-        If a ``file_location`` is not inside one of the job's assets.
-    """
-    # Tuples: the inputs keep the job's lists as they were bound (an empty one costs
-    # nothing, and a plan binds every job).
-    job._inputs = JobInputs(
-        str(job.source_file),
-        input_directory or job.input_directory,
-        tuple(job.s3_location),
-        tuple(job.asset_name),
-        tuple(job.file_location or ()),
-        tuple(job.docdb_record_id),
-        settings or input_settings(),
-    )
-    return job
 
 
 def input_settings() -> InputSettings:

@@ -32,6 +32,7 @@ from .heartbeat import Heartbeat
 from .job_outputs import METADATA_FILE_NAME, analyse
 from .manifest import build_manifest
 from .plan import Action
+from .progress import ByteProgress
 from .retry import RetryPolicy
 from .run_context import JobResult, PlannedJob, RunContext, Status
 
@@ -158,7 +159,9 @@ def _publish_and_record(
 
     def publish_then_record() -> str:
         _fence(heartbeat, "its files were not published")
-        published = context.result_store.publish(key, analysed.attempt, analysed.work, manifest)
+        published = context.result_store.publish(
+            key, analysed.attempt, analysed.work, manifest, progress=ByteProgress
+        )
         if published != analysed.record["location"]:
             raise StoreError(
                 f"the results store published {key} to {published}, not "

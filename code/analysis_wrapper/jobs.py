@@ -22,6 +22,7 @@ from .locations import LocationError, normalise_location, resolve_location
 if TYPE_CHECKING:  # the input modules load on first use of job.inputs
     from .asset_records import AssetRecords
     from .inputs import JobInputs
+    from .settings import InputSettings
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +117,6 @@ class Job(BaseModel):
         and ``.url(...)`` (for streaming readers); see :mod:`analysis_wrapper.inputs`.
         """
         if self._inputs is None:
-            from .inputs import bind_inputs
-
             bind_inputs(self, self.input_directory)
             assert self._inputs is not None
         return self._inputs
@@ -135,6 +134,45 @@ class Job(BaseModel):
         self._source_file = source_file
         self._input_directory = input_directory
         return self
+
+
+def bind_inputs(
+    job: Job, input_directory: Path | None = None, settings: InputSettings | None = None
+) -> Job:
+    """Give ``job`` its input access (``job.inputs``, ``job.asset_records()``); return it.
+
+    The runner calls it before ``run_analysis``; ``job.inputs`` also binds itself on
+    first use with the settings from the environment.
+
+    Parameters
+    ----------
+    job : Job
+        The job; changed in place.
+    input_directory : Path, optional
+        Where relative locations resolve and Code Ocean mounts assets; the job's own
+        input directory by default.
+    settings : InputSettings, optional
+        The cache and record source; read from the environment by default.
+
+    Raises
+    ------
+    JobInputError
+        If a ``file_location`` is not inside one of the job's assets.
+    """
+    from .inputs import JobInputs, input_settings  # the input modules load on first use
+
+    # Tuples: the inputs keep the job's lists as they were bound (an empty one costs
+    # nothing, and a plan binds every job).
+    job._inputs = JobInputs(
+        str(job.source_file),
+        input_directory or job.input_directory,
+        tuple(job.s3_location),
+        tuple(job.asset_name),
+        tuple(job.file_location or ()),
+        tuple(job.docdb_record_id),
+        settings or input_settings(),
+    )
+    return job
 
 
 def find_job_files(input_directory: Path) -> list[Path]:

@@ -51,6 +51,7 @@ def decide(
     claim: Claim | None = None,
     now: float = 0.0,
     retry_failed: bool = False,
+    claim_owner_gone: bool = False,
 ) -> Decision:
     """Decide whether a job with a valid key runs.
 
@@ -73,13 +74,18 @@ def decide(
         The time the claim's lease is compared with (Unix seconds).
     retry_failed : bool
         ``--retry_failed 1``: a job whose earlier attempt failed runs again.
+    claim_owner_gone : bool
+        Whether the claim's owner process is known to be gone (the caller looks: the
+        decision itself does no I/O).
     """
     if earlier_job is not None:
         return Decision(Action.SKIP, f"same key as {earlier_job}, earlier in this run")
     if existing is not None and not force and manifest_found is not False:
         return Decision(Action.SKIP, f"already done: {describe_record(existing)}")
     if claim is not None and claim.state in ("running", "failed"):
-        takeover = takeover_reason(claim, now, retry_failed=retry_failed)
+        takeover = takeover_reason(
+            claim, now, retry_failed=retry_failed, owner_gone=claim_owner_gone
+        )
         if takeover is None and claim.state == "failed":
             return Decision(
                 Action.FAILED, f"{describe_claim(claim, now)}; --retry_failed 1 runs it again"

@@ -21,12 +21,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from .changes import change_reasons
-from .claims import Claim
+from .claims import Claim, owner_is_gone
 from .errors import JobInputError, KeyComputationError, StoreError
 from .identity import CodeIdentity, canonical_json, compute_key, key_preimage
 from .input_versions import InputVersions
-from .inputs import bind_inputs
-from .jobs import find_job_files, load_job
+from .jobs import bind_inputs, find_job_files, load_job
 from .parameters import job_layers, merge_job_parameters, merge_layers, validate_parameters
 from .plan import Action, Decision, decide
 from .run_context import PlannedJob, RunContext
@@ -170,15 +169,17 @@ def _plan(context: RunContext) -> list[PlannedJob]:
             continue
         earlier = first_with_key.setdefault(job.key, job.job_file)
         record = existing.get(job.key)
+        claim = claims.get(job.key)
         job.decision = decide(
             record,
             force=context.options.force,
             # Each job file is listed once, so another file is another Path object.
             earlier_job=str(earlier) if earlier is not job.job_file else None,
             manifest_found=manifests.get(job.key) if record else None,
-            claim=claims.get(job.key),
+            claim=claim,
             now=now,
             retry_failed=context.options.retry_failed,
+            claim_owner_gone=claim is not None and owner_is_gone(claim),
         )
         job.replace = record is not None
         if (

@@ -24,8 +24,8 @@ from .identity import canonical_json
 from .locations import LocationError, location_key_form, normalise_location
 from .records import record_process
 from .settings import Capsule, StoreSettings
-from .stores import open_record_store
 from .stores.base import Record, RecordQuery, RecordStore, record_input_urls, record_parameters
+from .stores.factory import open_record_store
 
 MIN_KEY_PREFIX = 6
 """The shortest key prefix ``results show`` and ``results download`` accept."""

@@ -28,7 +28,7 @@ from .atomic_write import write_atomic
 from .redact import mask_url
 
 if TYPE_CHECKING:  # runner imports this module
-    from .runner import JobResult, RunSummary
+    from .run_context import JobResult, RunSummary
 
 log = logging.getLogger(__name__)
 

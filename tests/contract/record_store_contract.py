@@ -22,7 +22,7 @@ import pytest
 
 from analysis_wrapper.claims import Claim, Owner
 from analysis_wrapper.errors import RecordExistsError
-from analysis_wrapper.stores import Record, RecordQuery, RecordStore
+from analysis_wrapper.stores.base import Record, RecordQuery, RecordStore
 
 _NO_PARAMETERS = object()
 

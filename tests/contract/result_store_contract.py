@@ -29,8 +29,7 @@ import pytest
 
 from analysis_wrapper.errors import StoreError
 from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
-from analysis_wrapper.stores import ResultStore
-from analysis_wrapper.stores.base import Published
+from analysis_wrapper.stores.base import Published, ResultStore
 
 ReadTree = Callable[[str], dict[str, bytes]]
 PutRaw = Callable[[str, bytes], None]

@@ -23,7 +23,7 @@ import pytest
 from analysis_wrapper.claims import Claim, Claims, Failure, Owner
 from analysis_wrapper.errors import ConfigError, FencedOutError, RecordExistsError, StoreError
 from analysis_wrapper.retry import RetryPolicy
-from analysis_wrapper.stores import RecordQuery
+from analysis_wrapper.stores.base import RecordQuery
 from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
 from analysis_wrapper.stores.docdb_api_session import TimeoutSession
 from contract.claim_store_contract import (

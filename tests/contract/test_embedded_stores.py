@@ -28,13 +28,10 @@ from analysis_wrapper.claims import Claims, Owner
 from analysis_wrapper.errors import ConfigError, FencedOutError, RecordExistsError, StoreError
 from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
 from analysis_wrapper.settings import Capsule, StoreSettings
-from analysis_wrapper.stores import (
-    LocalResultStore,
-    RecordQuery,
-    SqliteRecordStore,
-    open_record_store,
-    open_result_store,
-)
+from analysis_wrapper.stores.base import RecordQuery
+from analysis_wrapper.stores.factory import open_record_store, open_result_store
+from analysis_wrapper.stores.local import LocalResultStore
+from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from contract.claim_store_contract import ClaimStoreContract, sample_claim
 from contract.record_store_contract import (
     RecordStoreContract,

@@ -39,8 +39,7 @@ from analysis_wrapper.errors import FencedOutError, RecordExistsError, StoreErro
 from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.runner import Analysis
 from analysis_wrapper.settings import Capsule
-from analysis_wrapper.stores import Record, RecordQuery, RecordStore
-from analysis_wrapper.stores.base import INPUT_URL_PATH
+from analysis_wrapper.stores.base import INPUT_URL_PATH, Record, RecordQuery, RecordStore
 from analysis_wrapper.stores.mongo import (
     BATCH_SIZE,
     BOOKKEEPING_FIELD,

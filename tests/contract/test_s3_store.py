@@ -44,8 +44,9 @@ from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.run_context import Analysis, RunContext
 from analysis_wrapper.runner import execute_run
 from analysis_wrapper.settings import Capsule, RunOptions, StoreSettings
-from analysis_wrapper.stores import open_result_store, s3_manifests
 from analysis_wrapper.stores import s3_client as client_module
+from analysis_wrapper.stores import s3_manifests
+from analysis_wrapper.stores.factory import open_result_store
 from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings
 from analysis_wrapper.stores.s3_client import is_transient
 from analysis_wrapper.stores.s3_upload import ProgressSubscriber
@@ -269,7 +270,7 @@ def test_publish_without_a_terminal_logs_bytes_up_to_the_total(
     folder = write_tree(
         tmp_path / "out", {"large.bin": os.urandom(12 * MiB), "half.bin": os.urandom(MiB // 2)}
     )
-    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder), progress=ByteProgress)
     lines = upload_lines(caplog)
     prefix = f"uploading s3://{bucket}/progress/{key}/{ATTEMPT}/: "
     assert len(lines) >= 3, lines  # 12.5 MiB read in 1 MiB chunks: many steps
@@ -295,7 +296,7 @@ def test_publish_on_a_terminal_draws_a_bar_over_bytes(
     store = S3ResultStore(bucket, "bar", transfer=settings)
     key = key_of("progress bar")
     folder = write_tree(tmp_path / "out", {"a.bin": os.urandom(2 * MiB), "b.bin": os.urandom(MiB)})
-    store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
+    store.publish(key, ATTEMPT, folder, build_manifest(key, folder), progress=ByteProgress)
     shown = terminal.getvalue()
     assert f"s3://{bucket}/bar/{key}/{ATTEMPT}/" in shown
     assert "3.00M" in shown  # the total, in bytes scaled by 1024
@@ -312,9 +313,32 @@ def test_publish_below_the_size_limit_draws_no_bar(
     store = S3ResultStore(bucket, "small")
     key = key_of("no bar")
     folder = write_tree(tmp_path / "out", {"a.bin": os.urandom(2 * MiB)})
+    location = store.publish(
+        key, ATTEMPT, folder, build_manifest(key, folder), progress=ByteProgress
+    )
+    assert store.has_manifest(location) is True
+    assert terminal.getvalue() == ""
+
+
+def test_publish_shows_no_progress_unless_given_a_display(
+    client: Any,
+    bucket: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store imports no progress display: without one, a large publish is silent."""
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    settings = TransferSettings(progress_bar_min_bytes=MiB, progress_interval_s=0)
+    store = S3ResultStore(bucket, "silent", transfer=settings)
+    key = key_of("no display")
+    folder = write_tree(tmp_path / "out", {"a.bin": os.urandom(2 * MiB)})
     location = store.publish(key, ATTEMPT, folder, build_manifest(key, folder))
     assert store.has_manifest(location) is True
     assert terminal.getvalue() == ""
+    assert upload_lines(caplog) == []
 
 
 class FakeTransfer:

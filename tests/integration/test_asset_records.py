@@ -18,8 +18,7 @@ from pymongo import MongoClient
 
 from analysis_wrapper.asset_records import close_sources
 from analysis_wrapper.errors import StoreError
-from analysis_wrapper.inputs import bind_inputs
-from analysis_wrapper.jobs import Job
+from analysis_wrapper.jobs import Job, bind_inputs
 from analysis_wrapper.settings import InputSettings
 from servers import free_port
 from standins.docdb_api import DocDbApiStandIn

@@ -21,7 +21,8 @@ import boto3
 import pytest
 
 from analysis_wrapper.settings import Capsule, StoreSettings
-from analysis_wrapper.stores import RecordQuery, open_record_store, open_result_store
+from analysis_wrapper.stores.base import RecordQuery
+from analysis_wrapper.stores.factory import open_record_store, open_result_store
 from conftest import CapsuleCopy
 from servers import DaskCluster
 from standins.docdb_api import DocDbApiStandIn

@@ -19,8 +19,9 @@ import pytest
 
 from analysis_wrapper.claims import Claim, Owner
 from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
-from analysis_wrapper.stores import LocalResultStore, SqliteRecordStore
+from analysis_wrapper.stores.local import LocalResultStore
 from analysis_wrapper.stores.s3 import S3ResultStore
+from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from conftest import CapsuleCopy
 from contract.record_store_contract import make_record
 from contract.result_store_contract import key_of, write_tree

@@ -26,8 +26,7 @@ from analysis_wrapper import input_s3
 from analysis_wrapper.errors import JobInputError, StoreError
 from analysis_wrapper.identity import CodeIdentity, compute_key, key_preimage
 from analysis_wrapper.input_versions import input_versions
-from analysis_wrapper.inputs import bind_inputs
-from analysis_wrapper.jobs import Job, load_job
+from analysis_wrapper.jobs import Job, bind_inputs, load_job
 from analysis_wrapper.settings import InputSettings
 from servers import TEST_AWS_ENV, ServerProcess, free_port
 

@@ -14,8 +14,7 @@ from analysis_wrapper.errors import ConfigError, JobInputError
 from analysis_wrapper.identity import CodeIdentity, compute_key, key_preimage
 from analysis_wrapper.input_glob import glob_pattern
 from analysis_wrapper.input_versions import InputVersions, input_versions
-from analysis_wrapper.inputs import bind_inputs
-from analysis_wrapper.jobs import Job, load_job
+from analysis_wrapper.jobs import Job, bind_inputs, load_job
 from analysis_wrapper.settings import InputIdentity, InputSettings
 
 INPUT_VARIABLES = (

@@ -29,7 +29,6 @@ from ..app_panel import find_parameters_model
 from ..errors import JobInputError, KeyComputationError, UsageError
 from ..identity import CodeIdentity, compute_key, key_preimage
 from ..input_versions import InputVersions
-from ..inputs import bind_inputs
 from ..jobgrid import (
     InputGroup,
     build_jobs,
@@ -38,7 +37,7 @@ from ..jobgrid import (
     groups_from_rows,
     job_file_name,
 )
-from ..jobs import JOB_DIR_NAME, Job, read_json_file
+from ..jobs import JOB_DIR_NAME, Job, bind_inputs, read_json_file
 from ..parameters import (
     PARAMETERS_FILE_NAME,
     job_layers,
@@ -49,7 +48,7 @@ from ..parameters import (
 from ..provenance import resolve_code_identity
 from ..query import locate_capsule
 from ..settings import StoreSettings
-from ..stores import open_record_store
+from ..stores.factory import open_record_store
 from .common import capsule_option
 
 EXIT_OK = 0

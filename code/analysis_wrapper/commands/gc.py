@@ -33,8 +33,8 @@ from ..errors import StoreError, UsageError
 from ..query import locate_capsule
 from ..redact import mask_url
 from ..settings import StoreSettings
-from ..stores import open_record_store, open_result_store
 from ..stores.base import Published, Record, RecordStore, ResultStore
+from ..stores.factory import open_record_store, open_result_store
 from .common import capsule_option
 
 EXIT_OK = 0

@@ -16,8 +16,8 @@ from ..manifest import file_sha256
 from ..query import find_records, get_record_by_prefix, locate_capsule, parse_parameter_filter
 from ..records import record_process
 from ..settings import StoreSettings
-from ..stores import open_record_store, open_result_store
 from ..stores.base import Record, ResultStore, record_parameters
+from ..stores.factory import open_record_store, open_result_store
 from .common import CommandParser, capsule_option
 
 EXIT_OK = 0

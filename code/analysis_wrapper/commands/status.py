@@ -11,7 +11,7 @@ from typing import Any
 from ..claims import Claim, age_text
 from ..query import locate_capsule
 from ..settings import StoreSettings
-from ..stores import open_record_store
+from ..stores.factory import open_record_store
 from .common import capsule_option
 
 EXIT_OK = 0

@@ -242,6 +242,32 @@ class Published:
     files: int
 
 
+class ByteCounter(Protocol):
+    """Counts the bytes one publish sends: a context manager, updated from many threads."""
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc_info: Any) -> Any: ...
+
+    def update(self, count: int) -> None:
+        """Add ``count`` bytes sent (negative when a transfer gives bytes back)."""
+        ...
+
+
+class UploadProgress(Protocol):
+    """Makes the counter of one publish; the run passes one, and a store imports none.
+
+    Called as ``progress(total_bytes, label, interval_s=..., bar_min_bytes=...)``;
+    :class:`analysis_wrapper.progress.ByteProgress` is one.
+    """
+
+    def __call__(
+        self, total: int, label: str, *, interval_s: float, bar_min_bytes: int
+    ) -> ByteCounter:
+        """The counter of a publish of ``total`` bytes, named ``label``."""
+        ...
+
+
 class ResultStore(Protocol):
     """Folders of result files, one per publish attempt, each with ``manifest.json`` last.
 
@@ -268,12 +294,21 @@ class ResultStore(Protocol):
         """
         ...
 
-    def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+    def publish(
+        self,
+        key: str,
+        attempt: str,
+        folder: Path,
+        manifest: Mapping[str, Any],
+        *,
+        progress: UploadProgress | None = None,
+    ) -> str:
         """Copy every file under ``folder`` to the attempt's folder, the manifest last.
 
         Other attempts of ``key`` are never touched. Publishing the same attempt again
         (a retry) replaces its folder's content, so it holds exactly the given files.
         A ``manifest.json`` at the top of ``folder`` is not copied: ``manifest`` is.
+        A store that sends bytes over a network counts them on ``progress``, if given.
 
         Returns
         -------

@@ -23,7 +23,7 @@ from urllib.parse import quote, unquote, urlsplit
 from ..atomic_write import fsync_directory, fsync_file, write_atomic
 from ..errors import StoreError, is_transient_os_error
 from ..manifest import MANIFEST_NAME
-from .base import Published
+from .base import Published, UploadProgress
 from .layout import (
     KEY_PATTERN,
     Folder,
@@ -57,7 +57,15 @@ class LocalResultStore:
         """Return ``<url>/<key>/<attempt>``."""
         return f"{self.url}/{attempt_path(key, attempt)}"
 
-    def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+    def publish(
+        self,
+        key: str,
+        attempt: str,
+        folder: Path,
+        manifest: Mapping[str, Any],
+        *,
+        progress: UploadProgress | None = None,
+    ) -> str:
         """Copy ``folder`` to ``<root>/<key>/<attempt>/``, manifest last, in one rename.
 
         Durable once it returns: every copied file and subfolder is fsynced before

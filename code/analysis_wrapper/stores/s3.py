@@ -48,6 +48,7 @@ from ..errors import ConfigError, StoreError
 from ..manifest import MANIFEST_NAME
 from ..redact import mask_url
 from ..retry import DEFAULT_POLICY, RetryPolicy, with_retries
+from .base import UploadProgress
 from .layout import attempt_path
 from .s3_client import (
     NOT_FOUND_CODES,
@@ -140,7 +141,15 @@ class S3ResultStore(S3Folders):
         """Return ``<url>/<key>/<attempt>``."""
         return f"{self.url}/{attempt_path(key, attempt)}"
 
-    def publish(self, key: str, attempt: str, folder: Path, manifest: Mapping[str, Any]) -> str:
+    def publish(
+        self,
+        key: str,
+        attempt: str,
+        folder: Path,
+        manifest: Mapping[str, Any],
+        *,
+        progress: UploadProgress | None = None,
+    ) -> str:
         """Upload every file under ``folder`` to ``<url>/<key>/<attempt>/``, then the manifest.
 
         A ``manifest.json`` at the top of ``folder`` is not uploaded: ``manifest`` is.
@@ -157,7 +166,15 @@ class S3ResultStore(S3Folders):
         files = local_files(folder)
         with self._translated(f"publishing {key}/{attempt}", self.bucket):
             occupied = self._clear_the_way(base)
-            upload_files(self._client(), self.bucket, base, files, self.transfer, self._retried)
+            upload_files(
+                self._client(),
+                self.bucket,
+                base,
+                files,
+                self.transfer,
+                self._retried,
+                progress=progress,
+            )
             body = json.dumps(dict(manifest), indent=2).encode("utf-8")
             self._retried(
                 lambda: self._client().put_object(

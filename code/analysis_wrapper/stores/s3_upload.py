@@ -4,9 +4,9 @@ Every file is checked readable before anything remote changes. Then all go up at
 once; a file above the multipart threshold goes up in parts, themselves in parallel.
 A round that ends with transient failures is run again for the files that did not
 arrive, and only for them. How many bytes are up shows as a bar on a terminal (for
-64 MiB or more), else as a log line every few seconds
-(:class:`~analysis_wrapper.progress.ByteProgress`); a file whose upload failed gives
-its bytes back, so the count never runs ahead of what arrived.
+64 MiB or more), else as a log line every few seconds, when the run passes a
+progress display (:class:`~analysis_wrapper.stores.base.UploadProgress`); a file whose
+upload failed gives its bytes back, so the count never runs ahead of what arrived.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from s3transfer.subscribers import BaseSubscriber  # type: ignore[import-untyped
 
 from ..errors import StoreError
 from ..manifest import MANIFEST_NAME
-from ..progress import BAR_MIN_BYTES, ByteProgress
+from .base import ByteCounter, UploadProgress
 from .s3_client import is_transient
 
 MiB = 1024 * 1024
@@ -57,7 +57,7 @@ class TransferSettings:
     multipart_threshold: int = 16 * MiB
     multipart_chunksize: int = 16 * MiB
     io_chunksize: int = 1 * MiB
-    progress_bar_min_bytes: int = BAR_MIN_BYTES
+    progress_bar_min_bytes: int = 64 * MiB
     progress_interval_s: float = 10.0
 
 
@@ -71,12 +71,12 @@ class LocalFile:
 
 
 class ProgressSubscriber(BaseSubscriber):  # type: ignore[misc]
-    """Passes the transfer manager's progress events to a :class:`ByteProgress`.
+    """Passes the transfer manager's progress events to a publish's byte counter.
 
     A file whose upload failed gives its bytes back: the next round sends it again.
     """
 
-    def __init__(self, progress: ByteProgress) -> None:
+    def __init__(self, progress: ByteCounter) -> None:
         self._progress = progress
         self._sent: dict[Any, int] = {}
         self._lock = threading.Lock()
@@ -139,6 +139,8 @@ def upload_files(
     files: list[LocalFile],
     transfer: TransferSettings,
     retried: Callable[[Callable[[], None], str], object],
+    *,
+    progress: UploadProgress | None = None,
 ) -> None:
     """Upload ``files`` under ``s3://<bucket>/<base>/`` in rounds.
 
@@ -155,6 +157,8 @@ def upload_files(
     retried : callable
         Runs a round under the store's retry policy: ``retried(round, what)``; each
         retry resends only the files that have not arrived.
+    progress : UploadProgress, optional
+        Makes the counter the bytes sent are shown on; none by default.
     """
     pending = {file.relative: file for file in files}
     if not pending:
@@ -168,15 +172,15 @@ def upload_files(
     )
     manager = create_transfer_manager(client, config)
     failed = True
-    progress = ByteProgress(
+    counter = (progress or _Uncounted)(
         sum(file.size for file in files),
         f"s3://{bucket}/{base}/",
         interval_s=transfer.progress_interval_s,
         bar_min_bytes=transfer.progress_bar_min_bytes,
     )
     try:
-        with progress:
-            subscriber = ProgressSubscriber(progress)
+        with counter:
+            subscriber = ProgressSubscriber(counter)
             retried(
                 lambda: _upload_round(manager, bucket, pending, base, subscriber),
                 f"uploading to s3://{bucket}/{base}/",
@@ -184,6 +188,22 @@ def upload_files(
         failed = False
     finally:
         manager.shutdown(cancel=failed)
+
+
+class _Uncounted:
+    """The byte counter of a publish that shows no progress."""
+
+    def __init__(self, total: int, label: str, *, interval_s: float, bar_min_bytes: int) -> None:
+        pass
+
+    def __enter__(self) -> _Uncounted:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        return None
+
+    def update(self, count: int) -> None:
+        pass
 
 
 def _upload_round(
