@@ -100,14 +100,20 @@ def arm_crash() -> None:
         original = cls.publish if CRASH_POINT == "upload" else cls.put
 
         def publish(
-            self: Any, key: str, attempt: str, folder: Path, *rest: Any, _o: Any = original
+            self: Any,
+            key: str,
+            attempt: str,
+            folder: Path,
+            *rest: Any,
+            _o: Any = original,
+            **kw: Any,
         ) -> Any:
             if index_of(json.loads((folder / "key.json").read_text())["preimage"]) != CRASH_INDEX:
-                return _o(self, key, attempt, folder, *rest)
+                return _o(self, key, attempt, folder, *rest, **kw)
             ARMED.set()
             if isinstance(self, LocalResultStore):  # S3 dies on its second object instead
                 threading.Timer(random.uniform(0, delay), die).start()
-            _o(self, key, attempt, folder, *rest)
+            _o(self, key, attempt, folder, *rest, **kw)
             die()
 
         def put(
