@@ -36,12 +36,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO / "code"), str(REPO / "tests")]
 
-from analysis_wrapper.executors import ExecutorOptions  # noqa: E402
-from analysis_wrapper.identity import CodeIdentity  # noqa: E402
-from analysis_wrapper.jobs import Job  # noqa: E402
-from analysis_wrapper.parameters import AnalysisParameters  # noqa: E402
-from analysis_wrapper.runner import Analysis, RunContext, execute_run, plan_run  # noqa: E402
-from analysis_wrapper.settings import RunOptions  # noqa: E402
+from analysis_wrapper.config.settings import RunOptions  # noqa: E402
+from analysis_wrapper.identity.key import CodeIdentity  # noqa: E402
+from analysis_wrapper.job.job_file import Job  # noqa: E402
+from analysis_wrapper.job.parameters import AnalysisParameters  # noqa: E402
+from analysis_wrapper.run.executors import ExecutorOptions  # noqa: E402
+from analysis_wrapper.run.runner import Analysis, RunContext, execute_run, plan_run  # noqa: E402
 from analysis_wrapper.stores.base import Record, RecordStore  # noqa: E402
 from analysis_wrapper.stores.local import LocalResultStore  # noqa: E402
 from analysis_wrapper.stores.sqlite import SqliteRecordStore  # noqa: E402
@@ -156,7 +156,7 @@ def planning_rows(work: Path, jobs: int, mongo_uri: str | None) -> list[tuple[st
         ("embedded SQLite", SqliteRecordStore(work / "plan.sqlite", "records"))
     ]
     if mongo_uri:
-        from analysis_wrapper.stores.mongo import MongoRecordStore
+        from analysis_wrapper.stores.mongo.store import MongoRecordStore
 
         stores.append(("MongoDB (SecantusDB)", MongoRecordStore(mongo_uri, "bench", "records")))
     rows = []
@@ -212,7 +212,7 @@ def remote_lookup_rows(mongo_uri: str, keys: list[str]) -> list[tuple[str, str, 
 
     from latency_proxy import LatencyProxy
 
-    from analysis_wrapper.stores.mongo import MongoRecordStore
+    from analysis_wrapper.stores.mongo.store import MongoRecordStore
 
     target = urlsplit(mongo_uri)
     assert target.hostname and target.port
@@ -322,8 +322,8 @@ def overhead_rows(
         )
     ]
     if mongo_uri and bucket:
-        from analysis_wrapper.stores.mongo import MongoRecordStore
-        from analysis_wrapper.stores.s3 import S3ResultStore
+        from analysis_wrapper.stores.mongo.store import MongoRecordStore
+        from analysis_wrapper.stores.s3.store import S3ResultStore
 
         setups.append(
             (
@@ -472,7 +472,7 @@ def _manifest_rows_on(
     traps: list[str],
 ) -> list[tuple[str, str, str]]:
     """The manifests section's rows on one S3 server (``kind``: moto or seaweedfs)."""
-    from analysis_wrapper.stores.s3 import S3ResultStore
+    from analysis_wrapper.stores.s3.store import S3ResultStore
     from servers import SERVERS_BIN, ServerProcess, moto_ready
 
     jobs, label, region = len(keys), S3_SERVERS[kind], os.environ["AWS_DEFAULT_REGION"]

@@ -45,8 +45,8 @@ from typing import Any
 import boto3  # type: ignore[import-untyped]
 import s3fs  # type: ignore[import-untyped]
 
-from analysis_wrapper.manifest import build_manifest
-from analysis_wrapper.stores.s3 import S3ResultStore
+from analysis_wrapper.stores.manifest import build_manifest
+from analysis_wrapper.stores.s3.store import S3ResultStore
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVERS_BIN = Path(

@@ -17,12 +17,12 @@ from .errors import (
     UsageError,
     WrapperError,
 )
-from .identity import CodeIdentity, compute_key, key_preimage
-from .jobs import Job
-from .parameters import AnalysisOutputs, AnalysisParameters
+from .identity.key import CodeIdentity, compute_key, key_preimage
+from .job.job_file import Job
+from .job.parameters import AnalysisOutputs, AnalysisParameters
 
 if typing.TYPE_CHECKING:
-    from .query import find_records
+    from .record.query import find_records
 
 __version__ = "0.1.0"
 
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> typing.Any:
     # find_records serves notebooks and scripts, not a run: a capsule starting up
     # does not pay for its import.
     if name == "find_records":
-        from .query import find_records
+        from .record.query import find_records
 
         return find_records
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -20,13 +20,13 @@ from typing import NoReturn
 
 from pydantic import BaseModel
 
-from .command_line import parse_command_line
+from .config.command_line import parse_command_line
+from .config.settings import Capsule, StoreSettings
 from .errors import StoreError, UsageError
-from .executors import ExecutorOptions
-from .parameters import load_fixed_parameters
-from .provenance import default_experimenter, resolve_code_identity
-from .runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
-from .settings import Capsule, StoreSettings
+from .identity.provenance import default_experimenter, resolve_code_identity
+from .job.parameters import load_fixed_parameters
+from .run.executors import ExecutorOptions
+from .run.runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
 from .stores.factory import open_record_store, open_result_store
 
 log = logging.getLogger("analysis_wrapper")

@@ -18,9 +18,9 @@ from typing import Any, cast
 
 import pytest
 
-from analysis_wrapper.claims import Claim, Claims, ClaimStore, Failure, Owner
 from analysis_wrapper.errors import FencedOutError, RecordExistsError
 from analysis_wrapper.stores.base import RecordQuery, RecordStore
+from analysis_wrapper.stores.claims import Claim, Claims, ClaimStore, Failure, Owner
 from contract.record_store_contract import key_of, make_record, with_inputs
 
 OpenStore = Callable[[], ClaimStore]

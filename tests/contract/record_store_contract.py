@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from analysis_wrapper.claims import Claim, Owner
 from analysis_wrapper.errors import RecordExistsError
 from analysis_wrapper.stores.base import Record, RecordQuery, RecordStore
+from analysis_wrapper.stores.claims import Claim, Owner
 
 _NO_PARAMETERS = object()
 

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 
 from analysis_wrapper.errors import StoreError
-from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
 from analysis_wrapper.stores.base import Published, ResultStore
+from analysis_wrapper.stores.manifest import MANIFEST_NAME, build_manifest
 
 ReadTree = Callable[[str], dict[str, bytes]]
 PutRaw = Callable[[str, bytes], None]

@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 
-from analysis_wrapper.claims import Claim, Claims, Failure, Owner
+from analysis_wrapper.common.retry import RetryPolicy
 from analysis_wrapper.errors import ConfigError, FencedOutError, RecordExistsError, StoreError
-from analysis_wrapper.retry import RetryPolicy
 from analysis_wrapper.stores.base import RecordQuery
-from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
-from analysis_wrapper.stores.docdb_api_session import TimeoutSession
+from analysis_wrapper.stores.claims import Claim, Claims, Failure, Owner
+from analysis_wrapper.stores.docdb_api.session import TimeoutSession
+from analysis_wrapper.stores.docdb_api.store import DocDbApiRecordStore
 from contract.claim_store_contract import (
     ClaimStoreContract,
     FakeClock,
@@ -111,7 +111,7 @@ class TestDocDbApiClaimStore(ClaimStoreContract):
     """The claim store contract through the stand-in, each worker its own store.
 
     The takeover is check, write, verify rather than a guaranteed compare-and-set (see
-    analysis_wrapper.stores.docdb_api_claims); the tests under "claims" below show what
+    analysis_wrapper.stores.docdb_api.claims); the tests under "claims" below show what
     it gives.
     """
 

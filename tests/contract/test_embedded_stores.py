@@ -24,13 +24,13 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from analysis_wrapper.claims import Claims, Owner
+from analysis_wrapper.config.settings import Capsule, StoreSettings
 from analysis_wrapper.errors import ConfigError, FencedOutError, RecordExistsError, StoreError
-from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
-from analysis_wrapper.settings import Capsule, StoreSettings
 from analysis_wrapper.stores.base import RecordQuery
+from analysis_wrapper.stores.claims import Claims, Owner
 from analysis_wrapper.stores.factory import open_record_store, open_result_store
 from analysis_wrapper.stores.local import LocalResultStore
+from analysis_wrapper.stores.manifest import MANIFEST_NAME, build_manifest
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from contract.claim_store_contract import ClaimStoreContract, sample_claim
 from contract.record_store_contract import (
@@ -443,7 +443,7 @@ def test_factory_opens_mongodb_store_masking_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str
 ) -> None:
     """DOCDB_HOST=mongodb://... opens a MongoRecordStore, not yet connected, hiding the password."""
-    from analysis_wrapper.stores.mongo import MongoRecordStore
+    from analysis_wrapper.stores.mongo.store import MongoRecordStore
 
     monkeypatch.setenv("DOCDB_HOST", host)
     monkeypatch.setenv("DOCDB_DATABASE", "analysis_db")
@@ -466,7 +466,7 @@ def test_factory_opens_docdb_api_store_without_network(
     """DOCDB_HOST naming a host gives a DocDbApiRecordStore, opened without any request."""
     import socket
 
-    from analysis_wrapper.stores.docdb_api import DocDbApiRecordStore
+    from analysis_wrapper.stores.docdb_api.store import DocDbApiRecordStore
 
     def no_network(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the store must not touch the network when it is opened")
@@ -548,7 +548,7 @@ def test_factory_opens_s3_bucket(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, url: str
 ) -> None:
     """ANALYSIS_BUCKET naming S3 (with or without s3://) opens an S3 store, creating nothing."""
-    from analysis_wrapper.stores.s3 import S3ResultStore
+    from analysis_wrapper.stores.s3.store import S3ResultStore
 
     monkeypatch.setenv("ANALYSIS_BUCKET", bucket)
     store = open_result_store(StoreSettings(), Capsule(tmp_path))

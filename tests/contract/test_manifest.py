@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest, file_sha256
+from analysis_wrapper.stores.manifest import MANIFEST_NAME, build_manifest, file_sha256
 from contract.result_store_contract import SAMPLE_FILES, key_of, write_tree
 
 

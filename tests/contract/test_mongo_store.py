@@ -34,13 +34,13 @@ from pymongo import MongoClient, monitoring
 from pymongo.errors import AutoReconnect, DuplicateKeyError, NetworkTimeout, OperationFailure
 
 from analysis_wrapper import capsule as capsule_module
-from analysis_wrapper.claims import Claim, Failure
+from analysis_wrapper.common.retry import RetryPolicy
+from analysis_wrapper.config.settings import Capsule
 from analysis_wrapper.errors import FencedOutError, RecordExistsError, StoreError
-from analysis_wrapper.retry import RetryPolicy
-from analysis_wrapper.runner import Analysis
-from analysis_wrapper.settings import Capsule
+from analysis_wrapper.run.runner import Analysis
 from analysis_wrapper.stores.base import INPUT_URL_PATH, Record, RecordQuery, RecordStore
-from analysis_wrapper.stores.mongo import (
+from analysis_wrapper.stores.claims import Claim, Failure
+from analysis_wrapper.stores.mongo.store import (
     BATCH_SIZE,
     BOOKKEEPING_FIELD,
     EPOCH_PATH,
@@ -296,7 +296,7 @@ def test_unreachable_server_fails_after_bounded_retries_without_secret(
         assert password not in message
         assert quote_plus(password) not in message
     assert len(sleeps) == 4  # two waits per operation
-    retries = [r for r in caplog.records if r.name == "analysis_wrapper.retry"]
+    retries = [r for r in caplog.records if r.name == "analysis_wrapper.common.retry"]
     assert len(retries) == 4
     assert password not in caplog.text
     assert quote_plus(password) not in caplog.text

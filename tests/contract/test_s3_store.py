@@ -34,22 +34,22 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from analysis_wrapper.common.retry import RetryPolicy
+from analysis_wrapper.config.settings import Capsule, RunOptions, StoreSettings
 from analysis_wrapper.errors import ConfigError, StoreError
-from analysis_wrapper.identity import CodeIdentity
-from analysis_wrapper.jobs import Job
-from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.progress import ByteProgress
-from analysis_wrapper.retry import RetryPolicy
-from analysis_wrapper.run_context import Analysis, RunContext
-from analysis_wrapper.runner import execute_run
-from analysis_wrapper.settings import Capsule, RunOptions, StoreSettings
-from analysis_wrapper.stores import s3_client as client_module
-from analysis_wrapper.stores import s3_manifests
+from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.job.parameters import AnalysisParameters
+from analysis_wrapper.report.progress import ByteProgress
+from analysis_wrapper.run.context import Analysis, RunContext
+from analysis_wrapper.run.runner import execute_run
 from analysis_wrapper.stores.factory import open_result_store
-from analysis_wrapper.stores.s3 import S3ResultStore, TransferSettings
-from analysis_wrapper.stores.s3_client import is_transient
-from analysis_wrapper.stores.s3_upload import ProgressSubscriber
+from analysis_wrapper.stores.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.stores.s3 import client as client_module
+from analysis_wrapper.stores.s3 import manifests as s3_manifests
+from analysis_wrapper.stores.s3.client import is_transient
+from analysis_wrapper.stores.s3.store import S3ResultStore, TransferSettings
+from analysis_wrapper.stores.s3.upload import ProgressSubscriber
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from conftest import CapsuleCopy
 from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
@@ -1126,7 +1126,7 @@ def test_the_runner_tries_a_job_again_only_when_s3_failed_transiently(
 
     The tries are the publish's: the analysis, which succeeded, runs once.
     """
-    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
     missing = S3ResultStore(f"missing-{uuid.uuid4().hex[:16]}", "p", sleep=Sleeps())
     assert runs_of_one_job(tmp_path / "missing", missing) == (1, 1)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")

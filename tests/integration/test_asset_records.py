@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from analysis_wrapper.asset_records import close_sources
+from analysis_wrapper.config.settings import InputSettings
 from analysis_wrapper.errors import StoreError
-from analysis_wrapper.jobs import Job, bind_inputs
-from analysis_wrapper.settings import InputSettings
+from analysis_wrapper.inputs.asset_records import close_sources
+from analysis_wrapper.job.job_file import Job, bind_inputs
 from servers import free_port
 from standins.docdb_api import DocDbApiStandIn
 

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from analysis_wrapper.codeocean import (
+from analysis_wrapper.config.settings import CodeOceanSettings
+from analysis_wrapper.errors import ProvenanceError
+from analysis_wrapper.identity.codeocean import (
     CodeOceanError,
     CodeOceanIdentity,
     CodeOceanUnavailableError,
     read_run,
 )
-from analysis_wrapper.errors import ProvenanceError
-from analysis_wrapper.provenance import resolve_code_identity
-from analysis_wrapper.settings import CodeOceanSettings
+from analysis_wrapper.identity.provenance import resolve_code_identity
 from conftest import git
 from standins import codeocean_api as co
 

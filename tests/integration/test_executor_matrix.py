@@ -20,7 +20,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from analysis_wrapper.settings import Capsule, StoreSettings
+from analysis_wrapper.config.settings import Capsule, StoreSettings
 from analysis_wrapper.stores.base import RecordQuery
 from analysis_wrapper.stores.factory import open_record_store, open_result_store
 from conftest import CapsuleCopy

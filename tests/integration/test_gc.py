@@ -17,10 +17,10 @@ from typing import Any
 import boto3
 import pytest
 
-from analysis_wrapper.claims import Claim, Owner
-from analysis_wrapper.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.stores.claims import Claim, Owner
 from analysis_wrapper.stores.local import LocalResultStore
-from analysis_wrapper.stores.s3 import S3ResultStore
+from analysis_wrapper.stores.manifest import MANIFEST_NAME, build_manifest
+from analysis_wrapper.stores.s3.store import S3ResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from conftest import CapsuleCopy
 from contract.record_store_contract import make_record

@@ -117,7 +117,7 @@ def test_input_identity_content_reruns_the_jobs_of_a_re_uploaded_session(
     """Default keys ignore a re-upload; INPUT_IDENTITY=content reruns just its two jobs.
 
     Needs the runner to pass ``input_versions`` to ``key_preimage`` when
-    ``INPUT_IDENTITY=content`` (see analysis_wrapper.inputs).
+    ``INPUT_IDENTITY=content`` (see analysis_wrapper.inputs.job_inputs).
     """
     capsule, env = s3_capsule
     content = {**env, "INPUT_IDENTITY": "content"}

@@ -22,12 +22,12 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import NoCredentialsError
 
-from analysis_wrapper import input_s3
+from analysis_wrapper.config.settings import InputSettings
 from analysis_wrapper.errors import JobInputError, StoreError
-from analysis_wrapper.identity import CodeIdentity, compute_key, key_preimage
-from analysis_wrapper.input_versions import input_versions
-from analysis_wrapper.jobs import Job, bind_inputs, load_job
-from analysis_wrapper.settings import InputSettings
+from analysis_wrapper.identity.key import CodeIdentity, compute_key, key_preimage
+from analysis_wrapper.inputs import s3 as input_s3
+from analysis_wrapper.inputs.versions import input_versions
+from analysis_wrapper.job.job_file import Job, bind_inputs, load_job
 from servers import TEST_AWS_ENV, ServerProcess, free_port
 
 MiB = 1024 * 1024
@@ -397,7 +397,7 @@ def test_without_credentials_a_public_bucket_is_read_anonymously(
 
     job = job_file(tmp_path / "data", s3_location=[f"s3://{bucket}/asset"])
     bind_inputs(job, settings=settings(tmp_path / "cache"))
-    with caplog.at_level(logging.INFO, logger="analysis_wrapper.input_s3"):
+    with caplog.at_level(logging.INFO, logger="analysis_wrapper.inputs.s3"):
         local = job.inputs[0].local_path("a.json")
     assert json.loads(local.read_text()) == {"a": 1}
     assert "reading S3 inputs anonymously" in caplog.text

@@ -12,15 +12,15 @@ from typing import Any
 import boto3
 import pytest
 
-from analysis_wrapper.identity import CodeIdentity
-from analysis_wrapper.jobs import Job
-from analysis_wrapper.manifest import MANIFEST_NAME
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.plan import Action
-from analysis_wrapper.planning import plan_run
-from analysis_wrapper.run_context import Analysis, RunContext
-from analysis_wrapper.settings import RunOptions
-from analysis_wrapper.stores.s3 import S3ResultStore
+from analysis_wrapper.config.settings import RunOptions
+from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.job.parameters import AnalysisParameters
+from analysis_wrapper.run.context import Analysis, RunContext
+from analysis_wrapper.run.decision import Action
+from analysis_wrapper.run.planning import plan_run
+from analysis_wrapper.stores.manifest import MANIFEST_NAME
+from analysis_wrapper.stores.s3.store import S3ResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
 JOBS = 400

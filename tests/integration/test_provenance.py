@@ -10,7 +10,7 @@ import pytest
 
 from analysis_wrapper import CodeIdentity, ProvenanceError
 from analysis_wrapper.errors import UsageError
-from analysis_wrapper.provenance import (
+from analysis_wrapper.identity.provenance import (
     default_experimenter,
     normalise_remote_url,
     resolve_code_identity,
@@ -194,7 +194,7 @@ def test_clone_of_a_local_repository_without_remote_posts_under_its_path(
     one, two = tmp_path / "one", tmp_path / "two"
     git(tmp_path, "clone", "-q", str(repo), str(one))
     git(tmp_path, "clone", "-q", f"{repo}/", str(two))  # spelled another way
-    with caplog.at_level("WARNING", logger="analysis_wrapper.provenance"):
+    with caplog.at_level("WARNING", logger="analysis_wrapper.identity.provenance"):
         found = identity(one)
     assert found.url == str(repo) == identity(two).url
     assert "git -C" in caplog.text and "remote add origin <url>" in caplog.text

@@ -16,16 +16,16 @@ from typing import Any
 import boto3
 import pytest
 
+from analysis_wrapper.config.settings import RunOptions
 from analysis_wrapper.errors import StoreError
-from analysis_wrapper.identity import CodeIdentity
-from analysis_wrapper.jobs import Job
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.run_context import Analysis, RunContext, Status
-from analysis_wrapper.runner import execute_run
-from analysis_wrapper.settings import RunOptions
+from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.job.parameters import AnalysisParameters
+from analysis_wrapper.run.context import Analysis, RunContext, Status
+from analysis_wrapper.run.runner import execute_run
 from analysis_wrapper.stores.base import RecordStore, ResultStore
-from analysis_wrapper.stores.mongo import MongoRecordStore
-from analysis_wrapper.stores.s3 import S3ResultStore
+from analysis_wrapper.stores.mongo.store import MongoRecordStore
+from analysis_wrapper.stores.s3.store import S3ResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
 CALLS: list[str] = []
@@ -74,7 +74,7 @@ def flaky_put(base: type[Any]) -> type[Any]:
 def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
     CALLS.clear()
     FlakyS3.publishes = 0
-    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_an_s3_outage_while_publishing_retries_the_publish_only(
     """The first publish fails transiently: published on the next try, analysis ran once."""
     results = FlakyS3(bucket, "analysis")
     context = context_for(tmp_path, SqliteRecordStore(tmp_path / "r.sqlite", "t"), results)
-    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_tries"):
+    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.run.tries"):
         summary = execute_run(context)
     assert summary.count(Status.SUCCEEDED) == 2
     assert sorted(CALLS) == ["0", "1"], "each analysis ran once"

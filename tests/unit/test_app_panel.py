@@ -12,15 +12,15 @@ from typing import Any, Literal
 import pytest
 from pydantic import Field
 
-from analysis_wrapper.app_panel import (
+from analysis_wrapper.config.app_panel import (
     build_app_panel,
     find_parameters_model,
     render_app_panel,
 )
-from analysis_wrapper.command_line import RESERVED_FLAGS, parse_command_line
+from analysis_wrapper.config.command_line import RESERVED_FLAGS, parse_command_line
+from analysis_wrapper.config.settings import Capsule
 from analysis_wrapper.errors import ConfigError
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.settings import Capsule
+from analysis_wrapper.job.parameters import AnalysisParameters
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from analysis_wrapper import atomic_write
-from analysis_wrapper.atomic_write import fsync_directory, write_atomic, write_json
-from analysis_wrapper.report import write_report
-from analysis_wrapper.run_context import RunSummary
+from analysis_wrapper.common import atomic_write
+from analysis_wrapper.common.atomic_write import fsync_directory, write_atomic, write_json
+from analysis_wrapper.report.html import write_report
+from analysis_wrapper.run.context import RunSummary
 
 
 class _Unserialisable:
@@ -146,7 +146,7 @@ def test_job_run_write_json_is_atomic_without_fsync(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """job_run.write_json (a work folder's files) replaces whole and never fsyncs."""
-    from analysis_wrapper.job_run import write_json as write_work_json
+    from analysis_wrapper.run.job import write_json as write_work_json
 
     path = tmp_path / "metadata.nd.json"
     seen = _fsynced_paths(monkeypatch)
@@ -160,6 +160,6 @@ def test_job_run_write_json_is_atomic_without_fsync(
 
 def test_runner_writes_plan_and_summary_through_the_helper() -> None:
     """plan.json and run_summary.json are written by the durable, atomic helper."""
-    from analysis_wrapper import runner
+    from analysis_wrapper.run import runner
 
     assert runner._write_json is atomic_write.write_json

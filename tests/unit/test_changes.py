@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from analysis_wrapper.changes import (
+from analysis_wrapper.identity.key import CodeIdentity, key_preimage
+from analysis_wrapper.record.changes import (
     change_reasons,
     compact,
     describe_changes,
     record_file_locations,
     short_version,
 )
-from analysis_wrapper.identity import CodeIdentity, key_preimage
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
 OLD = "a" * 40

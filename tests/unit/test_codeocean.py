@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from analysis_wrapper.codeocean import (
+from analysis_wrapper.config.settings import CodeOceanSettings, VersionPolicy
+from analysis_wrapper.identity.codeocean import (
     CodeOceanError,
     CodeOceanIdentity,
     CodeOceanRun,
     PipelineInfo,
     base_url,
 )
-from analysis_wrapper.identity import CodeIdentity, compute_key, key_preimage
-from analysis_wrapper.records import RecordInputs, build_record
-from analysis_wrapper.settings import CodeOceanSettings, VersionPolicy
+from analysis_wrapper.identity.key import CodeIdentity, compute_key, key_preimage
+from analysis_wrapper.record.metadata import RecordInputs, build_record
 
 KEY = "5c" * 32
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)

@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 from pydantic import Field
 
-from analysis_wrapper.command_line import RESERVED_FLAGS, check_parameter_names, parse_command_line
+from analysis_wrapper.config.command_line import (
+    RESERVED_FLAGS,
+    check_parameter_names,
+    parse_command_line,
+)
+from analysis_wrapper.config.settings import Capsule
 from analysis_wrapper.errors import ConfigError, UsageError
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.settings import Capsule
+from analysis_wrapper.job.parameters import AnalysisParameters
 
 
 class Params(AnalysisParameters):

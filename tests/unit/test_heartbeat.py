@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis_wrapper.claims import Claim, Claims, Owner
-from analysis_wrapper.heartbeat import Heartbeat, RenewalPendingError
+from analysis_wrapper.run.heartbeat import Heartbeat, RenewalPendingError
+from analysis_wrapper.stores.claims import Claim, Claims, Owner
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
 KEY = "ab" * 32

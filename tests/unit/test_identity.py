@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel
 
 from analysis_wrapper.errors import KeyComputationError
-from analysis_wrapper.identity import (
+from analysis_wrapper.identity.key import (
     KEY_SCHEME,
     CodeIdentity,
     canonical_json,
@@ -22,8 +22,8 @@ from analysis_wrapper.identity import (
     key_preimage,
     normal_unicode,
 )
-from analysis_wrapper.locations import normalise_location
-from analysis_wrapper.parameters import validate_parameters
+from analysis_wrapper.job.locations import normalise_location
+from analysis_wrapper.job.parameters import validate_parameters
 
 Preimage = Callable[[], dict[str, Any]]
 

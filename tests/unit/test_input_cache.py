@@ -14,7 +14,7 @@ import pytest
 from filelock import FileLock
 
 from analysis_wrapper.errors import StoreError
-from analysis_wrapper.input_cache import LOCKS_DIR, InputCache
+from analysis_wrapper.inputs.cache import LOCKS_DIR, InputCache
 
 
 def writer(payload: bytes, calls: list[int] | None = None):  # type: ignore[no-untyped-def]

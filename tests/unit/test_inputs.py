@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from analysis_wrapper.asset_records import AssetRecords
+from analysis_wrapper.config.settings import InputIdentity, InputSettings
 from analysis_wrapper.errors import ConfigError, JobInputError
-from analysis_wrapper.identity import CodeIdentity, compute_key, key_preimage
-from analysis_wrapper.input_glob import glob_pattern
-from analysis_wrapper.input_versions import InputVersions, input_versions
-from analysis_wrapper.jobs import Job, bind_inputs, load_job
-from analysis_wrapper.settings import InputIdentity, InputSettings
+from analysis_wrapper.identity.key import CodeIdentity, compute_key, key_preimage
+from analysis_wrapper.inputs.asset_records import AssetRecords
+from analysis_wrapper.inputs.patterns import glob_pattern
+from analysis_wrapper.inputs.versions import InputVersions, input_versions
+from analysis_wrapper.job.job_file import Job, bind_inputs, load_job
 
 INPUT_VARIABLES = (
     "METADATA_HOST",

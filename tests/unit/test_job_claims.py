@@ -17,16 +17,16 @@ import pytest
 from pydantic import Field
 
 from analysis_wrapper import TransientError
-from analysis_wrapper.claims import Claims, Owner
 from analysis_wrapper.commands.status import claim_status, format_status
+from analysis_wrapper.config.settings import RunOptions
 from analysis_wrapper.errors import StoreError
-from analysis_wrapper.identity import CodeIdentity
-from analysis_wrapper.jobs import Job
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.plan import Action
-from analysis_wrapper.run_context import Analysis, RunContext
-from analysis_wrapper.runner import execute_run, plan_run
-from analysis_wrapper.settings import RunOptions
+from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.job.parameters import AnalysisParameters
+from analysis_wrapper.run.context import Analysis, RunContext
+from analysis_wrapper.run.decision import Action
+from analysis_wrapper.run.runner import execute_run, plan_run
+from analysis_wrapper.stores.claims import Claims, Owner
 from analysis_wrapper.stores.local import LocalResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
@@ -154,7 +154,7 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TransientError and ConnectionError get more tries, each in a fresh folder; then it fails."""
-    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
     context = context_for(tmp_path, jobs=2, transient_retries=2)
     BEHAVIOUR[0] = [TransientError("busy"), ConnectionError("reset")]  # third try succeeds
     BEHAVIOUR[1] = [TransientError("busy")] * 3  # every try fails
@@ -182,11 +182,11 @@ def test_a_store_error_is_tried_again_only_when_transient(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A store that refused fails the job at its first try; an unreachable one is retried."""
-    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
     context = context_for(tmp_path, jobs=2, transient_retries=2)
     BEHAVIOUR[0] = StoreError("results store s3://b: access denied (AccessDenied, HTTP 403)")
     BEHAVIOUR[1] = [StoreError("results store s3://b: cannot reach S3", transient=True)] * 3
-    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.job_tries"):
+    with caplog.at_level(logging.WARNING, logger="analysis_wrapper.run.tries"):
         summary = execute_run(context)
     assert CALLS.count(0) == 1 and CALLS.count(1) == 3
     refused, unreachable = sorted(summary.jobs, key=lambda j: j.job_file)
@@ -203,7 +203,7 @@ def test_a_results_store_that_cannot_work_fails_the_job_at_its_first_try(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A results folder with a file in its way: the real store's error is not retried."""
-    monkeypatch.setattr("analysis_wrapper.job_tries.time.sleep", lambda _: None)
+    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("")
     context = dataclasses.replace(
@@ -240,7 +240,7 @@ def test_a_record_written_after_the_plan_is_not_run_again(tmp_path: Path) -> Non
     assert planned[0].decision.action is Action.RUN
     execute_run(context_for(tmp_path, jobs=1))  # "another worker" finishes it
     assert CALLS == [0]
-    from analysis_wrapper.job_run import run_job
+    from analysis_wrapper.run.job import run_job
 
     result = run_job(planned[0], context)
     assert CALLS == [0]
@@ -329,8 +329,8 @@ def test_a_claim_of_this_run_still_renewed_elsewhere_is_reported_not_done(
         Owner("lost-host", 4242, context.run_id),
         lease_seconds=1.0,
     )
-    from analysis_wrapper.heartbeat import Heartbeat
-    from analysis_wrapper.job_run import run_job
+    from analysis_wrapper.run.heartbeat import Heartbeat
+    from analysis_wrapper.run.job import run_job
 
     with Heartbeat(ghost, ghost.acquire(key, label="job_0.json").claim, interval=0.1):
         result = run_job(planned, context)
@@ -347,7 +347,7 @@ def test_a_record_names_its_assets_and_is_found_by_any_form_of_its_location(
     Records hold the key form of a location (host in lower case), so both the asset's
     name and ``results find --input`` go through that form.
     """
-    from analysis_wrapper.query import normalise_input
+    from analysis_wrapper.record.query import normalise_input
     from analysis_wrapper.stores.base import RecordQuery, record_code
 
     context = context_for(tmp_path, jobs=0)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from analysis_wrapper.errors import JobInputError
-from analysis_wrapper.jobs import Job, find_job_files, load_job, read_json_file
+from analysis_wrapper.job.job_file import Job, find_job_files, load_job, read_json_file
 
 UPSTREAM = Path(__file__).resolve().parent.parent / "fixtures" / "upstream"
 

@@ -1,4 +1,4 @@
-"""The package's layout: no import cycles, and the pure modules do no I/O.
+"""The package's layout: no import cycles, seams kept, pure modules pure, README true.
 
 The import graph is read from the source (every ``import``, at the top, inside a
 function or under ``TYPE_CHECKING``), so a cycle hidden in a lazy import counts too.
@@ -11,6 +11,7 @@ import ast
 import builtins
 import graphlib
 import os
+import re
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +21,8 @@ import pytest
 
 import analysis_wrapper
 from analysis_wrapper import CodeIdentity, compute_key, key_preimage
-from analysis_wrapper.claims import Claim, Failure, Owner, _process_space
-from analysis_wrapper.plan import Action, decide
+from analysis_wrapper.run.decision import Action, decide
+from analysis_wrapper.stores.claims import Claim, Failure, Owner, _process_space
 
 PACKAGE = Path(analysis_wrapper.__file__).parent
 ROOT = "analysis_wrapper"
@@ -111,6 +112,120 @@ def test_a_cycle_is_reported(tmp_path: Path) -> None:
     assert graph == {"p.a": {"p.b"}, "p.b": {"p.a"}}
     with pytest.raises(graphlib.CycleError):
         list(graphlib.TopologicalSorter(graph).static_order())
+
+
+# --- the seams ---------------------------------------------------------------------
+
+# What a store may import of the framework: the other stores, the errors, the shared
+# helpers and the settings (the factory reads them). Progress reaches it as a callback.
+STORE_MAY_IMPORT = ("stores", "errors", "common", "config")
+
+# The client libraries of the backends and of Code Ocean: only stores/ and the input and
+# identity modules that wrap them import these; the runner sees the store interfaces.
+CLIENT_LIBRARIES = (
+    "boto3",
+    "botocore",
+    "s3transfer",
+    "s3fs",
+    "pymongo",
+    "bson",
+    "requests",
+    "codeocean",
+    "aind_data_access_api",
+)
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """The top-level names of every module ``path`` imports without a leading dot."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.partition(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_a_store_imports_nothing_of_the_run() -> None:
+    """Backends sit below everything else: no run, report, record, job or input module."""
+    allowed = tuple(f"{ROOT}.{name}" for name in STORE_MAY_IMPORT)
+    for name, needed in import_graph().items():
+        if name.startswith(f"{ROOT}.stores"):
+            outside = sorted(m for m in needed if not m.startswith(allowed))
+            assert outside == [], f"{name} imports {outside}"
+
+
+def test_the_run_imports_no_client_library() -> None:
+    """No module of run/ imports boto3, pymongo, requests or an SDK itself."""
+    run_modules = [path for name, path in module_names().items() if name.startswith(f"{ROOT}.run")]
+    assert len(run_modules) > 5
+    for path in run_modules:
+        clients = third_party_imports(path) & set(CLIENT_LIBRARIES)
+        assert clients == set(), f"{path.relative_to(PACKAGE)} imports {sorted(clients)}"
+
+
+def test_every_folder_says_what_it_holds_and_runs_nothing() -> None:
+    """Each subpackage's ``__init__.py`` is its docstring alone: importing it costs nothing."""
+    inits = [path for path in PACKAGE.rglob("__init__.py") if path.parent != PACKAGE]
+    assert len(inits) >= 10
+    for init in inits:
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+        docstring = ast.get_docstring(tree)
+        assert docstring and docstring.endswith((".", ".\n")), f"{init}: no docstring"
+        assert len(tree.body) == 1, f"{init}: holds code; put it in a module of its own"
+
+
+# --- the README's map of the code --------------------------------------------------
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def readme_layout() -> dict[str, set[str]]:
+    """The modules the README's "How the code is laid out" lists, by folder.
+
+    A line ``  name.py  ...`` is a module of the package itself; ``  folder/  a.py, b.py``
+    a folder and its modules, which may go on over more deeply indented lines; a folder
+    indented two more spaces is inside the one above.
+    """
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## How the code is laid out", 1)[1].split("\n## ", 1)[0]
+    block = next(b for b in section.split("```")[1::2] if b.startswith("\nanalysis_wrapper/"))
+    listed: dict[str, set[str]] = {}
+    folders = [""]  # the folder of each indentation level in turn
+    current = None
+    for line in block.splitlines()[2:]:
+        match = re.match(r"^( +)(\S+)", line)
+        if not match:
+            continue
+        depth, entry = len(match.group(1)) // 2, match.group(2)
+        rest = line[match.end() :]
+        if entry.endswith("/") and depth <= len(folders):
+            del folders[depth:]
+            current = folders[-1] + entry
+            folders.append(current)
+            listed.setdefault(current, set()).update(re.findall(r"\b[a-z0-9_]+\.py\b", rest))
+        elif entry.endswith(".py") and depth == 1:
+            del folders[1:]
+            current = None
+            listed.setdefault("", set()).add(entry)
+        elif current is not None:  # a folder's list, going on
+            listed[current].update(re.findall(r"\b[a-z0-9_]+\.py\b", line))
+    return listed
+
+
+def actual_layout() -> dict[str, set[str]]:
+    tree: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        if path.name == "__init__.py" and path.parent != PACKAGE:
+            continue
+        folder = path.parent.relative_to(PACKAGE).as_posix()
+        tree.setdefault("" if folder == "." else folder + "/", set()).add(path.name)
+    return tree
+
+
+def test_the_readme_maps_every_module() -> None:
+    """The README's map of the code names every folder and module there is, and no other."""
+    assert readme_layout() == actual_layout()
 
 
 # --- the pure modules: the key and the run-or-skip decision do no I/O ------------------

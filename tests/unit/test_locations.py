@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis_wrapper.locations import (
+from analysis_wrapper.job.locations import (
     LocationError,
     is_s3,
     location_key_form,

@@ -12,8 +12,8 @@ import pytest
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from analysis_wrapper.errors import ConfigError, JobInputError
-from analysis_wrapper.jobs import Job
-from analysis_wrapper.parameters import (
+from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.job.parameters import (
     NOT_PARAMETERS,
     AnalysisOutputs,
     AnalysisParameters,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from analysis_wrapper.claims import Claim, Failure, Owner
-from analysis_wrapper.plan import Action, Decision, decide
+from analysis_wrapper.run.decision import Action, Decision, decide
+from analysis_wrapper.stores.claims import Claim, Failure, Owner
 
 KEY = "9f" * 32
 RECORD: dict[str, Any] = {

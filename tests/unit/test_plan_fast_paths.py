@@ -18,18 +18,18 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from pydantic import field_validator
 
+from analysis_wrapper.config.settings import RunOptions
 from analysis_wrapper.errors import KeyComputationError
-from analysis_wrapper.identity import CodeIdentity, canonical_json, compute_key, key_preimage
-from analysis_wrapper.jobs import Job, load_job
-from analysis_wrapper.parameters import (
+from analysis_wrapper.identity.key import CodeIdentity, canonical_json, compute_key, key_preimage
+from analysis_wrapper.job.job_file import Job, load_job
+from analysis_wrapper.job.parameters import (
     AnalysisParameters,
     job_layers,
     merge_job_parameters,
     merge_layers,
 )
-from analysis_wrapper.planning import _cache_key
-from analysis_wrapper.runner import Analysis, RunContext, plan_run
-from analysis_wrapper.settings import RunOptions
+from analysis_wrapper.run.planning import _cache_key
+from analysis_wrapper.run.runner import Analysis, RunContext, plan_run
 from analysis_wrapper.stores.local import LocalResultStore, _file_url_path
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 

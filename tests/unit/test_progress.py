@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from analysis_wrapper.progress import ByteProgress, JobProgress
+from analysis_wrapper.report.progress import ByteProgress, JobProgress
 
 
 class Clock:

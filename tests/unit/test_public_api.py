@@ -82,10 +82,10 @@ NOT_ON_THE_START_UP_PATH = (
     "dask",
     "tqdm",
     "multiprocessing",
-    "analysis_wrapper.codeocean",
-    "analysis_wrapper.codeocean_client",
-    "analysis_wrapper.query",
-    "analysis_wrapper.report",
+    "analysis_wrapper.identity.codeocean",
+    "analysis_wrapper.identity.codeocean_api",
+    "analysis_wrapper.record.query",
+    "analysis_wrapper.report.html",
 )
 
 
@@ -104,7 +104,7 @@ def test_import_does_not_load_what_a_run_needs_later() -> None:
 def test_find_records_is_importable_from_the_package() -> None:
     """The lazily imported name is the real function, by both import forms."""
     from analysis_wrapper import find_records
-    from analysis_wrapper.query import find_records as from_module
+    from analysis_wrapper.record.query import find_records as from_module
 
     assert find_records is from_module
     assert analysis_wrapper.find_records is from_module

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from analysis_wrapper.identity import CodeIdentity
-from analysis_wrapper.records import (
+from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.record.metadata import (
     DEFAULT_PROCESS_NAME,
     RUN_SCRIPT,
     RecordBuildError,

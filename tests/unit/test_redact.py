@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis_wrapper.redact import mask_url
+from analysis_wrapper.common.redact import mask_url
 
 
 def test_masks_mongodb_user_and_password() -> None:

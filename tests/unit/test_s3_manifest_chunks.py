@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("botocore", reason="the S3 backend's extra is not installed")
 
-from analysis_wrapper.stores import s3_manifests
-from analysis_wrapper.stores.s3_manifests import (
+from analysis_wrapper.stores.s3 import manifests as s3_manifests
+from analysis_wrapper.stores.s3.manifests import (
     BOTH,
     BYTES,
     TREE,

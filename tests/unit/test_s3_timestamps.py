@@ -17,8 +17,8 @@ pytest.importorskip("botocore", reason="the S3 backend's extra is not installed"
 
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
-from analysis_wrapper.stores import s3_client
-from analysis_wrapper.stores.s3_client import parse_timestamp
+from analysis_wrapper.stores.s3 import client as s3_client
+from analysis_wrapper.stores.s3.client import parse_timestamp
 
 FORMS = [
     "2026-12-02T14:20:13Z",

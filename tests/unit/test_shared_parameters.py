@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import Field
 
-from analysis_wrapper.identity import CodeIdentity
-from analysis_wrapper.jobs import Job
-from analysis_wrapper.parameters import AnalysisParameters
-from analysis_wrapper.runner import Analysis, RunContext, execute_run, plan_run
-from analysis_wrapper.settings import RunOptions
+from analysis_wrapper.config.settings import RunOptions
+from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.job.parameters import AnalysisParameters
+from analysis_wrapper.run.runner import Analysis, RunContext, execute_run, plan_run
 from analysis_wrapper.stores.local import LocalResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 

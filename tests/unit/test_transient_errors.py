@@ -16,7 +16,7 @@ import pytest
 
 from analysis_wrapper import TransientError
 from analysis_wrapper.errors import RecordExistsError, StoreError, is_transient_os_error
-from analysis_wrapper.job_run import is_transient
+from analysis_wrapper.run.job import is_transient
 
 
 def fail_in_worker(transient: bool) -> None:

@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..app_panel import APP_PANEL_PATH, app_panel_text
-from ..query import locate_capsule
+from ..config.app_panel import APP_PANEL_PATH, app_panel_text
+from ..record.query import locate_capsule
 from .common import capsule_option
 
 EXIT_OK = 0

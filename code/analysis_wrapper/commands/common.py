@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..command_line import CommandParser
+from ..config.command_line import CommandParser
 
 __all__ = ["CommandParser", "capsule_option"]
 

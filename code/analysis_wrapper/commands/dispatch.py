@@ -25,11 +25,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..app_panel import find_parameters_model
+from ..config.app_panel import find_parameters_model
+from ..config.settings import StoreSettings
 from ..errors import JobInputError, KeyComputationError, UsageError
-from ..identity import CodeIdentity, compute_key, key_preimage
-from ..input_versions import InputVersions
-from ..jobgrid import (
+from ..identity.key import CodeIdentity, compute_key, key_preimage
+from ..identity.provenance import resolve_code_identity
+from ..inputs.versions import InputVersions
+from ..job.grid import (
     InputGroup,
     build_jobs,
     distributed_parameters,
@@ -37,17 +39,15 @@ from ..jobgrid import (
     groups_from_rows,
     job_file_name,
 )
-from ..jobs import JOB_DIR_NAME, Job, bind_inputs, read_json_file
-from ..parameters import (
+from ..job.job_file import JOB_DIR_NAME, Job, bind_inputs, read_json_file
+from ..job.parameters import (
     PARAMETERS_FILE_NAME,
     job_layers,
     load_fixed_parameters,
     merge_layers,
     validate_parameters,
 )
-from ..provenance import resolve_code_identity
-from ..query import locate_capsule
-from ..settings import StoreSettings
+from ..record.query import locate_capsule
 from ..stores.factory import open_record_store
 from .common import capsule_option
 

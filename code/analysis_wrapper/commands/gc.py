@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from ..claims import ClaimStore
+from ..common.redact import mask_url
+from ..config.settings import StoreSettings
 from ..errors import StoreError, UsageError
-from ..query import locate_capsule
-from ..redact import mask_url
-from ..settings import StoreSettings
+from ..record.query import locate_capsule
 from ..stores.base import Published, Record, RecordStore, ResultStore
+from ..stores.claims import ClaimStore
 from ..stores.factory import open_record_store, open_result_store
 from .common import capsule_option
 

@@ -11,13 +11,18 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..config.settings import StoreSettings
 from ..errors import StoreError
-from ..manifest import file_sha256
-from ..query import find_records, get_record_by_prefix, locate_capsule, parse_parameter_filter
-from ..records import record_process
-from ..settings import StoreSettings
+from ..record.metadata import record_process
+from ..record.query import (
+    find_records,
+    get_record_by_prefix,
+    locate_capsule,
+    parse_parameter_filter,
+)
 from ..stores.base import Record, ResultStore, record_parameters
 from ..stores.factory import open_record_store, open_result_store
+from ..stores.manifest import file_sha256
 from .common import CommandParser, capsule_option
 
 EXIT_OK = 0

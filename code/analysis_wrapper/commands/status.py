@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..claims import Claim, age_text
-from ..query import locate_capsule
-from ..settings import StoreSettings
+from ..config.settings import StoreSettings
+from ..record.query import locate_capsule
+from ..stores.claims import Claim, age_text
 from ..stores.factory import open_record_store
 from .common import capsule_option
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..claims import ClaimStore
 from ..errors import StoreError
+from .claims import ClaimStore
 
 Record = dict[str, Any]
 """A stored record: an aind-data-schema ``Metadata`` document plus ``_id``."""
@@ -152,7 +152,7 @@ def read_only_error(display_url: str) -> StoreError:
 class RecordStore(ClaimStore, Protocol):
     """Records keyed by ``_id`` (the job key). A record is written last: it means done.
 
-    Every record store also keeps the claims (:mod:`analysis_wrapper.claims`), in a
+    Every record store also keeps the claims (:mod:`analysis_wrapper.stores.claims`), in a
     table or collection of their own.
     """
 
@@ -258,7 +258,7 @@ class UploadProgress(Protocol):
     """Makes the counter of one publish; the run passes one, and a store imports none.
 
     Called as ``progress(total_bytes, label, interval_s=..., bar_min_bytes=...)``;
-    :class:`analysis_wrapper.progress.ByteProgress` is one.
+    :class:`analysis_wrapper.report.progress.ByteProgress` is one.
     """
 
     def __call__(

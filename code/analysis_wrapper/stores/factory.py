@@ -24,9 +24,9 @@ from pathlib import Path
 from types import ModuleType
 from urllib.parse import unquote, urlsplit
 
+from ..common.redact import mask_url
+from ..config.settings import Capsule, StoreSettings
 from ..errors import ConfigError
-from ..redact import mask_url
-from ..settings import Capsule, StoreSettings
 from .base import RecordStore, ResultStore
 from .local import LocalResultStore
 from .sqlite import SqliteRecordStore
@@ -59,7 +59,7 @@ def open_record_store(
             raise ConfigError(f"DOCDB_HOST={host!r}: write sqlite:///absolute/path.sqlite")
         return SqliteRecordStore(path, table, read_only=read_only)
     if host.startswith(("mongodb://", "mongodb+srv://")):
-        mongo = _backend("mongo", "mongo", "MongoDB/DocumentDB")
+        mongo = _backend("mongo.store", "mongo", "MongoDB/DocumentDB")
         store: RecordStore = mongo.MongoRecordStore(
             host, settings.docdb_database, table, read_only=read_only
         )
@@ -69,7 +69,7 @@ def open_record_store(
             f"DOCDB_HOST={mask_url(host)!r}: use mongodb://..., sqlite:///path, or the "
             "AIND DocDB API's host name (no scheme)"
         )
-    docdb = _backend("docdb_api", "docdb", "the AIND DocDB REST API")
+    docdb = _backend("docdb_api.store", "docdb", "the AIND DocDB REST API")
     store = docdb.DocDbApiRecordStore(
         host, settings.docdb_database, table, settings.docdb_version, read_only=read_only
     )
@@ -111,6 +111,6 @@ def open_result_store(settings: StoreSettings, capsule: Capsule) -> ResultStore:
             f"ANALYSIS_BUCKET={mask_url(bucket)!r}: use s3://bucket/prefix, bucket/prefix, "
             "file:///absolute/path or /absolute/path"
         )
-    s3 = _backend("s3", "s3", "S3")
+    s3 = _backend("s3.store", "s3", "S3")
     results: ResultStore = s3.S3ResultStore(bucket_name, prefix.strip("/"))
     return results

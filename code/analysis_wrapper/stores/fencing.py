@@ -1,6 +1,6 @@
 """The fence on a record write: ``put(record, epoch=n)`` writes only while the claim is ours.
 
-A worker holds a key at the epoch of its claim (:mod:`analysis_wrapper.claims`). A
+A worker holds a key at the epoch of its claim (:mod:`analysis_wrapper.stores.claims`). A
 record written with ``epoch`` given is *fenced*: the store writes it only if the key's
 claim is still ``running`` at that epoch, and refuses with :class:`FencedOutError`
 otherwise. How strong the refusal is depends on the backend (one SQLite transaction, a
@@ -10,8 +10,8 @@ conditional write on MongoDB, check then write through the REST API); each backe
 
 from __future__ import annotations
 
-from ..claims import Claim, ClaimStore
 from ..errors import FencedOutError, StoreError
+from .claims import Claim, ClaimStore
 
 
 def claim_before_writing(store: ClaimStore, key: str) -> Claim | None:

@@ -31,8 +31,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from ..manifest import MANIFEST_NAME
 from .base import Published
+from .manifest import MANIFEST_NAME
 
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}")
 """A job key: the name of each key's folder at the top of a results store."""

@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from ..atomic_write import fsync_directory, fsync_file, write_atomic
+from ..common.atomic_write import fsync_directory, fsync_file, write_atomic
 from ..errors import StoreError, is_transient_os_error
-from ..manifest import MANIFEST_NAME
 from .base import Published, UploadProgress
 from .layout import (
     KEY_PATTERN,
@@ -32,6 +31,7 @@ from .layout import (
     folder_key,
     group_folders,
 )
+from .manifest import MANIFEST_NAME
 
 _ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 

@@ -4,7 +4,7 @@ One table per collection: ``_id`` (the key, primary key), the record as JSON tex
 when it was written. A side table ``<table>__inputs`` (``_id``, ``url``), indexed on
 ``url`` and written in the same transaction as the record, holds each record's input
 URLs, so :meth:`SqliteRecordStore.find_by_inputs` never scans the records. Claims
-(:mod:`analysis_wrapper.claims`) live in ``<table>__claims``: one row per key with its
+(:mod:`analysis_wrapper.stores.claims`) live in ``<table>__claims``: one row per key with its
 epoch and state in columns, so the compare-and-set on the epoch is one ``UPDATE ...
 WHERE epoch = ?``. WAL mode
 lets readers go on while a writer commits; the busy timeout makes concurrent writers
@@ -25,7 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..claims import Claim
 from ..errors import ConfigError, RecordExistsError, StoreError, is_transient_os_error
 from .base import (
     PARAMETERS_PATH,
@@ -36,6 +35,7 @@ from .base import (
     read_only_error,
     record_input_urls,
 )
+from .claims import Claim
 from .fencing import fenced_out
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
@@ -330,7 +330,7 @@ class SqliteRecordStore:
             ).fetchone()
         return row is not None
 
-    # --- claims (see analysis_wrapper.claims) ------------------------------------
+    # --- claims (see analysis_wrapper.stores.claims) ------------------------------------
 
     def get_claims(self, keys: Iterable[str]) -> dict[str, Claim]:
         """Return the claims among ``keys``, a few hundred keys per query."""

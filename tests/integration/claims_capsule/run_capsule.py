@@ -87,8 +87,8 @@ def arm_crash() -> None:
     try:
         import boto3.session
 
-        from analysis_wrapper.stores.mongo import MongoRecordStore
-        from analysis_wrapper.stores.s3 import S3ResultStore
+        from analysis_wrapper.stores.mongo.store import MongoRecordStore
+        from analysis_wrapper.stores.s3.store import S3ResultStore
     except ImportError:
         pass
     else:
@@ -135,7 +135,7 @@ def arm_faults() -> None:
 
     records: list[Any] = [SqliteRecordStore]
     try:
-        from analysis_wrapper.stores.mongo import MongoRecordStore
+        from analysis_wrapper.stores.mongo.store import MongoRecordStore
     except ImportError:
         pass
     else:

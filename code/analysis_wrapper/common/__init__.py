@@ -1,0 +1,1 @@
+"""What every stage uses: secrets masked in messages, retries, atomic writes."""

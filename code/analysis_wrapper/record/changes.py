@@ -1,0 +1,173 @@
+"""Field-level reasons: what changed since a record with the same input data.
+
+A job runs when no record has its key. When a record with the same input data (the
+same ``input_data`` and ``file_location`` sets) exists, the reason names what differs
+from the closest such record (fewest differences, then newest): ``parameters.min_spikes 20 → 30``,
+``code.version 1a2b3c4d5e6f → 6f5e4d3c2b1a``. The candidates come from one indexed,
+batched :meth:`RecordStore.find_by_inputs` per plan, never a scan of the collection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import StoreError
+from ..stores.base import (
+    RecordStore,
+    input_set_key,
+    record_code,
+    record_input_urls,
+    record_parameters,
+)
+from .metadata import record_process
+
+log = logging.getLogger(__name__)
+
+SHORT_VERSION = 12
+"""Hex runs (commits, digests) in versions are cut to this many characters."""
+
+_VALUE_LIMIT = 60
+_HEX_RUN = re.compile(rf"[0-9a-f]{{{SHORT_VERSION + 1},}}")
+_FILE_LOCATION_NOTE = "file_location: "
+
+
+def short_version(version: Any) -> str:
+    """Cut every long hex run of a version (``<commit>+dirty.<digest>``) to 12 characters."""
+    if not isinstance(version, str):
+        return compact(version)
+    return _HEX_RUN.sub(lambda match: match.group()[:SHORT_VERSION], version)
+
+
+def compact(value: Any) -> str:
+    """Show ``value`` as compact JSON, cut to about 60 characters."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 1] + "…"
+
+
+def record_file_locations(record: Mapping[str, Any]) -> list[str]:
+    """Return the sorted file locations a record's process notes list (``[]`` if none)."""
+    notes = record_process(record).get("notes")
+    if not isinstance(notes, str):
+        return []
+    for line in notes.splitlines():
+        if line.startswith(_FILE_LOCATION_NOTE):
+            found = line[len(_FILE_LOCATION_NOTE) :].split(", ")
+            return sorted({location for location in found if location})
+    return []
+
+
+def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
+    """Name each field of a job's key pre-image that differs from a stored record.
+
+    Parameters
+    ----------
+    preimage : mapping
+        The job's key pre-image (see :func:`analysis_wrapper.identity.key.key_preimage`).
+    record : mapping
+        A stored record.
+
+    Returns
+    -------
+    list of str
+        One entry per difference, in pre-image order (code, inputs, then parameters
+        by name): ``"parameters.x 0.5 → 0.8"``, ``"parameters.y added (1)"``,
+        ``"parameters.z removed (was true)"``, ``"code.version <old12> → <new12>"``.
+        Values are compact JSON, so ``1`` and ``1.0`` differ, as they do in the key.
+    """
+    code = record_code(dict(record))
+    new_code = preimage.get("code") or {}
+    changes: list[str] = []
+    if code.get("url") != new_code.get("url"):
+        changes.append(f"code.url {compact(code.get('url'))} → {compact(new_code.get('url'))}")
+    old_version, new_version = code.get("version"), new_code.get("version")
+    if old_version != new_version:
+        old_short, new_short = short_version(old_version), short_version(new_version)
+        if old_short == new_short:
+            old_short, new_short = compact(old_version), compact(new_version)
+        changes.append(f"code.version {old_short} → {new_short}")
+    for name, old in (
+        ("input_data", sorted(set(record_input_urls(dict(record))))),
+        ("file_location", record_file_locations(record)),
+    ):
+        new = sorted(set(preimage.get(name) or []))
+        if old != new:
+            changes.append(f"{name} {compact(old)} → {compact(new)}")
+    old_parameters = record_parameters(dict(record))
+    new_parameters = preimage.get("parameters") or {}
+    for name in sorted(set(old_parameters) | set(new_parameters)):
+        if name not in old_parameters:
+            changes.append(f"parameters.{name} added ({compact(new_parameters[name])})")
+        elif name not in new_parameters:
+            changes.append(f"parameters.{name} removed (was {compact(old_parameters[name])})")
+        else:
+            old_text, new_text = _exact(old_parameters[name]), _exact(new_parameters[name])
+            if old_text != new_text:
+                changes.append(
+                    f"parameters.{name} {compact(old_parameters[name])} → "
+                    f"{compact(new_parameters[name])}"
+                )
+    return changes
+
+
+def change_reasons(preimages: Sequence[Mapping[str, Any]], store: RecordStore) -> list[str | None]:
+    """Explain, for each job about to run, what changed since its newest sibling record.
+
+    One batched :meth:`RecordStore.find_by_inputs` finds the records with each job's
+    input data; those whose file locations also match are candidates. The reason names
+    the differences (:func:`describe_changes`) from the closest candidate: the one with
+    the fewest, and the newest (the last the store lists) among those. Jobs of a
+    parameter grid share their inputs, so the newest record alone would often be
+    another grid point's, and the reason would name parameters the user never changed.
+
+    Parameters
+    ----------
+    preimages : sequence of mapping
+        The key pre-images of jobs with no record under their key.
+    store : RecordStore
+        The record store.
+
+    Returns
+    -------
+    list of str or None
+        Per pre-image, ``"changed since record <key12> (<when>): <changes>"``, with the
+        changes joined by ``"; "``, or
+        ``None`` when no record has the same input data (or the lookup failed: the
+        reason is only an explanation, so a failure is logged and the run goes on).
+    """
+    if not preimages:
+        return []
+    input_sets = [list(preimage.get("input_data") or []) for preimage in preimages]
+    try:
+        found = store.find_by_inputs(input_sets)
+    except StoreError as exc:
+        log.warning("cannot tell what changed since earlier records: %s", exc)
+        return [None] * len(preimages)
+    reasons: list[str | None] = []
+    for preimage, inputs in zip(preimages, input_sets, strict=True):
+        files = sorted(set(preimage.get("file_location") or []))
+        siblings = [
+            record
+            for record in found.get(input_set_key(inputs), [])
+            if record_file_locations(record) == files
+        ]
+        if not siblings:
+            reasons.append(None)
+            continue
+        # The closest sibling: fewest changes, the newest among equals (listed last).
+        compared = [(describe_changes(preimage, record), record) for record in siblings]
+        position = min(range(len(compared)), key=lambda i: (len(compared[i][0]), len(compared) - i))
+        changes, closest = compared[position]
+        process = record_process(closest)
+        when = process.get("end_date_time") or process.get("start_date_time") or "unknown time"
+        changes = changes or ["no field differs (another key scheme)"]
+        key = str(closest.get("_id", ""))[:SHORT_VERSION]
+        reasons.append(f"changed since record {key} ({when}): {'; '.join(changes)}")
+    return reasons
+
+
+def _exact(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

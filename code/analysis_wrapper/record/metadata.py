@@ -1,0 +1,163 @@
+"""The record: an aind-data-schema ``Metadata`` document, built and validated here only.
+
+``_id = name = key``, ``location`` = where the result's files are, and
+``processing.data_processes[0]`` an Analysis ``DataProcess`` whose ``code`` holds the
+code identity, the input data and the validated parameters, and whose
+``output_parameters`` holds the analysis's outputs.
+
+aind-data-schema is imported on first use: it costs about a second, and planning a run
+never needs it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import WrapperError
+from ..identity.codeocean_run import CodeOceanRun, record_notes
+from ..identity.key import CodeIdentity
+
+RUN_SCRIPT = "code/run"
+DEFAULT_PROCESS_NAME = "aind-analysis-wrapper"
+
+
+class RecordBuildError(WrapperError, ValueError):
+    """The record does not validate with aind-data-schema."""
+
+
+@dataclass(frozen=True)
+class RecordInputs:
+    """Everything a record is built from, for one job.
+
+    Parameters
+    ----------
+    key : str
+        The job key (``_id`` and ``name``).
+    location : str
+        URL of the folder holding the result's files.
+    code : CodeIdentity
+        The code that ran.
+    input_data : sequence of str
+        Normalised input locations, as hashed.
+    asset_names : mapping
+        Asset name per input location, where the job gave one.
+    file_location : sequence of str
+        Normalised file locations, as hashed.
+    parameters : mapping
+        The validated parameters, JSON mode.
+    outputs : mapping
+        The outputs, JSON mode.
+    experimenters : sequence of str
+        Who ran it.
+    start, end : datetime
+        Timezone-aware start and end of the analysis.
+    query : str or None
+        The dispatcher's query, kept as a note.
+    codeocean : CodeOceanRun or None
+        The Code Ocean run: its pipeline becomes ``pipeline_name`` and
+        ``processing.pipelines``; its computation and data assets go into the notes.
+    """
+
+    key: str
+    location: str
+    code: CodeIdentity
+    input_data: Sequence[str]
+    asset_names: Mapping[str, str]
+    file_location: Sequence[str]
+    parameters: Mapping[str, Any]
+    outputs: Mapping[str, Any]
+    experimenters: Sequence[str]
+    start: datetime
+    end: datetime
+    query: str | None = None
+    codeocean: CodeOceanRun | None = None
+
+
+def build_record(inputs: RecordInputs) -> dict[str, Any]:
+    """Build and validate the record; return it as JSON-ready dict with ``_id`` first.
+
+    Raises
+    ------
+    RecordBuildError
+        If aind-data-schema rejects it (the message names the field).
+    """
+    from aind_data_schema.components.identifiers import Code, DataAsset
+    from aind_data_schema.core.metadata import Metadata
+    from aind_data_schema.core.processing import DataProcess, Processing, ProcessStage
+    from aind_data_schema_models.process_names import ProcessName
+
+    name = inputs.code.name or DEFAULT_PROCESS_NAME
+    notes = []
+    if inputs.file_location:
+        notes.append("file_location: " + ", ".join(inputs.file_location))
+    if inputs.query:
+        notes.append(f"query: {inputs.query}")
+    notes.extend(record_notes(inputs.codeocean))
+    pipeline = inputs.codeocean.pipeline if inputs.codeocean else None
+    commit = inputs.code.commit
+    try:
+        with warnings.catch_warnings():
+            # An analysis record has processing only; aind-data-schema warns that
+            # acquisition files (data_description, ...) are missing. They are, by design.
+            warnings.simplefilter("ignore", UserWarning)
+            code = Code(
+                url=inputs.code.url,
+                name=inputs.code.name,
+                version=inputs.code.version,
+                commit_hash=commit,
+                run_script=RUN_SCRIPT,
+                input_data=[
+                    DataAsset(url=location, name=inputs.asset_names.get(location))
+                    for location in inputs.input_data
+                ],
+                parameters=dict(inputs.parameters),
+            )
+            process = DataProcess(
+                process_type=ProcessName.ANALYSIS,
+                stage=ProcessStage.ANALYSIS,
+                name=name,
+                code=code,
+                experimenters=list(inputs.experimenters),
+                start_date_time=inputs.start,
+                end_date_time=inputs.end,
+                output_parameters=dict(inputs.outputs),
+                notes="\n".join(notes) or None,
+                pipeline_name=pipeline.name if pipeline else None,
+            )
+            processing = Processing(
+                data_processes=[process],
+                dependency_graph={name: []},
+                pipelines=[Code(url=pipeline.url, name=pipeline.name)] if pipeline else None,
+            )
+            metadata = Metadata(name=inputs.key, location=inputs.location, processing=processing)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise RecordBuildError(
+            f"the record for {inputs.key} does not validate with aind-data-schema: "
+            f"{field}: {first['msg']}"
+        ) from None
+    return {"_id": inputs.key, **metadata.model_dump(mode="json")}
+
+
+def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return the record's first data process (``{}`` if the record has none)."""
+    processing = record.get("processing") or {}
+    processes = processing.get("data_processes") or [{}]
+    first = processes[0]
+    return first if isinstance(first, Mapping) else {}
+
+
+def describe_record(record: Mapping[str, Any]) -> str:
+    """Say which record this is, for a skip reason: key, when, code version."""
+    process = record_process(record)
+    code = process.get("code") or {}
+    when = process.get("end_date_time") or process.get("start_date_time") or "an unknown time"
+    version = code.get("version") or "unknown"
+    return f"record {record.get('_id')} written {when} by code version {version}"

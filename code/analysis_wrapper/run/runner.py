@@ -1,0 +1,189 @@
+"""One run: plan every job, run the ones to run, and write the run's summary files.
+
+The runner sees the store interfaces and a :class:`CodeIdentity`, never a database or
+cloud client. The steps live in their own modules::
+
+    planning.py   job files -> keys (pure) -> records and claims, in batches -> decisions
+    job_run.py    one job: claim its key (or wait out a lost worker's), then its tries
+    job_tries.py  the analysis, then publish (manifest last) and record, each retried
+    job_outputs.py  run_analysis into a folder -> outputs, metadata.nd.json, key.json
+    claims.py     who runs a key: insert-if-absent, takeover by epoch, fencing
+    heartbeat.py  a running job's claim renewed in the background, with deadlines
+    executors.py  where the jobs run: serially, a process pool, Dask
+    dask_shipping.py  the capsule's code and the run's settings sent to Dask workers
+    runner.py     this module: drives a run, writes plan.json / run_summary.json
+
+A job that fails is reported and posts nothing; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..common.atomic_write import write_json as _write_json
+from ..config.settings import RunOptions
+from ..report.progress import JobProgress
+from .context import (
+    Analysis,
+    AnalysisFunction,
+    JobResult,
+    PlannedJob,
+    RunContext,
+    RunSummary,
+    Status,
+)
+from .decision import Action
+from .job import (
+    KEY_FILE_NAME,
+    METADATA_FILE_NAME,
+    outputs_to_json,
+    run_job,
+)
+from .planning import ValidatedCache, plan_run, prepare_job
+
+__all__ = [
+    "KEY_FILE_NAME",
+    "METADATA_FILE_NAME",
+    "NO_JOBS_FILE_NAME",
+    "PLAN_FILE_NAME",
+    "SUMMARY_FILE_NAME",
+    "Analysis",
+    "AnalysisFunction",
+    "Executor",
+    "JobResult",
+    "OnDone",
+    "PlannedJob",
+    "RunContext",
+    "RunSummary",
+    "Status",
+    "ValidatedCache",
+    "execute_run",
+    "outputs_to_json",
+    "plan_run",
+    "prepare_job",
+    "run_job",
+    "run_serially",
+]
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE_NAME = "plan.json"
+SUMMARY_FILE_NAME = "run_summary.json"
+NO_JOBS_FILE_NAME = "no_jobs.txt"
+
+
+def _write_no_jobs_placeholder(options: RunOptions) -> None:
+    """Say in ``results_directory`` that there was nothing to do.
+
+    A Code Ocean pipeline step whose results folder is empty counts as failed, so a
+    step that gets zero jobs leaves this file.
+    """
+    (options.results_directory / NO_JOBS_FILE_NAME).write_text(
+        f"no job files in {options.input_directory / 'job_dict'}: nothing ran, nothing was "
+        "posted. This file exists because a Code Ocean pipeline step with no results fails.\n",
+        encoding="utf-8",
+    )
+
+
+OnDone = Callable[[int, "JobResult"], None]
+Executor = Callable[[Sequence["PlannedJob"], "RunContext", OnDone], None]
+"""Runs the jobs to run, calling back with each one's position and result as it ends."""
+
+
+def run_serially(jobs: Sequence[PlannedJob], context: RunContext, on_done: OnDone) -> None:
+    """The default executor: one job after another, in this process."""
+    for position, job in enumerate(jobs):
+        on_done(position, run_job(job, context))
+
+
+def execute_run(context: RunContext, executor: Executor | None = None) -> RunSummary:
+    """Plan every job, then run, skip or fail each, and write the run's summary files.
+
+    With ``--plan 1`` nothing runs: ``plan.json`` is written and the jobs are
+    returned as skipped or failed.
+
+    Parameters
+    ----------
+    context : RunContext
+        The run's settings, stores and code identity.
+    executor : callable, optional
+        Where the jobs that run are run (see :mod:`analysis_wrapper.run.executors`);
+        one after another in this process by default.
+    """
+    options = context.options
+    planned = plan_run(context)
+    options.results_directory.mkdir(parents=True, exist_ok=True)
+    if not planned:
+        log.info("no job files in %s: nothing to do", options.input_directory / "job_dict")
+        _write_no_jobs_placeholder(options)
+    if options.plan:
+        _write_json(
+            options.results_directory / PLAN_FILE_NAME, [job.plan_entry() for job in planned]
+        )
+        summary = RunSummary(dry_run=True, plan=True)
+        for job in planned:
+            failing = job.decision.action in (Action.INVALID, Action.FAILED)
+            status = Status.FAILED if failing else Status.SKIPPED
+            summary.jobs.append(
+                JobResult(
+                    str(job.job_file),
+                    job.key,
+                    job.decision.action.value,
+                    status,
+                    error=job.error,
+                    reason=job.decision.reason,
+                )
+            )
+        return summary
+    summary = RunSummary(dry_run=options.dry_run)
+    results: list[JobResult | None] = [None] * len(planned)
+    to_run: list[int] = []
+    for index, job in enumerate(planned):
+        log.log(
+            logging.ERROR if job.decision.action is Action.INVALID else logging.INFO,
+            "%s: %s (%s)",
+            job.job_file.name,
+            job.decision.action.value,
+            job.decision.reason,
+        )
+        if job.decision.action is Action.RUN:
+            to_run.append(index)
+        else:
+            results[index] = run_job(job, context)  # a skip or an invalid job: no work
+
+    def done(position: int, result: JobResult) -> None:
+        results[to_run[position]] = result
+        finished = sum(1 for index in to_run if results[index] is not None)
+        if result.status is Status.SUCCEEDED:
+            log.info(
+                "[%d/%d] %s: succeeded in %.2f s -> %s",
+                finished,
+                len(to_run),
+                Path(result.job_file).name,
+                result.seconds,
+                result.location,
+            )
+        elif result.status is Status.SKIPPED:  # another worker has it, or finished it
+            log.info(
+                "[%d/%d] %s: skipped (%s)",
+                finished,
+                len(to_run),
+                Path(result.job_file).name,
+                result.reason,
+            )
+        else:
+            log.info("[%d/%d] %s: failed", finished, len(to_run), Path(result.job_file).name)
+        progress.update(result.status is not Status.FAILED)
+
+    with JobProgress(len(to_run)) as progress:
+        (executor or run_serially)([planned[index] for index in to_run], context, done)
+    summary.jobs = [result for result in results if result is not None]
+    _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
+    reasons = {str(job.job_file): job.decision.reason for job in planned}
+    reasons.update({job.job_file: job.reason for job in summary.jobs if job.reason})
+    from ..report.html import write_report  # only at the end of a run: not on the start-up path
+
+    write_report(options.results_directory, summary, reasons)
+    return summary

@@ -1,0 +1,1 @@
+"""Records and claims in MongoDB or Amazon DocumentDB, through pymongo."""
