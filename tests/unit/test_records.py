@@ -11,14 +11,13 @@ from typing import Any
 import pytest
 
 from analysis_wrapper.identity.key import CodeIdentity
+from analysis_wrapper.record.fields import describe_record, record_process
 from analysis_wrapper.record.metadata import (
     DEFAULT_PROCESS_NAME,
     RUN_SCRIPT,
     RecordBuildError,
     RecordInputs,
     build_record,
-    describe_record,
-    record_process,
 )
 
 KEY = "3b" * 32

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config.settings import StoreSettings
 from ..errors import StoreError
-from ..record.metadata import record_process
+from ..record.fields import record_process
 from ..record.query import (
     find_records,
     get_record_by_prefix,

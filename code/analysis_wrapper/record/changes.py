@@ -23,7 +23,7 @@ from ..stores.base import (
     record_input_urls,
     record_parameters,
 )
-from .metadata import record_process
+from .fields import record_process
 
 log = logging.getLogger(__name__)
 

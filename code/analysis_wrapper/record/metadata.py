@@ -144,20 +144,3 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
             f"{field}: {first['msg']}"
         ) from None
     return {"_id": inputs.key, **metadata.model_dump(mode="json")}
-
-
-def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
-    """Return the record's first data process (``{}`` if the record has none)."""
-    processing = record.get("processing") or {}
-    processes = processing.get("data_processes") or [{}]
-    first = processes[0]
-    return first if isinstance(first, Mapping) else {}
-
-
-def describe_record(record: Mapping[str, Any]) -> str:
-    """Say which record this is, for a skip reason: key, when, code version."""
-    process = record_process(record)
-    code = process.get("code") or {}
-    when = process.get("end_date_time") or process.get("start_date_time") or "an unknown time"
-    version = code.get("version") or "unknown"
-    return f"record {record.get('_id')} written {when} by code version {version}"

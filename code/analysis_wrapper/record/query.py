@@ -25,7 +25,7 @@ from ..identity.key import canonical_json
 from ..job.locations import LocationError, location_key_form, normalise_location
 from ..stores.base import Record, RecordQuery, RecordStore, record_input_urls, record_parameters
 from ..stores.factory import open_record_store
-from .metadata import record_process
+from .fields import record_process
 
 MIN_KEY_PREFIX = 6
 """The shortest key prefix ``results show`` and ``results download`` accept."""

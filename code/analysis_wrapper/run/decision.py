@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..record.metadata import describe_record
+from ..record.fields import describe_record
 from ..stores.claims import Claim, describe_claim, takeover_reason
 
 

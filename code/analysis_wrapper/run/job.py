@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..record.metadata import describe_record
+from ..record.fields import describe_record
 from ..stores.claims import Acquired, Claim, Claims, Owner
 from .context import JobResult, PlannedJob, RunContext, Status
 from .decision import Action

@@ -1,0 +1,27 @@
+"""A stored record read back: its first data process, and a phrase that names it.
+
+Pure reads of a record's JSON, apart from :mod:`.metadata`, which builds records with
+aind-data-schema: the run-or-skip decision names a record without loading the schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Return the record's first data process (``{}`` if the record has none)."""
+    processing = record.get("processing") or {}
+    processes = processing.get("data_processes") or [{}]
+    first = processes[0]
+    return first if isinstance(first, Mapping) else {}
+
+
+def describe_record(record: Mapping[str, Any]) -> str:
+    """Say which record this is, for a skip reason: key, when, code version."""
+    process = record_process(record)
+    code = process.get("code") or {}
+    when = process.get("end_date_time") or process.get("start_date_time") or "an unknown time"
+    version = code.get("version") or "unknown"
+    return f"record {record.get('_id')} written {when} by code version {version}"
