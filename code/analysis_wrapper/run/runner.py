@@ -1,17 +1,21 @@
 """One run: plan every job, run the ones to run, and write the run's summary files.
 
 The runner sees the store interfaces and a :class:`CodeIdentity`, never a database or
-cloud client. The steps live in their own modules::
+cloud client. The steps live in their own modules of this folder::
 
-    planning.py   job files -> keys (pure) -> records and claims, in batches -> decisions
-    job_run.py    one job: claim its key (or wait out a lost worker's), then its tries
-    job_tries.py  the analysis, then publish (manifest last) and record, each retried
-    job_outputs.py  run_analysis into a folder -> outputs, metadata.nd.json, key.json
-    claims.py     who runs a key: insert-if-absent, takeover by epoch, fencing
-    heartbeat.py  a running job's claim renewed in the background, with deadlines
-    executors.py  where the jobs run: serially, a process pool, Dask
-    dask_shipping.py  the capsule's code and the run's settings sent to Dask workers
-    runner.py     this module: drives a run, writes plan.json / run_summary.json
+    planning.py      job files -> keys (pure) -> records and claims, in batches
+    decision.py      each job's run-or-skip, with its reason (pure)
+    job.py           one job: claim its key (or wait out a lost worker's), then its tries
+    tries.py         the analysis, then publish (manifest last) and record, each retried
+    outputs.py       run_analysis into a folder -> outputs, metadata.nd.json, key.json
+    heartbeat.py     a running job's claim renewed in the background, with deadlines
+    executors.py     where the jobs run: serially, a process pool, Dask
+    dask_shipping.py the capsule's code and the run's settings sent to Dask workers
+    dask_worker.py   what a Dask worker runs
+    runner.py        this module: drives a run, writes plan.json / run_summary.json
+
+Who runs a key (insert-if-absent, takeover by epoch, fencing) is
+:mod:`analysis_wrapper.stores.claims`, the same rules on every record store.
 
 A job that fails is reported and posts nothing; the others go on.
 """
