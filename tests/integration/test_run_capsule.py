@@ -8,6 +8,7 @@ import re
 import shutil
 import sqlite3
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -263,6 +264,48 @@ def test_keys_survive_moving_the_data_folder(posted: CapsuleCopy, tmp_path: Path
     assert [entry["action"] for entry in plan] == ["skip"] * JOB_COUNT
     assert {entry["key"] for entry in plan} == set(stored_records(posted.store))
     assert all(entry["job_file"].startswith(str(moved)) for entry in plan)
+
+
+def test_upstream_dispatcher_layout_finds_the_same_jobs(
+    posted: CapsuleCopy, tmp_path: Path
+) -> None:
+    """Job files in job_dict/<n>/<uuid>.json (upstream's dispatcher) are the same jobs."""
+    moved = tmp_path / "upstream" / "data"
+    shutil.copytree(posted.data, moved)
+    job_dict = moved / "job_dict"
+    for number, job_file in enumerate(sorted(job_dict.glob("*.json"))):
+        (job_dict / str(number)).mkdir()
+        job_file.rename(job_dict / str(number) / f"{uuid.uuid4()}.json")
+    assert not list(job_dict.glob("*.json"))
+    results = tmp_path / "results"
+    done = posted.run(
+        "--plan", "1", "--input_directory", str(moved), "--results_directory", str(results)
+    )
+    ok(done)
+    plan = read_json(results / "plan.json")
+    assert [entry["action"] for entry in plan] == ["skip"] * JOB_COUNT
+    assert {entry["key"] for entry in plan} == set(stored_records(posted.store))
+    assert {Path(entry["job_file"]).parent.name for entry in plan} == {
+        str(n) for n in range(JOB_COUNT)
+    }
+
+
+def test_a_job_dict_with_files_but_no_job_exits_2(capsule: CapsuleCopy, tmp_path: Path) -> None:
+    """Files where jobs should be, none of them a job: exit 2 naming them, not "nothing to do"."""
+    inputs = tmp_path / "inputs"
+    (inputs / "job_dict" / "0" / "deeper").mkdir(parents=True)
+    (inputs / "job_dict" / "jobs.txt").write_text("not a job")
+    (inputs / "job_dict" / "0" / "deeper" / "job.json").write_text("{}")
+    (inputs / "job_dict" / ".DS_Store").write_bytes(b"\x00")
+    done = capsule.run("--dry_run", "0", "--input_directory", str(inputs))
+    ok(done, 2)
+    errors = [line for line in done.stderr.splitlines() if "holds no job file" in line]
+    assert len(errors) == 1, done.stderr
+    assert "jobs.txt" in errors[0] and "0/deeper/" in errors[0]
+    assert "job_dict/*/*.json" in errors[0]
+    assert ".DS_Store" not in errors[0]
+    assert "Traceback" not in done.stderr
+    assert not capsule.store.exists()
 
 
 # --- each test its own capsule -------------------------------------------------------------

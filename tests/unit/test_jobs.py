@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from analysis_wrapper.errors import JobInputError
+from analysis_wrapper.errors import JobInputError, UsageError
 from analysis_wrapper.job.job_file import Job, find_job_files, load_job, read_json_file
 
 UPSTREAM = Path(__file__).resolve().parent.parent / "fixtures" / "upstream"
@@ -205,6 +205,61 @@ def test_find_job_files_ignores_hidden_non_json_silently(
         files = find_job_files(tmp_path)
     assert [f.name for f in files] == ["a.json"]
     assert ".DS_Store" not in caplog.text
+
+
+def test_find_job_files_in_folders_of_job_dict(tmp_path: Path) -> None:
+    """job_dict/<n>/<uuid>.json, as upstream's dispatcher writes them, are jobs too."""
+    _write(tmp_path, "top.json", {"s3_location": ["a"]})
+    for folder, name in (("1", "f0e1.json"), ("0", "b2c3.json"), ("0", "a1b2.json")):
+        (tmp_path / "job_dict" / folder).mkdir(exist_ok=True)
+        (tmp_path / "job_dict" / folder / name).write_text('{"s3_location": ["a"]}')
+    files = find_job_files(tmp_path)
+    relative = [f.relative_to(tmp_path / "job_dict").as_posix() for f in files]
+    assert relative == ["0/a1b2.json", "0/b2c3.json", "1/f0e1.json", "top.json"]
+
+
+def test_find_job_files_warns_of_what_is_in_folders_and_is_not_a_job(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A non-JSON file in a folder, or a folder two levels down, is named in a warning."""
+    _write(tmp_path, "a.json", {"s3_location": ["a"]})
+    (tmp_path / "job_dict" / "0" / "deeper").mkdir(parents=True)
+    (tmp_path / "job_dict" / "0" / "notes.md").write_text("notes")
+    (tmp_path / "job_dict" / "0" / "deeper" / "job.json").write_text("{}")
+    with caplog.at_level(logging.WARNING, logger="analysis_wrapper"):
+        files = find_job_files(tmp_path)
+    assert [f.name for f in files] == ["a.json"]
+    assert "0/notes.md" in caplog.text
+    assert "0/deeper/" in caplog.text
+
+
+def test_find_job_files_with_files_but_no_job_is_a_usage_error(tmp_path: Path) -> None:
+    """Files in job_dict and not one job: an error naming them, not "nothing to do"."""
+    _write(tmp_path, "readme.txt", "jobs go here")
+    (tmp_path / "job_dict" / "empty").mkdir()
+    with pytest.raises(UsageError) as caught:
+        find_job_files(tmp_path)
+    message = str(caught.value)
+    assert "readme.txt" in message
+    assert "holds no job file" in message
+    assert "job_dict/*/*.json" in message
+    assert "empty" not in message
+
+
+def test_find_job_files_hidden_files_only_mean_no_jobs(tmp_path: Path) -> None:
+    """Only hidden files (.DS_Store): no jobs, and no error."""
+    _write(tmp_path, ".DS_Store", b"\x00")
+    (tmp_path / "job_dict" / ".git").mkdir()
+    (tmp_path / "job_dict" / ".git" / "HEAD").write_text("ref")
+    assert find_job_files(tmp_path) == []
+
+
+def test_find_job_files_names_at_most_five(tmp_path: Path) -> None:
+    """A long listing is cut, saying how many more there are."""
+    for number in range(8):
+        _write(tmp_path, f"n{number}.txt", "x")
+    with pytest.raises(UsageError, match=r"n4\.txt and 3 more"):
+        find_job_files(tmp_path)
 
 
 # --- bad input: one line naming the file and the field --------------------------------

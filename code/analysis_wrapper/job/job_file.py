@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from ..errors import JobInputError
+from ..errors import JobInputError, UsageError
 from .locations import LocationError, normalise_location, resolve_location
 
 if TYPE_CHECKING:  # the input modules load on first use of job.inputs
@@ -176,26 +176,66 @@ def bind_inputs(
 
 
 def find_job_files(input_directory: Path) -> list[Path]:
-    """Return every ``*.json`` in ``<input_directory>/job_dict/``, sorted by name.
+    """Return the job files of ``<input_directory>/job_dict/``, sorted by path.
 
-    A missing ``job_dict`` folder means no jobs. Other files there are ignored, with a
-    warning, since a dispatcher writes only JSON.
+    A job file is a ``*.json`` in ``job_dict/`` or in a folder of it: analysis-pipeline-utils'
+    dispatcher writes ``job_dict/<n>/<uuid>.json``. A missing or empty ``job_dict``
+    means no jobs. Other files are ignored with a warning naming them (hidden ones
+    silently), since a dispatcher writes only JSON.
+
+    Raises
+    ------
+    UsageError
+        If ``job_dict`` holds files but none of them is a job file: whatever wrote them
+        did not write jobs where this capsule looks.
     """
     job_dir = input_directory / JOB_DIR_NAME
     if not job_dir.is_dir():
         log.warning("%s does not exist: there are no jobs to run", job_dir)
         return []
-    with os.scandir(job_dir) as entries:  # one listing, no extra stat per file
-        names = [(entry.name, entry.is_file()) for entry in entries]
-    files = [job_dir / n for n in sorted(n for n, f in names if f and n.endswith(".json"))]
-    ignored = sorted(
-        name
-        for name, is_file in names
-        if is_file and not name.endswith(".json") and not name.startswith(".")
-    )
+    jobs: list[str] = []
+    ignored: list[str] = []
+    for name, kind in _visible_entries(job_dir):
+        if kind == "file":
+            (jobs if name.endswith(".json") else ignored).append(name)
+        elif kind == "dir":
+            for inner, inner_kind in _visible_entries(job_dir / name):
+                if inner_kind == "file" and inner.endswith(".json"):
+                    jobs.append(f"{name}/{inner}")
+                elif inner_kind == "file":
+                    ignored.append(f"{name}/{inner}")
+                elif inner_kind == "dir" and _holds_files(job_dir / name / inner):
+                    ignored.append(f"{name}/{inner}/")
+    if ignored and not jobs:
+        raise UsageError(
+            f"{job_dir} holds no job file, only: {_listing(ignored)}; job files are "
+            "job_dict/*.json or job_dict/*/*.json"
+        )
     if ignored:
-        log.warning("%s: ignoring files that are not *.json: %s", job_dir, ", ".join(ignored))
-    return files
+        log.warning("%s: ignoring what is not a job file: %s", job_dir, _listing(ignored))
+    return [job_dir / relative for relative in sorted(jobs)]
+
+
+def _visible_entries(folder: Path) -> list[tuple[str, str]]:
+    """The names in ``folder`` not starting with a dot, each ``file``, ``dir`` or ``other``.
+
+    One listing, no extra stat per entry.
+    """
+    with os.scandir(folder) as entries:
+        return [
+            (entry.name, "file" if entry.is_file() else "dir" if entry.is_dir() else "other")
+            for entry in entries
+            if not entry.name.startswith(".")
+        ]
+
+
+def _holds_files(folder: Path) -> bool:
+    return any(path.is_file() for path in folder.rglob("*"))
+
+
+def _listing(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(sorted(names)[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
 def read_json_file(path: Path) -> Any:
