@@ -12,27 +12,18 @@ called: it only drops jobs upstream's own wrapper already recorded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from upstream import run_upstream
 
 from conftest import CapsuleCopy
 from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import docdb_client_env
-
-UPSTREAM_BIN = Path(
-    os.environ.get(
-        "ANALYSIS_WRAPPER_UPSTREAM_BIN",
-        Path(__file__).resolve().parents[2] / ".ci" / ".venv-upstream" / "bin",
-    )
-)
 
 # Where upstream's MetadataDbClient looks for data asset records by default.
 ASSETS_DATABASE, ASSETS_COLLECTION = "metadata_index", "data_assets"
@@ -49,15 +40,6 @@ models = get_data_asset_records(Path("."), docdb_query=query)
 write_input_model_list(iter(models), output, tasks_per_job=1)
 print(len(models))
 """
-
-
-@pytest.fixture(scope="module")
-def upstream_python() -> Path:
-    """The interpreter of the virtual environment that holds upstream's packages."""
-    python = UPSTREAM_BIN / "python"
-    if not python.exists():
-        pytest.fail(f"{python} is missing: run the tests with `make test`, which installs it")
-    return python
 
 
 @pytest.fixture
@@ -82,27 +64,7 @@ def asset_records(
     collection.delete_many({"subject.subject_id": subject})
 
 
-def run_upstream_dispatcher(
-    python: Path, standin: DocDbApiStandIn, query: dict[str, Any], output: Path, scratch: Path
-) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(scratch),
-        "DOCDB_HOST": standin.host,
-        **docdb_client_env(standin, scratch),
-    }
-    return subprocess.run(
-        [str(python), "-c", DISPATCH, json.dumps(query), str(output)],
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_jobs_from_upstreams_dispatcher_run_once_each(
-    upstream_python: Path,
     docdb_api: DocDbApiStandIn,
     asset_records: list[dict[str, Any]],
     capsule: CapsuleCopy,
@@ -113,7 +75,9 @@ def test_jobs_from_upstreams_dispatcher_run_once_each(
     inputs.mkdir()
     shutil.copy(capsule.data / "analysis_parameters.json", inputs)
     query = {"subject.subject_id": asset_records[0]["subject"]["subject_id"]}
-    done = run_upstream_dispatcher(upstream_python, docdb_api, query, inputs / "job_dict", tmp_path)
+    done = run_upstream(
+        DISPATCH, json.dumps(query), str(inputs / "job_dict"), standin=docdb_api, scratch=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == str(len(asset_records))
     job_files = sorted((inputs / "job_dict").glob("*/*.json"))

@@ -548,7 +548,7 @@ def run_analysis(job, parameters, results_dir):
     assert len(records) == JOB_COUNT
     by_asset: dict[str, list[dict[str, Any]]] = {}
     for record in records.values():
-        asset = process(record)["code"]["input_data"][0]["name"]
+        asset = record["input_asset_names"][process(record)["code"]["input_data"][0]["url"]]
         by_asset.setdefault(asset, []).append(process(record)["output_parameters"])
     assert by_asset["ecephys_612345_2025-03-14_10-02-11"] == [{}, {}]
     for outputs in by_asset["ecephys_612345_2025-03-15_09-48-30"]:

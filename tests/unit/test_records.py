@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from analysis_wrapper.identity.key import CodeIdentity
-from analysis_wrapper.record.fields import describe_record, record_process
+from analysis_wrapper.record.fields import asset_name, describe_record, record_process
 from analysis_wrapper.record.metadata import (
     DEFAULT_PROCESS_NAME,
     RUN_SCRIPT,
@@ -107,11 +107,24 @@ def test_code_block() -> None:
     assert code["parameters"] == {"analysis_name": "Unit Filtering", "isi_violations_cutoff": 0.5}
 
 
-def test_input_data_urls_and_names() -> None:
-    """Each input location is a data asset with its url, and its name where the job gave one."""
-    code = _process(build_record(_inputs()))["code"]
-    assets = [(asset["url"], asset["name"]) for asset in code["input_data"]]
-    assert assets == [("s3://bucket/asset-a", "asset-a"), ("sessions/s1", None)]
+def test_input_data_as_upstream_writes_it_and_names_beside() -> None:
+    """Each input is a data asset of its url alone; the names the job gave are beside."""
+    record = build_record(_inputs())
+    code = _process(record)["code"]
+    assert code["input_data"] == [
+        {"object_type": "Data asset", "name": None, "url": "s3://bucket/asset-a"},
+        {"object_type": "Data asset", "name": None, "url": "sessions/s1"},
+    ]
+    assert record["input_asset_names"] == {"s3://bucket/asset-a": "asset-a"}
+    assert [asset_name(record, asset) for asset in code["input_data"]] == ["asset-a", None]
+    _revalidate(record)
+
+
+def test_asset_name_reads_the_older_layout_too() -> None:
+    """A record written before names moved beside input_data keeps them in the entries."""
+    older = {"processing": {"data_processes": [{"code": {"input_data": []}}]}}
+    assert asset_name(older, {"url": "s3://b/a", "name": "a"}) == "a"
+    assert asset_name(older, {"url": "s3://b/a", "name": None}) is None
 
 
 def test_output_parameters_and_experimenters() -> None:
@@ -165,15 +178,21 @@ def test_record_is_json() -> None:
 
 
 def test_file_location_and_query_go_to_notes() -> None:
-    """file_location and the dispatcher's query are kept as notes."""
+    """file_location and the dispatcher's query are kept as notes, the query in upstream's words."""
     process = _process(build_record(_inputs(file_location=["a.csv", "b.csv"], query="subj=1")))
-    assert "file_location: a.csv, b.csv" in process["notes"]
-    assert "query: subj=1" in process["notes"]
+    lines = process["notes"].splitlines()
+    assert lines == [
+        f"Git commit hash: {COMMIT}",
+        "file_location: a.csv, b.csv",
+        "Query used to retrieve data assets: subj=1",
+    ]
 
 
-def test_no_notes_without_file_location_or_query() -> None:
-    """Without either, notes is empty (null)."""
-    assert _process(build_record(_inputs()))["notes"] is None
+def test_notes_name_the_commit_as_upstream_does() -> None:
+    """Without file_location or query, the notes are the commit line alone; no commit, none."""
+    assert _process(build_record(_inputs()))["notes"] == f"Git commit hash: {COMMIT}"
+    code = CodeIdentity(url="/home/me/capsule", version="unversioned")
+    assert _process(build_record(_inputs(code=code)))["notes"] is None
 
 
 def test_record_build_error_names_the_field() -> None:

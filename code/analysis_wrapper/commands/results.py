@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config.settings import StoreSettings
 from ..errors import StoreError
-from ..record.fields import record_process
+from ..record.fields import asset_name, record_process
 from ..record.query import (
     find_records,
     get_record_by_prefix,
@@ -162,7 +162,8 @@ def format_record_summary(record: Record, manifest: dict[str, Any] | None, store
     ]
     for asset in code.get("input_data") or []:
         if isinstance(asset, dict):
-            name = f" ({asset['name']})" if asset.get("name") else ""
+            given = asset_name(record, asset)
+            name = f" ({given})" if given else ""
             lines.append(f"  {asset.get('url')}{name}")
     lines.append("parameters")
     lines += [f"  {n} = {json.dumps(v)}" for n, v in sorted(record_parameters(record).items())]
@@ -260,7 +261,7 @@ def format_records_table(records: list[Record]) -> str:
                 str(record.get("_id", ""))[:12],
                 str(process.get("end_date_time") or "")[:19],
                 str(code.get("version") or "")[:12],
-                _inputs(code),
+                _inputs(record, code),
                 _pairs({k: v for k, v in parameters.items() if k not in shared}),
             )
         )
@@ -273,9 +274,11 @@ def format_records_table(records: list[Record]) -> str:
     return "\n".join(lines)
 
 
-def _inputs(code: dict[str, Any]) -> str:
+def _inputs(record: dict[str, Any], code: dict[str, Any]) -> str:
     assets = code.get("input_data") or []
-    names = [str(a.get("name") or a.get("url") or "") for a in assets if isinstance(a, dict)]
+    names = [
+        str(asset_name(record, a) or a.get("url") or "") for a in assets if isinstance(a, dict)
+    ]
     return ",".join(names) or "-"
 
 

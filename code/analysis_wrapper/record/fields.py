@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+INPUT_ASSET_NAMES = "input_asset_names"
+"""A record's field, beside the schema's, with the asset names by input location."""
+
 
 def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return the record's first data process (``{}`` if the record has none)."""
@@ -25,3 +28,16 @@ def describe_record(record: Mapping[str, Any]) -> str:
     when = process.get("end_date_time") or process.get("start_date_time") or "an unknown time"
     version = code.get("version") or "unknown"
     return f"record {record.get('_id')} written {when} by code version {version}"
+
+
+def asset_name(record: Mapping[str, Any], data_asset: Mapping[str, Any]) -> str | None:
+    """The asset name the job gave for one of the record's ``input_data`` entries.
+
+    Records name assets in :data:`INPUT_ASSET_NAMES`; older ones in the entry itself.
+    """
+    names = record.get(INPUT_ASSET_NAMES)
+    url = data_asset.get("url")
+    if isinstance(names, Mapping) and isinstance(names.get(url), str):
+        return str(names[url])
+    name = data_asset.get("name")
+    return name if isinstance(name, str) else None

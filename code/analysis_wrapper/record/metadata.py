@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ..errors import WrapperError
 from ..identity.codeocean_run import CodeOceanRun, record_notes
 from ..identity.key import CodeIdentity
+from .fields import INPUT_ASSET_NAMES
 
 RUN_SCRIPT = "code/run"
 DEFAULT_PROCESS_NAME = "aind-analysis-wrapper"
@@ -93,14 +94,15 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
     from aind_data_schema_models.process_names import ProcessName
 
     name = inputs.code.name or DEFAULT_PROCESS_NAME
-    notes = []
+    commit = inputs.code.commit
+    # The lines analysis-pipeline-utils writes, in its words (parsers in labs read them).
+    notes = [f"Git commit hash: {commit}"] if commit else []
     if inputs.file_location:
         notes.append("file_location: " + ", ".join(inputs.file_location))
     if inputs.query:
-        notes.append(f"query: {inputs.query}")
+        notes.append(f"Query used to retrieve data assets: {inputs.query}")
     notes.extend(record_notes(inputs.codeocean))
     pipeline = inputs.codeocean.pipeline if inputs.codeocean else None
-    commit = inputs.code.commit
     try:
         with warnings.catch_warnings():
             # An analysis record has processing only; aind-data-schema warns that
@@ -112,10 +114,9 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
                 version=inputs.code.version,
                 commit_hash=commit,
                 run_script=RUN_SCRIPT,
-                input_data=[
-                    DataAsset(url=location, name=inputs.asset_names.get(location))
-                    for location in inputs.input_data
-                ],
+                # As upstream writes them, so that its query helpers (an exact match of
+                # each entry) find the record by input location: the url alone.
+                input_data=[DataAsset(url=location) for location in inputs.input_data],
                 parameters=dict(inputs.parameters),
             )
             process = DataProcess(
@@ -143,4 +144,10 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
             f"the record for {inputs.key} does not validate with aind-data-schema: "
             f"{field}: {first['msg']}"
         ) from None
-    return {"_id": inputs.key, **metadata.model_dump(mode="json")}
+    record = {"_id": inputs.key, **metadata.model_dump(mode="json")}
+    names = {loc: inputs.asset_names[loc] for loc in inputs.input_data if loc in inputs.asset_names}
+    if names:
+        # Beside the schema's fields (Metadata ignores it on validation): the asset names
+        # the job gave, by input location.
+        record[INPUT_ASSET_NAMES] = names
+    return record

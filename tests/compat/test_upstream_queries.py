@@ -1,0 +1,64 @@
+"""Beside upstream: analysis-pipeline-utils' own query helpers find the records we write.
+
+The example capsule posts to the AIND DocDB REST API stand-in; then upstream's
+``get_docdb_records_partial`` (0.2.8, from PyPI, unpatched, in a process of its own,
+configured by ``DOCDB_HOST``/``DOCDB_DATABASE``/``DOCDB_COLLECTION`` as in a capsule)
+looks them up the ways its users do: by input location, and by code url and version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from upstream import run_upstream
+
+from conftest import CapsuleCopy
+from standins.docdb_api import DocDbApiStandIn
+from standins.docdb_fixtures import DATABASE, fresh_collection
+
+QUERIES = """
+import json, sys
+from analysis_pipeline_utils.metadata import get_docdb_records_partial
+location, url, version = sys.argv[1:4]
+found = {
+    "by_input": get_docdb_records_partial(input_data_locations=[location]),
+    "by_code": get_docdb_records_partial(code_url=url, code_version=version),
+}
+print(json.dumps({how: sorted(r["_id"] for r in records) for how, records in found.items()}))
+"""
+
+
+def code_of(record: dict[str, Any]) -> dict[str, Any]:
+    code: dict[str, Any] = record["processing"]["data_processes"][0]["code"]
+    return code
+
+
+def test_upstreams_query_helpers_find_our_records(
+    capsule: CapsuleCopy,
+    docdb_api: DocDbApiStandIn,
+    docdb_api_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """By input location and by code url and version: exactly the records that match."""
+    collection = fresh_collection()
+    env = {"DOCDB_HOST": docdb_api.host, "DOCDB_DATABASE": DATABASE, "DOCDB_COLLECTION": collection}
+    done = capsule.run("--dry_run", "0", env={**env, "ANALYSIS_BUCKET": (tmp_path / "b").as_uri()})
+    assert done.returncode == 0, done.stderr
+    stored = list(docdb_api.mongo[DATABASE][collection].find({}))
+    assert len(stored) == 6
+    location = code_of(stored[0])["input_data"][0]["url"]
+    url, version = code_of(stored[0])["url"], code_of(stored[0])["version"]
+    expected_by_input = sorted(
+        r["_id"] for r in stored if location in [d["url"] for d in code_of(r)["input_data"]]
+    )
+    assert 0 < len(expected_by_input) < len(stored)
+
+    asked = run_upstream(
+        QUERIES, location, url, version, standin=docdb_api, scratch=tmp_path, env=env
+    )
+    assert asked.returncode == 0, asked.stderr
+    found = json.loads(asked.stdout.splitlines()[-1])
+    assert found["by_input"] == expected_by_input
+    assert found["by_code"] == sorted(r["_id"] for r in stored)
