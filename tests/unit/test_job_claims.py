@@ -339,6 +339,17 @@ def test_a_claim_of_this_run_still_renewed_elsewhere_is_reported_not_done(
     assert CALLS == []
 
 
+def test_an_older_shape_job_keeps_its_asset_ids_in_the_record(tmp_path: Path) -> None:
+    """asset_id (the job shape before docdb_record_id) is kept, by the location's key form."""
+    context = context_for(tmp_path, jobs=0)
+    job = {"s3_location": ["s3://Example-Bucket/a"], "asset_id": ["50fa9416"], "asset_name": ["a"]}
+    (tmp_path / "data" / "job_dict" / "job.json").write_text(json.dumps(job))
+    (result,) = execute_run(context).jobs
+    record = context.record_store.get(str(result.key))
+    assert record is not None
+    assert record["input_asset_ids"] == {"s3://example-bucket/a": "50fa9416"}
+
+
 def test_a_record_names_its_assets_and_is_found_by_any_form_of_its_location(
     tmp_path: Path,
 ) -> None:

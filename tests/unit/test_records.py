@@ -120,6 +120,14 @@ def test_input_data_as_upstream_writes_it_and_names_beside() -> None:
     _revalidate(record)
 
 
+def test_asset_ids_of_an_older_job_are_kept_beside() -> None:
+    """An older-shape job's asset_id s are kept by input location; without any, no field."""
+    record = build_record(_inputs(asset_ids={"s3://bucket/asset-a": "50fa9416"}))
+    assert record["input_asset_ids"] == {"s3://bucket/asset-a": "50fa9416"}
+    _revalidate(record)
+    assert "input_asset_ids" not in build_record(_inputs())
+
+
 def test_asset_name_reads_the_older_layout_too() -> None:
     """A record written before names moved beside input_data keeps them in the entries."""
     older = {"processing": {"data_processes": [{"code": {"input_data": []}}]}}

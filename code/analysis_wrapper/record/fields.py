@@ -12,6 +12,9 @@ from typing import Any
 INPUT_ASSET_NAMES = "input_asset_names"
 """A record's field, beside the schema's, with the asset names by input location."""
 
+INPUT_ASSET_IDS = "input_asset_ids"
+"""Beside the schema's fields too: the ``asset_id`` s of an older-shape job, by location."""
+
 
 def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return the record's first data process (``{}`` if the record has none)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ..errors import WrapperError
 from ..identity.codeocean_run import CodeOceanRun, record_notes
 from ..identity.key import CodeIdentity
-from .fields import INPUT_ASSET_NAMES
+from .fields import INPUT_ASSET_IDS, INPUT_ASSET_NAMES
 
 RUN_SCRIPT = "code/run"
 DEFAULT_PROCESS_NAME = "aind-analysis-wrapper"
@@ -48,6 +48,8 @@ class RecordInputs:
         Normalised input locations, as hashed.
     asset_names : mapping
         Asset name per input location, where the job gave one.
+    asset_ids : mapping
+        Asset id per input location, where the job gave one (the older job shape).
     file_location : sequence of str
         Normalised file locations, as hashed.
     parameters : mapping
@@ -78,6 +80,7 @@ class RecordInputs:
     end: datetime
     query: str | None = None
     codeocean: CodeOceanRun | None = None
+    asset_ids: Mapping[str, str] = field(default_factory=dict)
 
 
 def build_record(inputs: RecordInputs) -> dict[str, Any]:
@@ -145,9 +148,13 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
             f"{field}: {first['msg']}"
         ) from None
     record = {"_id": inputs.key, **metadata.model_dump(mode="json")}
-    names = {loc: inputs.asset_names[loc] for loc in inputs.input_data if loc in inputs.asset_names}
-    if names:
-        # Beside the schema's fields (Metadata ignores it on validation): the asset names
-        # the job gave, by input location.
-        record[INPUT_ASSET_NAMES] = names
+    # Beside the schema's fields (Metadata ignores them on validation): the asset names
+    # and ids the job gave, by input location.
+    for field_name, given in (
+        (INPUT_ASSET_NAMES, inputs.asset_names),
+        (INPUT_ASSET_IDS, inputs.asset_ids),
+    ):
+        by_location = {loc: given[loc] for loc in inputs.input_data if loc in given}
+        if by_location:
+            record[field_name] = by_location
     return record

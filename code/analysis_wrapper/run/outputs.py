@@ -53,6 +53,12 @@ def analyse(planned: PlannedJob, context: RunContext, work: Path, location: str)
                     planned.job.s3_location, planned.job.asset_name, strict=False
                 )
             },
+            asset_ids={
+                location_key_form(location): asset_id
+                for location, asset_id in zip(
+                    planned.job.s3_location, planned.job.asset_id or (), strict=False
+                )
+            },
             file_location=planned.preimage["file_location"],
             parameters=planned.preimage["parameters"],
             outputs=outputs,
