@@ -230,6 +230,18 @@ def test_field_named_like_a_wrapper_flag_is_a_config_error(capsule: Capsule, nam
     assert "Clashing" in str(info.value)
 
 
+def test_a_field_named_file_location_is_a_config_error() -> None:
+    """Records keep the job's file_location among the parameters: no field may take it."""
+
+    class Shadowing(AnalysisParameters):
+        file_location: list[str] = Field(default_factory=list)
+
+    with pytest.raises(ConfigError) as info:
+        check_parameter_names(Shadowing)
+    assert "file_location" in str(info.value)
+    assert "rename" in str(info.value)
+
+
 def test_clash_names_every_clashing_field(capsule: Capsule) -> None:
     """Several clashes are all named in one message."""
 

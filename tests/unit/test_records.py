@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from analysis_wrapper.identity.key import CodeIdentity
-from analysis_wrapper.record.fields import asset_name, describe_record, record_process
+from analysis_wrapper.record.fields import (
+    asset_name,
+    describe_record,
+    record_file_locations,
+    record_process,
+)
 from analysis_wrapper.record.metadata import (
     DEFAULT_PROCESS_NAME,
     RUN_SCRIPT,
@@ -19,6 +24,7 @@ from analysis_wrapper.record.metadata import (
     RecordInputs,
     build_record,
 )
+from analysis_wrapper.stores.base import record_parameters
 
 KEY = "3b" * 32
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -185,15 +191,32 @@ def test_record_is_json() -> None:
     assert json.loads(json.dumps(record)) == record
 
 
-def test_file_location_and_query_go_to_notes() -> None:
-    """file_location and the dispatcher's query are kept as notes, the query in upstream's words."""
-    process = _process(build_record(_inputs(file_location=["a.csv", "b.csv"], query="subj=1")))
-    lines = process["notes"].splitlines()
-    assert lines == [
+def test_file_location_among_parameters_and_query_in_notes() -> None:
+    """As upstream keeps them: file_location among the parameters, the query in the notes."""
+    record = build_record(_inputs(file_location=["a.csv", "b.csv"], query="subj=1"))
+    process = _process(record)
+    assert process["code"]["parameters"] == {
+        "analysis_name": "Unit Filtering",
+        "isi_violations_cutoff": 0.5,
+        "file_location": ["a.csv", "b.csv"],
+    }
+    assert process["notes"].splitlines() == [
         f"Git commit hash: {COMMIT}",
-        "file_location: a.csv, b.csv",
         "Query used to retrieve data assets: subj=1",
     ]
+    assert record_parameters(record) == {
+        "analysis_name": "Unit Filtering",
+        "isi_violations_cutoff": 0.5,
+    }
+    assert record_file_locations(record) == ["a.csv", "b.csv"]
+    _revalidate(record)
+
+
+def test_file_locations_of_an_older_record_come_from_its_notes() -> None:
+    """A record written before file_location moved among the parameters still names them."""
+    older = {"processing": {"data_processes": [{"notes": "file_location: b.csv, a.csv"}]}}
+    assert record_file_locations(older) == ["a.csv", "b.csv"]
+    assert record_file_locations(build_record(_inputs())) == []
 
 
 def test_notes_name_the_commit_as_upstream_does() -> None:

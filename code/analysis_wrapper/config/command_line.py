@@ -41,6 +41,9 @@ RESERVED_FLAGS = frozenset(
     }
 )
 
+# Records keep the job's file_location among the parameters, as upstream does.
+RESERVED_PARAMETER = "file_location"
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -113,6 +116,11 @@ def check_parameter_names(model: type[BaseModel]) -> None:
         raise ConfigError(
             f"{model.__name__} has field(s) {', '.join(clashes)} named like wrapper flags; "
             "rename them in the parameters model"
+        )
+    if RESERVED_PARAMETER in model.model_fields:
+        raise ConfigError(
+            f"{model.__name__} has a field {RESERVED_PARAMETER}: records keep the job's "
+            f"{RESERVED_PARAMETER} among the parameters; rename it in the parameters model"
         )
 
 

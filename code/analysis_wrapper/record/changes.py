@@ -23,7 +23,7 @@ from ..stores.base import (
     record_input_urls,
     record_parameters,
 )
-from .fields import record_process
+from .fields import record_file_locations, record_process
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ SHORT_VERSION = 12
 
 _VALUE_LIMIT = 60
 _HEX_RUN = re.compile(rf"[0-9a-f]{{{SHORT_VERSION + 1},}}")
-_FILE_LOCATION_NOTE = "file_location: "
 
 
 def short_version(version: Any) -> str:
@@ -46,18 +45,6 @@ def compact(value: Any) -> str:
     """Show ``value`` as compact JSON, cut to about 60 characters."""
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return text if len(text) <= _VALUE_LIMIT else text[: _VALUE_LIMIT - 1] + "…"
-
-
-def record_file_locations(record: Mapping[str, Any]) -> list[str]:
-    """Return the sorted file locations a record's process notes list (``[]`` if none)."""
-    notes = record_process(record).get("notes")
-    if not isinstance(notes, str):
-        return []
-    for line in notes.splitlines():
-        if line.startswith(_FILE_LOCATION_NOTE):
-            found = line[len(_FILE_LOCATION_NOTE) :].split(", ")
-            return sorted({location for location in found if location})
-    return []
 
 
 def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:

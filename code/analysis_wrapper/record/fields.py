@@ -44,3 +44,27 @@ def asset_name(record: Mapping[str, Any], data_asset: Mapping[str, Any]) -> str 
         return str(names[url])
     name = data_asset.get("name")
     return name if isinstance(name, str) else None
+
+
+_FILE_LOCATION_NOTE = "file_location: "  # where records before 2026-12 kept them
+
+
+def record_file_locations(record: Mapping[str, Any]) -> list[str]:
+    """The sorted file locations of a record (``[]`` if none), in either layout.
+
+    Records keep them among the parameters (``file_location``), as upstream does;
+    older ones kept a ``file_location: a, b`` line in the process notes.
+    """
+    process = record_process(record)
+    code = process.get("code")
+    parameters = code.get("parameters") if isinstance(code, Mapping) else None
+    if isinstance(parameters, Mapping) and isinstance(parameters.get("file_location"), list):
+        return sorted({str(location) for location in parameters["file_location"] if location})
+    notes = process.get("notes")
+    if not isinstance(notes, str):
+        return []
+    for line in notes.splitlines():
+        if line.startswith(_FILE_LOCATION_NOTE):
+            found = line[len(_FILE_LOCATION_NOTE) :].split(", ")
+            return sorted({location for location in found if location})
+    return []

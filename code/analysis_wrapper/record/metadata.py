@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from ..errors import WrapperError
 from ..identity.codeocean_run import CodeOceanRun, record_notes
 from ..identity.key import CodeIdentity
+from ..stores.base import FILE_LOCATION_PARAMETER
 from .fields import INPUT_ASSET_IDS, INPUT_ASSET_NAMES
 
 RUN_SCRIPT = "code/run"
@@ -100,8 +101,10 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
     commit = inputs.code.commit
     # The lines analysis-pipeline-utils writes, in its words (parsers in labs read them).
     notes = [f"Git commit hash: {commit}"] if commit else []
+    parameters = dict(inputs.parameters)
     if inputs.file_location:
-        notes.append("file_location: " + ", ".join(inputs.file_location))
+        # Where upstream keeps them: among the parameters (our key has them apart).
+        parameters[FILE_LOCATION_PARAMETER] = list(inputs.file_location)
     if inputs.query:
         notes.append(f"Query used to retrieve data assets: {inputs.query}")
     notes.extend(record_notes(inputs.codeocean))
@@ -120,7 +123,7 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
                 # As upstream writes them, so that its query helpers (an exact match of
                 # each entry) find the record by input location: the url alone.
                 input_data=[DataAsset(url=location) for location in inputs.input_data],
-                parameters=dict(inputs.parameters),
+                parameters=parameters,
             )
             process = DataProcess(
                 process_type=ProcessName.ANALYSIS,

@@ -25,7 +25,7 @@ from ..identity.key import canonical_json
 from ..job.locations import LocationError, location_key_form, normalise_location
 from ..stores.base import Record, RecordQuery, RecordStore, record_input_urls, record_parameters
 from ..stores.factory import open_record_store
-from .fields import record_process
+from .fields import record_file_locations, record_process
 
 MIN_KEY_PREFIX = 6
 """The shortest key prefix ``results show`` and ``results download`` accept."""
@@ -162,7 +162,7 @@ def latest_records(records: list[Record]) -> list[Record]:
         group = canonical_json(
             {
                 "input_data": sorted(record_input_urls(record)),
-                "file_location": _file_location_note(record),
+                "file_location": record_file_locations(record),
                 "parameters": record_parameters(record),
             }
         )
@@ -171,12 +171,6 @@ def latest_records(records: list[Record]) -> list[Record]:
             newest[group] = (when, position)
     keep = {position for _, position in newest.values()}
     return [record for position, record in enumerate(records) if position in keep]
-
-
-def _file_location_note(record: Record) -> str:
-    """The ``file_location: ...`` line the record's notes keep, or ``""``."""
-    notes = str(record_process(record).get("notes") or "")
-    return next((line for line in notes.splitlines() if line.startswith("file_location:")), "")
 
 
 def get_record_by_prefix(store: RecordStore, prefix: str) -> Record:

@@ -20,6 +20,8 @@ Record = dict[str, Any]
 """A stored record: an aind-data-schema ``Metadata`` document plus ``_id``."""
 
 PARAMETERS_PATH = ("processing", "data_processes", 0, "code", "parameters")
+FILE_LOCATION_PARAMETER = "file_location"
+"""The job's ``file_location`` s, kept among a record's parameters as upstream keeps them."""
 """Where a record keeps the validated parameters."""
 
 INPUT_URL_PATH = "processing.data_processes.0.code.input_data.url"
@@ -121,14 +123,21 @@ def group_by_inputs(
 
 
 def record_parameters(record: Record) -> dict[str, Any]:
-    """Return the parameters a record stores, or ``{}`` when it has none."""
+    """Return the analysis parameters a record stores, or ``{}`` when it has none.
+
+    The job's ``file_location`` s, which the record keeps among them, are not one.
+    """
     value: Any = record
     for step in PARAMETERS_PATH:
         try:
             value = value[step]
         except (KeyError, IndexError, TypeError):
             return {}
-    return value if isinstance(value, dict) else {}
+    if not isinstance(value, dict):
+        return {}
+    if FILE_LOCATION_PARAMETER in value:
+        return {name: v for name, v in value.items() if name != FILE_LOCATION_PARAMETER}
+    return value
 
 
 def _same_value(stored: Any, wanted: Any) -> bool:
