@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import StoreError
 from ..stores.base import (
+    Record,
     RecordStore,
     input_set_key,
     record_code,
@@ -100,7 +101,28 @@ def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> 
     return changes
 
 
-def change_reasons(preimages: Sequence[Mapping[str, Any]], store: RecordStore) -> list[str | None]:
+def find_siblings(
+    preimages: Sequence[Mapping[str, Any]], store: RecordStore
+) -> dict[tuple[str, ...], list[Record]] | None:
+    """The records with each pre-image's input data, in one batched query.
+
+    ``None`` when the lookup failed: what it serves (reasons, records upstream wrote)
+    only explains or saves work, so the failure is logged and the run goes on.
+    """
+    if not preimages:
+        return {}
+    try:
+        return store.find_by_inputs([list(p.get("input_data") or []) for p in preimages])
+    except StoreError as exc:
+        log.warning("cannot look up earlier records with the same inputs: %s", exc)
+        return None
+
+
+def change_reasons(
+    preimages: Sequence[Mapping[str, Any]],
+    store: RecordStore,
+    found: Mapping[tuple[str, ...], list[Record]] | None = None,
+) -> list[str | None]:
     """Explain, for each job about to run, what changed since its newest sibling record.
 
     One batched :meth:`RecordStore.find_by_inputs` finds the records with each job's
@@ -116,6 +138,8 @@ def change_reasons(preimages: Sequence[Mapping[str, Any]], store: RecordStore) -
         The key pre-images of jobs with no record under their key.
     store : RecordStore
         The record store.
+    found : mapping, optional
+        What :func:`find_siblings` found for ``preimages``, if the caller has it.
 
     Returns
     -------
@@ -128,10 +152,9 @@ def change_reasons(preimages: Sequence[Mapping[str, Any]], store: RecordStore) -
     if not preimages:
         return []
     input_sets = [list(preimage.get("input_data") or []) for preimage in preimages]
-    try:
-        found = store.find_by_inputs(input_sets)
-    except StoreError as exc:
-        log.warning("cannot tell what changed since earlier records: %s", exc)
+    if found is None:
+        found = find_siblings(preimages, store)
+    if found is None:
         return [None] * len(preimages)
     reasons: list[str | None] = []
     for preimage, inputs in zip(preimages, input_sets, strict=True):

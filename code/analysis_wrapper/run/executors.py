@@ -239,6 +239,9 @@ def _dask_client(
     import dask.config
     from distributed import Client, LocalCluster
 
+    # A comm closed while a cluster shuts down is logged at INFO with its traceback
+    # ("Batched Comm Closed"): expected at the end of every run, and no error of it.
+    logging.getLogger("distributed.batched").setLevel(logging.WARNING)
     address = options.scheduler_address or os.environ.get("DASK_SCHEDULER_ADDRESS")
     if address:
         try:

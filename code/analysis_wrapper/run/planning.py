@@ -25,7 +25,9 @@ from ..identity.key import CodeIdentity, canonical_json, compute_key, key_preima
 from ..inputs.versions import InputVersions
 from ..job.job_file import bind_inputs, find_job_files, load_job
 from ..job.parameters import job_layers, merge_job_parameters, merge_layers, validate_parameters
-from ..record.changes import change_reasons
+from ..record.changes import change_reasons, find_siblings
+from ..record.upstream import UPSTREAM, done_by_upstream
+from ..stores.base import input_set_key
 from ..stores.claims import Claim, owner_is_gone
 from .context import PlannedJob, RunContext
 from .decision import Action, Decision, decide
@@ -189,11 +191,36 @@ def _plan(context: RunContext) -> list[PlannedJob]:
             and job.preimage is not None
         ):
             new.append(job)
-    reasons = change_reasons([job.preimage or {} for job in new], context.record_store)
+    preimages = [job.preimage or {} for job in new]
+    found = find_siblings(preimages, context.record_store)
+    if found is None:
+        return planned
+    for job in new if not context.options.force else []:
+        upstream = done_by_upstream(
+            job.preimage or {},
+            found.get(input_set_key((job.preimage or {}).get("input_data") or []), []),
+            functools.partial(_same_parameters, job, context),
+        )
+        if upstream is not None:
+            job.decision = Decision(
+                Action.SKIP, f"done by {UPSTREAM}, record {upstream.get('_id')}"
+            )
+    reasons = change_reasons(preimages, context.record_store, found)
     for job, reason in zip(new, reasons, strict=True):
-        if reason is not None:
+        if reason is not None and job.decision.action is Action.RUN:
             job.decision = Decision(Action.RUN, reason)
     return planned
+
+
+def _same_parameters(job: PlannedJob, context: RunContext, stored: Mapping[str, Any]) -> bool:
+    """Whether ``stored`` parameters, validated with the job's model, are the job's."""
+    try:
+        validated = context.analysis.parameters_model.model_validate(dict(stored))
+    except ValueError:  # pydantic's ValidationError: not this job's parameters
+        return False
+    dumped = validated.model_dump(mode="json")
+    ours = (job.preimage or {}).get("parameters")
+    return bool(key_preimage(context.code, [], [], dumped)["parameters"] == ours)
 
 
 @contextlib.contextmanager
