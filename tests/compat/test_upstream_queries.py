@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from upstream import run_upstream
+from upstream import code_of, docdb_env, post_example, run_upstream
 
 from conftest import CapsuleCopy
 from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import DATABASE, fresh_collection
 
 QUERIES = """
 import json, sys
@@ -30,11 +28,6 @@ print(json.dumps({how: sorted(r["_id"] for r in records) for how, records in fou
 """
 
 
-def code_of(record: dict[str, Any]) -> dict[str, Any]:
-    code: dict[str, Any] = record["processing"]["data_processes"][0]["code"]
-    return code
-
-
 def test_upstreams_query_helpers_find_our_records(
     capsule: CapsuleCopy,
     docdb_api: DocDbApiStandIn,
@@ -42,11 +35,8 @@ def test_upstreams_query_helpers_find_our_records(
     tmp_path: Path,
 ) -> None:
     """By input location and by code url and version: exactly the records that match."""
-    collection = fresh_collection()
-    env = {"DOCDB_HOST": docdb_api.host, "DOCDB_DATABASE": DATABASE, "DOCDB_COLLECTION": collection}
-    done = capsule.run("--dry_run", "0", env={**env, "ANALYSIS_BUCKET": (tmp_path / "b").as_uri()})
-    assert done.returncode == 0, done.stderr
-    stored = list(docdb_api.mongo[DATABASE][collection].find({}))
+    env = docdb_env(docdb_api)
+    stored = post_example(capsule, docdb_api, {**env, "ANALYSIS_BUCKET": (tmp_path / "b").as_uri()})
     assert len(stored) == 6
     location = code_of(stored[0])["input_data"][0]["url"]
     url, version = code_of(stored[0])["url"], code_of(stored[0])["version"]

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from upstream import run_upstream
+from upstream import code_of, docdb_env, post_example, run_upstream
 
 from conftest import CapsuleCopy, git
 from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import DATABASE, fresh_collection
+from standins.docdb_fixtures import DATABASE
 
 WRITE_RECORDS = """
 import json, sys
@@ -64,15 +63,10 @@ def test_our_plan_skips_what_upstreams_wrapper_recorded(
     tmp_path: Path,
 ) -> None:
     """Same code, inputs and validated parameters: skip, naming upstream's record."""
-    collection = fresh_collection()
-    env = {"DOCDB_HOST": docdb_api.host, "DOCDB_DATABASE": DATABASE, "DOCDB_COLLECTION": collection}
-    # Our code's url and version, as our records name it: from a record of our own.
-    ours = fresh_collection()
-    posted = capsule.run("--dry_run", "0", env={**env, "DOCDB_COLLECTION": ours})
-    assert posted.returncode == 0, posted.stderr
-    code: dict[str, Any] = docdb_api.mongo[DATABASE][ours].find_one({})["processing"][
-        "data_processes"
-    ][0]["code"]
+    env = docdb_env(docdb_api)
+    collection = env["DOCDB_COLLECTION"]
+    # Our code's url and version, as our records name them: from records of our own.
+    code = code_of(post_example(capsule, docdb_api, docdb_env(docdb_api))[0])
     assert code["version"] == git(capsule.root, "rev-parse", "HEAD").strip()
     fixed = json.loads((capsule.data / "analysis_parameters.json").read_text())["fixed_parameters"]
 
@@ -116,12 +110,8 @@ def test_other_parameters_than_upstreams_record_run(
     tmp_path: Path,
 ) -> None:
     """Upstream's record of other parameter values is not this job's: it runs."""
-    collection = fresh_collection()
-    env = {"DOCDB_HOST": docdb_api.host, "DOCDB_DATABASE": DATABASE, "DOCDB_COLLECTION": collection}
-    ours = fresh_collection()
-    posted = capsule.run("--dry_run", "0", env={**env, "DOCDB_COLLECTION": ours})
-    assert posted.returncode == 0, posted.stderr
-    code = docdb_api.mongo[DATABASE][ours].find_one({})["processing"]["data_processes"][0]["code"]
+    env = docdb_env(docdb_api)
+    code = code_of(post_example(capsule, docdb_api, docdb_env(docdb_api))[0])
     fixed = json.loads((capsule.data / "analysis_parameters.json").read_text())["fixed_parameters"]
     fixed["refractory_period_ms"] = 2.5  # not what our jobs validate to
     written = run_upstream(

@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest import CapsuleCopy
 from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import docdb_client_env
+from standins.docdb_fixtures import DATABASE, docdb_client_env, fresh_collection
 
 UPSTREAM_BIN = Path(
     os.environ.get(
@@ -49,3 +51,27 @@ def run_upstream(
         text=True,
         timeout=300,
     )
+
+
+def docdb_env(standin: DocDbApiStandIn) -> dict[str, str]:
+    """A capsule's record store settings for a fresh collection of the stand-in."""
+    return {
+        "DOCDB_HOST": standin.host,
+        "DOCDB_DATABASE": DATABASE,
+        "DOCDB_COLLECTION": fresh_collection(),
+    }
+
+
+def code_of(record: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``processing.data_processes[0].code``."""
+    code: dict[str, Any] = record["processing"]["data_processes"][0]["code"]
+    return code
+
+
+def post_example(
+    capsule: CapsuleCopy, standin: DocDbApiStandIn, env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Post the example's jobs to ``env``'s collection; return the records stored there."""
+    done = capsule.run("--dry_run", "0", env=env)
+    assert done.returncode == 0, done.stderr
+    return list(standin.mongo[DATABASE][env["DOCDB_COLLECTION"]].find({}))
