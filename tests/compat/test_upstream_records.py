@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from upstream import code_of, docdb_env, post_example, run_upstream
 
@@ -24,6 +25,7 @@ WRITE_RECORDS = """
 import json, sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 import aind_data_schema.core.processing as ps
 from aind_data_schema.components.identifiers import Code
 from aind_data_schema_models.process_names import ProcessName
@@ -56,6 +58,36 @@ print(json.dumps(ids))
 """
 
 
+def write_upstream_records(
+    capsule: CapsuleCopy,
+    standin: DocDbApiStandIn,
+    env: dict[str, str],
+    scratch: Path,
+    **parameters: Any,
+) -> list[str]:
+    """Upstream's records of the example's jobs, for our code's url and version; their ids.
+
+    ``parameters`` change the App Panel's (the fixed) values upstream's wrapper is given.
+    """
+    # Our code's url and version, as our records name them: from records of our own.
+    code = code_of(post_example(capsule, standin, docdb_env(standin))[0])
+    assert code["version"] == git(capsule.root, "rev-parse", "HEAD").strip()
+    fixed = json.loads((capsule.data / "analysis_parameters.json").read_text())["fixed_parameters"]
+    written = run_upstream(
+        WRITE_RECORDS,
+        str(capsule.data / "job_dict"),
+        code["url"],
+        code["version"],
+        json.dumps({**fixed, **parameters}),
+        standin=standin,
+        scratch=scratch,
+        env=env,
+    )
+    assert written.returncode == 0, written.stderr
+    ids: list[str] = json.loads(written.stdout.splitlines()[-1])
+    return ids
+
+
 def test_our_plan_skips_what_upstreams_wrapper_recorded(
     capsule: CapsuleCopy,
     docdb_api: DocDbApiStandIn,
@@ -65,23 +97,7 @@ def test_our_plan_skips_what_upstreams_wrapper_recorded(
     """Same code, inputs and validated parameters: skip, naming upstream's record."""
     env = docdb_env(docdb_api)
     collection = env["DOCDB_COLLECTION"]
-    # Our code's url and version, as our records name them: from records of our own.
-    code = code_of(post_example(capsule, docdb_api, docdb_env(docdb_api))[0])
-    assert code["version"] == git(capsule.root, "rev-parse", "HEAD").strip()
-    fixed = json.loads((capsule.data / "analysis_parameters.json").read_text())["fixed_parameters"]
-
-    written = run_upstream(
-        WRITE_RECORDS,
-        str(capsule.data / "job_dict"),
-        code["url"],
-        code["version"],
-        json.dumps(fixed),
-        standin=docdb_api,
-        scratch=tmp_path,
-        env=env,
-    )
-    assert written.returncode == 0, written.stderr
-    upstream_ids = json.loads(written.stdout.splitlines()[-1])
+    upstream_ids = write_upstream_records(capsule, docdb_api, env, tmp_path)
     assert len(upstream_ids) == 6
     assert {doc["_id"] for doc in docdb_api.mongo[DATABASE][collection].find({})} == set(
         upstream_ids
@@ -111,20 +127,8 @@ def test_other_parameters_than_upstreams_record_run(
 ) -> None:
     """Upstream's record of other parameter values is not this job's: it runs."""
     env = docdb_env(docdb_api)
-    code = code_of(post_example(capsule, docdb_api, docdb_env(docdb_api))[0])
-    fixed = json.loads((capsule.data / "analysis_parameters.json").read_text())["fixed_parameters"]
-    fixed["refractory_period_ms"] = 2.5  # not what our jobs validate to
-    written = run_upstream(
-        WRITE_RECORDS,
-        str(capsule.data / "job_dict"),
-        code["url"],
-        code["version"],
-        json.dumps(fixed),
-        standin=docdb_api,
-        scratch=tmp_path,
-        env=env,
-    )
-    assert written.returncode == 0, written.stderr
+    # Not what our jobs validate to.
+    write_upstream_records(capsule, docdb_api, env, tmp_path, refractory_period_ms=2.5)
     results = tmp_path / "plan"
     planned = capsule.run("--plan", "1", "--results_directory", str(results), env=env)
     assert planned.returncode == 0, planned.stderr

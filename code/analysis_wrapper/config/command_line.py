@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from ..errors import ConfigError, UsageError
 from ..job.parameters import parse_command_line_value
+from ..stores.base import FILE_LOCATION_PARAMETER
 from ..stores.claims import DEFAULT_LEASE_SECONDS
 from .settings import Capsule, ExecutorKind, RunOptions
 
@@ -42,7 +43,7 @@ RESERVED_FLAGS = frozenset(
 )
 
 # Records keep the job's file_location among the parameters, as upstream does.
-RESERVED_PARAMETER = "file_location"
+RESERVED_PARAMETER = FILE_LOCATION_PARAMETER
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

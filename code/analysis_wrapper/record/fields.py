@@ -1,13 +1,16 @@
 """A stored record read back: its first data process, and a phrase that names it.
 
-Pure reads of a record's JSON, apart from :mod:`.metadata`, which builds records with
-aind-data-schema: the run-or-skip decision names a record without loading the schema.
+Pure reads of a record's JSON (laid out as :mod:`analysis_wrapper.stores.base` says),
+apart from :mod:`.metadata`, which builds records with aind-data-schema: the run-or-skip
+decision names a record without loading the schema.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from ..stores.base import FILE_LOCATION_PARAMETER
 
 INPUT_ASSET_NAMES = "input_asset_names"
 """A record's field, beside the schema's, with the asset names by input location."""
@@ -58,8 +61,9 @@ def record_file_locations(record: Mapping[str, Any]) -> list[str]:
     process = record_process(record)
     code = process.get("code")
     parameters = code.get("parameters") if isinstance(code, Mapping) else None
-    if isinstance(parameters, Mapping) and isinstance(parameters.get("file_location"), list):
-        return sorted({str(location) for location in parameters["file_location"] if location})
+    listed = parameters.get(FILE_LOCATION_PARAMETER) if isinstance(parameters, Mapping) else None
+    if isinstance(listed, list):
+        return sorted({str(location) for location in listed if location})
     notes = process.get("notes")
     if not isinstance(notes, str):
         return []

@@ -21,7 +21,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..errors import JobInputError, KeyComputationError, StoreError
-from ..identity.key import CodeIdentity, canonical_json, compute_key, key_preimage
+from ..identity.key import (
+    CodeIdentity,
+    canonical_json,
+    compute_key,
+    key_preimage,
+    normal_unicode,
+)
 from ..inputs.versions import InputVersions
 from ..job.job_file import bind_inputs, find_job_files, load_job
 from ..job.parameters import job_layers, merge_job_parameters, merge_layers, validate_parameters
@@ -191,36 +197,44 @@ def _plan(context: RunContext) -> list[PlannedJob]:
             and job.preimage is not None
         ):
             new.append(job)
-    preimages = [job.preimage or {} for job in new]
-    found = find_siblings(preimages, context.record_store)
+    found = find_siblings([job.preimage or {} for job in new], context.record_store)
     if found is None:
         return planned
-    for job in new if not context.options.force else []:
-        upstream = done_by_upstream(
-            job.preimage or {},
-            found.get(input_set_key((job.preimage or {}).get("input_data") or []), []),
-            functools.partial(_same_parameters, job, context),
-        )
-        if upstream is not None:
-            job.decision = Decision(
-                Action.SKIP, f"done by {UPSTREAM}, record {upstream.get('_id')}"
-            )
-    reasons = change_reasons(preimages, context.record_store, found)
+    if not context.options.force:
+        for job in new:
+            _skip_if_done_by_upstream(job, found, context)
+    new = [job for job in new if job.decision.action is Action.RUN]
+    reasons = change_reasons([job.preimage or {} for job in new], context.record_store, found)
     for job, reason in zip(new, reasons, strict=True):
-        if reason is not None and job.decision.action is Action.RUN:
+        if reason is not None:
             job.decision = Decision(Action.RUN, reason)
     return planned
 
 
-def _same_parameters(job: PlannedJob, context: RunContext, stored: Mapping[str, Any]) -> bool:
+def _skip_if_done_by_upstream(
+    job: PlannedJob, found: Mapping[tuple[str, ...], list[Any]], context: RunContext
+) -> None:
+    """Skip ``job`` when analysis-pipeline-utils' wrapper recorded it already."""
+    preimage = job.preimage or {}
+    upstream = done_by_upstream(
+        preimage,
+        found.get(input_set_key(preimage.get("input_data") or []), []),
+        functools.partial(_same_parameters, preimage, context),
+    )
+    if upstream is not None:
+        job.decision = Decision(Action.SKIP, f"done by {UPSTREAM}, record {upstream.get('_id')}")
+
+
+def _same_parameters(
+    preimage: Mapping[str, Any], context: RunContext, stored: Mapping[str, Any]
+) -> bool:
     """Whether ``stored`` parameters, validated with the job's model, are the job's."""
     try:
         validated = context.analysis.parameters_model.model_validate(dict(stored))
     except ValueError:  # pydantic's ValidationError: not this job's parameters
         return False
-    dumped = validated.model_dump(mode="json")
-    ours = (job.preimage or {}).get("parameters")
-    return bool(key_preimage(context.code, [], [], dumped)["parameters"] == ours)
+    # In the form the pre-image holds them (JSON mode, text in NFC).
+    return bool(normal_unicode(validated.model_dump(mode="json")) == preimage.get("parameters"))
 
 
 @contextlib.contextmanager
