@@ -20,9 +20,12 @@ QUERIES = """
 import json, sys
 from analysis_pipeline_utils.metadata import get_docdb_records_partial
 location, url, version = sys.argv[1:4]
+stored, given = json.loads(sys.argv[4]), json.loads(sys.argv[5])
 found = {
     "by_input": get_docdb_records_partial(input_data_locations=[location]),
     "by_code": get_docdb_records_partial(code_url=url, code_version=version),
+    "by_stored_parameters": get_docdb_records_partial(parameters=stored),
+    "by_job_parameters": get_docdb_records_partial(parameters=given),
 }
 print(json.dumps({how: sorted(r["_id"] for r in records) for how, records in found.items()}))
 """
@@ -34,7 +37,12 @@ def test_upstreams_query_helpers_find_our_records(
     docdb_api_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    """By input location and by code url and version: exactly the records that match."""
+    """By input location, by code url and version, by parameters: the records that match.
+
+    ``parameters=`` matches the whole ``code.parameters`` sub-document: a record's
+    stored parameters find it (and the records with the same values), a job's
+    distributed parameters alone find nothing.
+    """
     env = docdb_env(docdb_api)
     stored = post_example(capsule, docdb_api, {**env, "ANALYSIS_BUCKET": (tmp_path / "b").as_uri()})
     assert len(stored) == 6
@@ -45,10 +53,26 @@ def test_upstreams_query_helpers_find_our_records(
     )
     assert 0 < len(expected_by_input) < len(stored)
 
+    stored_parameters = code_of(stored[0])["parameters"]
+    expected_by_parameters = sorted(
+        r["_id"] for r in stored if code_of(r)["parameters"] == stored_parameters
+    )
+    assert 0 < len(expected_by_parameters) < len(stored)
+    job_parameters = {"isi_violations_cutoff": stored_parameters["isi_violations_cutoff"]}
     asked = run_upstream(
-        QUERIES, location, url, version, standin=docdb_api, scratch=tmp_path, env=env
+        QUERIES,
+        location,
+        url,
+        version,
+        json.dumps(stored_parameters),
+        json.dumps(job_parameters),
+        standin=docdb_api,
+        scratch=tmp_path,
+        env=env,
     )
     assert asked.returncode == 0, asked.stderr
     found = json.loads(asked.stdout.splitlines()[-1])
     assert found["by_input"] == expected_by_input
     assert found["by_code"] == sorted(r["_id"] for r in stored)
+    assert found["by_stored_parameters"] == expected_by_parameters
+    assert found["by_job_parameters"] == []

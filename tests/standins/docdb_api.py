@@ -57,6 +57,8 @@ from pymongo.errors import (
     PyMongoError,
 )
 
+from standins.projection import is_computed, project
+
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 """API Gateway's limit on a request body (10 MiB)."""
 MAX_URL_CHARS = 8192
@@ -434,19 +436,22 @@ class _Handler(BaseHTTPRequestHandler):
         projection = self._query_json("projection", None)
         sort = self._query_json("sort", None)
         page_size = min(limit, standin.page_cap) if limit > 0 else standin.page_cap
+        # Computed fields are evaluated here, as MongoDB does (see standins.projection).
+        computed = is_computed(projection)
         try:
-            cursor = target.find(filter_, projection).skip(skip).limit(page_size)
+            cursor = target.find(filter_, None if computed else projection)
+            cursor = cursor.skip(skip).limit(page_size)
             if sort:
                 cursor = cursor.sort(list(sort.items()))
             page: list[bytes] = []
             size = 2
             for document in cursor:
-                text = _dumps(document)
+                text = _dumps(project(document, projection) if computed else document)
                 if page and size + len(text) + 1 > MAX_RESPONSE_BYTES:
                     break
                 page.append(text)
                 size += len(text) + 1
-        except OperationFailure as exc:
+        except (OperationFailure, ValueError) as exc:
             raise _Reply(400, {"message": _first_line(str(exc))}) from None
         return b"[" + b",".join(page) + b"]"
 
