@@ -21,6 +21,7 @@ from typing import NoReturn
 from pydantic import BaseModel
 
 from .config.command_line import parse_command_line
+from .config.project import project_settings
 from .config.settings import Capsule, StoreSettings
 from .errors import StoreError, UsageError
 from .identity.provenance import default_experimenter, resolve_code_identity
@@ -99,7 +100,11 @@ def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
     options, command_line_parameters = parse_command_line(argv, analysis.parameters_model, capsule)
     settings = StoreSettings()
     code = resolve_code_identity(
-        capsule.code_dir, posting=options.posting, allow_dirty=options.allow_dirty
+        capsule.code_dir,
+        posting=options.posting,
+        allow_dirty=options.allow_dirty,
+        paths=project_settings(capsule.root).code_paths,
+        require_pushed=options.require_pushed,
     )
     record_store = open_record_store(settings, capsule, read_only=not options.posting)
     result_store = open_result_store(settings, capsule)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -51,19 +52,32 @@ def test_run_log_names_the_changed_parameter(capsule: CapsuleCopy, tmp_path: Pat
 
 
 def test_plan_names_the_new_code_version(capsule: CapsuleCopy, tmp_path: Path) -> None:
-    """A committed code change plans every job to run, naming both short commits."""
+    """A committed code change plans every job to run, naming both code trees and the commit."""
     old = post(capsule)
+    old_tree = code_tree(capsule)
     model = capsule.code / "example_analysis_model.py"
     model.write_text(model.read_text(encoding="utf-8") + "\n# a change\n", encoding="utf-8")
     capsule.commit("change the model")
-    new = git(capsule.root, "rev-parse", "HEAD").strip()
+    new_tree = code_tree(capsule)
+    assert old_tree != new_tree
     plan = plan_of(capsule, tmp_path / "plan")
     assert [entry["action"] for entry in plan] == ["run"] * JOB_COUNT
+    change = f"code.tree {old_tree[:12]} → {new_tree[:12]} (the record's commit: {old[:12]})"
     for entry in plan:
-        assert entry["reason"].endswith(f"): code.version {old[:12]} → {new[:12]}"), entry
+        assert entry["reason"].endswith(f"): {change}"), entry
     both = plan_of(capsule, tmp_path / "both", "--min_spikes", "30")
-    expected = f"code.version {old[:12]} → {new[:12]}; parameters.min_spikes 20 → 30"
+    expected = f"{change}; parameters.min_spikes 20 → 30"
     assert all(entry["reason"].endswith(expected) for entry in both), both
+
+
+def code_tree(capsule: CapsuleCopy) -> str:
+    """The code tree of the capsule's HEAD, from git's own tree ids (not the product's)."""
+    trees = {}
+    for path in ("code", "environment"):
+        listed = git(capsule.root, "ls-tree", "HEAD", "--", path).split()
+        trees[path] = listed[2] if listed else "-"
+    lines = "".join(f"{path} {trees[path]}\n" for path in sorted(trees))
+    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 def test_skip_names_the_record_and_new_inputs_say_no_record(

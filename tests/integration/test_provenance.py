@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from analysis_wrapper import CodeIdentity, ProvenanceError
+from analysis_wrapper.config.project import DEFAULT_CODE_PATHS, project_settings
 from analysis_wrapper.errors import UsageError
 from analysis_wrapper.identity.provenance import (
     default_experimenter,
@@ -43,9 +44,17 @@ def head(root: Path) -> str:
     return git(root, "rev-parse", "HEAD").strip()
 
 
-def identity(root: Path, *, posting: bool = True, allow_dirty: bool = False) -> CodeIdentity:
+def identity(
+    root: Path,
+    *,
+    posting: bool = True,
+    allow_dirty: bool = False,
+    paths: tuple[str, ...] = DEFAULT_CODE_PATHS,
+) -> CodeIdentity:
     """Resolve the code identity of ``root/code``."""
-    return resolve_code_identity(root / "code", posting=posting, allow_dirty=allow_dirty)
+    return resolve_code_identity(
+        root / "code", posting=posting, allow_dirty=allow_dirty, paths=paths
+    )
 
 
 def test_clean_tree_version_is_head(repo: Path) -> None:
@@ -233,11 +242,42 @@ def test_modified_tracked_file_refused(repo: Path) -> None:
     assert "run_capsule.py" not in message  # only what changed is listed
 
 
-def test_modified_tracked_file_outside_code_refused(repo: Path) -> None:
-    """A modified tracked file anywhere in the repository (not just code/) is uncommitted code."""
+def test_changes_outside_the_code_paths_are_not_code(repo: Path) -> None:
+    """Changes outside the code paths neither block a post nor change the code tree.
+
+    Job files, the README, .gitignore; a change under environment/ (a code path) does both.
+    """
+    clean = identity(repo)
+    assert clean.tree is not None and not clean.dirty
     (repo / ".gitignore").write_text("*.log\n")
-    with pytest.raises(ProvenanceError, match=r"\.gitignore"):
+    (repo / "README.md").write_text("notes\n")
+    (repo / "data" / "job_dict").mkdir(parents=True)
+    (repo / "data" / "job_dict" / "new.json").write_text("{}")
+    assert identity(repo) == clean
+    (repo / "environment").mkdir()
+    (repo / "environment" / "Dockerfile").write_text("FROM python:3.11\n")
+    with pytest.raises(ProvenanceError, match=r"environment/Dockerfile"):
         identity(repo)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "environment and notes")
+    committed = identity(repo)
+    assert committed.tree != clean.tree and committed.version != clean.version
+
+
+def test_the_code_paths_are_the_projects_setting(repo: Path) -> None:
+    """[tool.analysis-wrapper] code_paths in pyproject.toml: a folder outside it is not code."""
+    (repo / "pyproject.toml").write_text('[tool.analysis-wrapper]\ncode_paths = ["code"]\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "settings")
+    paths = project_settings(repo).code_paths
+    assert paths == ("code",)
+    before = identity(repo, paths=paths)
+    (repo / "environment").mkdir()
+    (repo / "environment" / "Dockerfile").write_text("FROM python:3.11\n")
+    assert identity(repo, paths=paths) == before
+    (repo / "pyproject.toml").write_text('[tool.analysis-wrapper]\ncode_paths = ["../up"]\n')
+    with pytest.raises(UsageError, match=r"pyproject.toml: \[tool.analysis-wrapper\] code_paths"):
+        project_settings(repo)
 
 
 def test_deleted_tracked_file_refused(repo: Path) -> None:

@@ -21,6 +21,7 @@ from analysis_wrapper.identity.key import (
     compute_key,
     key_preimage,
     normal_unicode,
+    scheme_1_key,
 )
 from analysis_wrapper.job.locations import normalise_location
 from analysis_wrapper.job.parameters import validate_parameters
@@ -111,28 +112,34 @@ def test_key_computation_error_is_a_value_error() -> None:
 
 # --- golden values --------------------------------------------------------------------
 
-GOLDEN_A = "7c70c786466e478275e544fb335ba42b063cf938cd1f1dba8016af0032dc46fa"
+GOLDEN_A = "9a99e0e611bea1b721f6ebc2b46d841e5b1408cbf838004451e9f505bdd2b90f"
+SCHEME_1_A = "7c70c786466e478275e544fb335ba42b063cf938cd1f1dba8016af0032dc46fa"
+"""The key scheme 1 gave this job: a record with it is recognised (see scheme_1_key)."""
 CANONICAL_A = (
     b'{"code":{"url":"https://github.com/example/analysis",'
     b'"version":"0123456789abcdef0123456789abcdef01234567"},'
-    b'"file_location":[],"input_data":["s3://bucket/session-1"],"key_scheme":1,'
+    b'"file_location":[],"input_data":["s3://bucket/session-1"],"key_scheme":2,'
     b'"parameters":{"analysis_name":"Unit Filtering","analysis_tag":null,'
     b'"isi_violations_cutoff":0.5}}'
 )
 
-GOLDEN_B = "9322b3d74fe0212c3b720d4df38b06e3f90ea24facba6d7f5276169bc85a5a26"
+GOLDEN_B = "43ef48aca81b761d77966957382a5a21987cb76493cedf789c538aec46a3c260"
+SCHEME_1_B = "9322b3d74fe0212c3b720d4df38b06e3f90ea24facba6d7f5276169bc85a5a26"
+"""The key scheme 1 gave this job: a record with it is recognised (see scheme_1_key)."""
 CANONICAL_B = (
     '{"code":{"url":"/home/me/capsule",'
     '"version":"89abcdef0123456789abcdef0123456789abcdef+dirty.0123456789ab"},'
     '"file_location":["units.csv"],"input_data":["s3://bucket/a","sessions/b"],'
-    '"key_scheme":1,'
+    '"key_scheme":2,'
     '"parameters":{"analysis_name":"Zählung µ","bins":[1,2.5],"nested":{"a":null,"z":true}}}'
 ).encode()
 
-GOLDEN_C = "f55afa5f17832dd1095f134653673c71685bb45ff35240704dda4544cbc88112"
+GOLDEN_C = "69937546beba7239abf0ff69c871663c052dff9b36bc28e9e491b5070774d563"
+SCHEME_1_C = "f55afa5f17832dd1095f134653673c71685bb45ff35240704dda4544cbc88112"
+"""The key scheme 1 gave this job: a record with it is recognised (see scheme_1_key)."""
 CANONICAL_C = (
     b'{"code":{"url":"https://github.com/example/analysis","version":"v1.2.3"},'
-    b'"file_location":[],"input_data":[],"key_scheme":1,"parameters":{}}'
+    b'"file_location":[],"input_data":[],"key_scheme":2,"parameters":{}}'
 )
 
 
@@ -211,10 +218,10 @@ def test_key_is_64_lowercase_hex() -> None:
 
 
 def test_preimage_contains_key_scheme() -> None:
-    """The pre-image carries key_scheme = KEY_SCHEME, which is 1 for this layout."""
+    """The pre-image carries key_scheme = KEY_SCHEME, which is 2 for this layout."""
     preimage = _preimage_a()
-    assert preimage["key_scheme"] == KEY_SCHEME == 1
-    assert b'"key_scheme":1' in canonical_json(preimage)
+    assert preimage["key_scheme"] == KEY_SCHEME == 2
+    assert b'"key_scheme":2' in canonical_json(preimage)
 
 
 def test_preimage_has_exactly_the_documented_fields() -> None:
@@ -349,11 +356,13 @@ def _dumped(**values: Any) -> dict[str, Any]:
     return validate_parameters(_Session, values, {}, "job.json").model_dump(mode="json")
 
 
-GOLDEN_NORMALISED = "39913acaadf084c7776b53cbdfc9c55fa349c736476f84e0929a21d5f95bf8cb"
+GOLDEN_NORMALISED = "80700b322fdd7cd09f29c686d44dde21a1af7b7e432bd46b655b168172ece1a4"
+SCHEME_1_NORMALISED = "39913acaadf084c7776b53cbdfc9c55fa349c736476f84e0929a21d5f95bf8cb"
+"""The key scheme 1 gave this job: a record with it is recognised (see scheme_1_key)."""
 CANONICAL_NORMALISED = (
     '{"code":{"url":"https://github.com/Example/Analysis","version":"v1.2.3"},'
     '"file_location":["units-é.csv"],"input_data":["s3://my-bucket/Sessions/é1"],'
-    '"key_scheme":1,"parameters":{"analysis_name":"Zählung café",'
+    '"key_scheme":2,"parameters":{"analysis_name":"Zählung café",'
     '"nested":{"clé":["Zählung café"]},"start":"2026-01-01T10:00:00Z"}}'
 ).encode()
 
@@ -524,3 +533,71 @@ def test_encoded_text_in_nfc_is_used_as_given() -> None:
     assert compute_key(preimage, encoded) == compute_key(preimage)
     wrong = {"parameters": '{"analysis_name":"something else: µm"}'}
     assert compute_key(preimage, wrong) != compute_key(preimage)  # i.e. it was used
+
+
+@pytest.mark.parametrize(
+    ("build", "version", "golden"),
+    [
+        (_preimage_a, "0123456789abcdef0123456789abcdef01234567", SCHEME_1_A),
+        (
+            _preimage_b,
+            "89abcdef0123456789abcdef0123456789abcdef+dirty.0123456789ab",
+            SCHEME_1_B,
+        ),
+        (_preimage_c, "v1.2.3", SCHEME_1_C),
+        (_preimage_typed_on_macos, "v1.2.3", SCHEME_1_NORMALISED),
+    ],
+    ids=["s3-input", "dirty-non-ascii", "empty", "normalised"],
+)
+def test_scheme_1_key_is_the_key_earlier_releases_gave(
+    build: Preimage, version: str, golden: str
+) -> None:
+    """The keys pinned by scheme 1's tests, from today's pre-image and the commit."""
+    assert scheme_1_key(build(), version) == golden
+
+
+GOLDEN_TREE = "13df4f53d3b7d9b9b9debd195f24d09e42a270d675bd4f4093978d5eb97f7186"
+CANONICAL_TREE = (
+    b'{"code":{"tree":"5f2b0c6f2f4d6c0d1e9a3b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80910",'
+    b'"url":"https://github.com/example/analysis"},'
+    b'"file_location":[],"input_data":["s3://bucket/session-1"],"key_scheme":2,'
+    b'"parameters":{"analysis_name":"Unit Filtering","analysis_tag":null,'
+    b'"isi_violations_cutoff":0.5}}'
+)
+
+
+def test_golden_key_of_a_code_tree() -> None:
+    """With a code tree, the key holds it in place of the version (which is only recorded)."""
+    code = CodeIdentity(
+        url="https://github.com/example/analysis",
+        version="0123456789abcdef0123456789abcdef01234567",
+        commit="0123456789abcdef0123456789abcdef01234567",
+        tree="5f2b0c6f2f4d6c0d1e9a3b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f80910",
+        paths=("code", "environment"),
+        pushed=True,
+    )
+    preimage = key_preimage(
+        code,
+        ["s3://bucket/session-1"],
+        [],
+        {"isi_violations_cutoff": 0.5, "analysis_tag": None, "analysis_name": "Unit Filtering"},
+    )
+    assert canonical_json(preimage) == CANONICAL_TREE
+    assert hashlib.sha256(CANONICAL_TREE).hexdigest() == GOLDEN_TREE
+    assert compute_key(preimage) == GOLDEN_TREE
+    other_commit = CodeIdentity(url=code.url, version="f" * 40, tree=code.tree)
+    assert (
+        compute_key(
+            key_preimage(
+                other_commit,
+                ["s3://bucket/session-1"],
+                [],
+                {
+                    "isi_violations_cutoff": 0.5,
+                    "analysis_tag": None,
+                    "analysis_name": "Unit Filtering",
+                },
+            )
+        )
+        == GOLDEN_TREE
+    )

@@ -27,8 +27,17 @@ def record(code: dict[str, Any], record_id: str | None = None) -> dict[str, Any]
     }
 
 
+def always(stored: Any) -> bool:
+    return True
+
+
+def todays(version: str) -> bool:
+    """Today's code is the commit CODE names."""
+    return version == CODE["version"]
+
+
 PREIMAGE = {
-    "code": {"url": CODE["url"], "version": CODE["version"]},
+    "code": {"url": CODE["url"], "tree": "f" * 64},
     "input_data": ["sessions/s1"],
     "file_location": [],
     "parameters": {"isi_violations_cutoff": 0.5},
@@ -43,18 +52,22 @@ def test_upstreams_id_is_the_digest_of_its_code() -> None:
 
 
 def test_the_match_needs_code_inputs_files_and_parameters() -> None:
-    """Each of code version, inputs and parameters alone stops a match."""
+    """Each of code url, code (today's or not), inputs and parameters alone stops a match."""
     upstream = record(CODE)
-    assert done_by_upstream(PREIMAGE, [upstream], lambda stored: True) is upstream
-    assert done_by_upstream(PREIMAGE, [upstream], lambda stored: False) is None
-    newer = {**PREIMAGE, "code": {**PREIMAGE["code"], "version": "9z"}}
-    assert done_by_upstream(newer, [upstream], lambda stored: True) is None
+    assert done_by_upstream(PREIMAGE, [upstream], always, todays) is upstream
+    assert done_by_upstream(PREIMAGE, [upstream], lambda stored: False, todays) is None
+    assert done_by_upstream(PREIMAGE, [upstream], always, lambda version: False) is None
+    seen: list[str] = []
+    done_by_upstream(PREIMAGE, [upstream], always, lambda version: seen.append(version) or True)
+    assert seen == ["1a2b3c"]  # the record's commit, for the caller to compare trees
+    other_url = {**PREIMAGE, "code": {**PREIMAGE["code"], "url": "https://github.com/x/y"}}
+    assert done_by_upstream(other_url, [upstream], always, todays) is None
     more = {**PREIMAGE, "input_data": ["sessions/s1", "sessions/s2"]}
-    assert done_by_upstream(more, [upstream], lambda stored: True) is None
+    assert done_by_upstream(more, [upstream], always, todays) is None
     files = {**PREIMAGE, "file_location": ["sessions/s1/a.nwb"]}
-    assert done_by_upstream(files, [upstream], lambda stored: True) is None
+    assert done_by_upstream(files, [upstream], always, todays) is None
     ours = record(CODE, record_id="e" * 64)
-    assert done_by_upstream(PREIMAGE, [ours], lambda stored: True) is None
+    assert done_by_upstream(PREIMAGE, [ours], always, todays) is None
 
 
 def test_the_parameters_compared_leave_file_location_out() -> None:
@@ -63,7 +76,7 @@ def test_the_parameters_compared_leave_file_location_out() -> None:
     seen: list[dict[str, Any]] = []
     files = {**PREIMAGE, "file_location": ["a.nwb"]}
     found = done_by_upstream(
-        files, [record(code)], lambda stored: seen.append(dict(stored)) or True
+        files, [record(code)], lambda stored: seen.append(dict(stored)) or True, todays
     )
     assert found is not None
     assert seen == [{"isi_violations_cutoff": 0.5}]

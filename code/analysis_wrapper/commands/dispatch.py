@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..config.app_panel import find_parameters_model
+from ..config.project import project_settings
 from ..config.settings import StoreSettings
 from ..errors import JobInputError, KeyComputationError, UsageError
 from ..identity.key import CodeIdentity, compute_key, key_preimage
@@ -108,7 +109,12 @@ def dispatch_command(args: argparse.Namespace) -> int:
     jobs = build_jobs(groups, read_grid(args.parameters or directory / PARAMETERS_FILE_NAME))
     skipped = 0
     if args.skip_done and jobs:
-        code = resolve_code_identity(capsule.code_dir, posting=False, allow_dirty=True)
+        code = resolve_code_identity(
+            capsule.code_dir,
+            posting=False,
+            allow_dirty=True,
+            paths=project_settings(capsule.root).code_paths,
+        )
         model = find_parameters_model(capsule)
         fixed = load_fixed_parameters(directory)
         versions = InputVersions()  # INPUT_IDENTITY=content: the inputs' versions, as a run

@@ -30,6 +30,7 @@ RESERVED_FLAGS = frozenset(
         "force",
         "plan",
         "allow_dirty",
+        "require_pushed",
         "retry_failed",
         "lease_seconds",
         "transient_retries",
@@ -170,6 +171,13 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
         help="post from a work tree with uncommitted changes (version <sha>+dirty.<digest>)",
     )
     wrapper.add_argument(
+        "--require_pushed",
+        type=_flag,
+        default=False,
+        metavar="0|1",
+        help="refuse to post from a commit no remote branch contains (else a warning)",
+    )
+    wrapper.add_argument(
         "--retry_failed",
         type=_flag,
         default=False,
@@ -258,6 +266,7 @@ def parse_command_line(
                 "force",
                 "plan",
                 "allow_dirty",
+                "require_pushed",
                 "retry_failed",
                 "transient_retries",
                 "lease_seconds",

@@ -225,6 +225,8 @@ class RunOptions:
         Run nothing: write ``plan.json`` and print what would happen.
     allow_dirty : bool
         Post results from a work tree with uncommitted changes (version ``+dirty``).
+    require_pushed : bool
+        Refuse to post from a commit that no remote branch contains.
     executor : str
         Where jobs run: ``serial``, ``process`` or ``dask``.
     workers : int or None
@@ -246,6 +248,7 @@ class RunOptions:
     force: bool = False
     plan: bool = False
     allow_dirty: bool = False
+    require_pushed: bool = False
     executor: ExecutorKind = "serial"
     workers: int | None = None
     scheduler_address: str | None = None

@@ -250,6 +250,9 @@ def resolve_codeocean_identity(
         commit=identity.commit,
         name=run.capsule_name if run else identity.name,
         dirty=identity.dirty,
+        tree=identity.tree,
+        paths=identity.paths,
+        pushed=identity.pushed,
         codeocean=run,
     )
 

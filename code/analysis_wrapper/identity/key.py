@@ -2,8 +2,8 @@
 
 The key is the sha256 (hex) of the canonical JSON of the key's *pre-image*::
 
-    {"key_scheme": 1,
-     "code": {"url": ..., "version": ...},
+    {"key_scheme": 2,
+     "code": {"url": ..., "tree": ...},
      "input_data": [sorted, normalised input locations],
      "file_location": [sorted, normalised file locations],
      "parameters": {validated parameters, JSON mode}}
@@ -17,6 +17,13 @@ on macOS (which writes NFD) and on Linux gives one key; locations and the code U
 also have their host in lower case (:func:`analysis_wrapper.job.locations.location_key_form`).
 Text that was already so (all ASCII text, with lower-case hosts) is unchanged, and so
 are the keys of earlier releases for it: ``KEY_SCHEME`` stays 1.
+
+``code.tree`` is the digest of the code's folders (``code/`` and ``environment/`` by
+default) at the commit that runs, so a commit that changes only job files, the README
+or the App Panel leaves every key as it was. Where no tree is known (a release-pinned
+capsule, code outside git) the code enters as ``{"url": ..., "version": ...}``.
+Scheme 1 keyed the commit itself (``code.version``); :func:`scheme_1_key` computes a
+job's key as scheme 1 did, so a plan can recognise the records made under it.
 
 Nothing here does I/O or depends on an installed library's version, so the same job
 gets the same key on any machine, under any aind-data-schema release. Changing what
@@ -37,7 +44,7 @@ from typing import Any
 from ..errors import KeyComputationError
 from ..job.locations import location_key_form
 
-KEY_SCHEME = 1
+KEY_SCHEME = 2
 """Version of the pre-image layout. Bump it only on purpose: every key changes."""
 
 
@@ -54,13 +61,21 @@ class CodeIdentity:
         form: NFC, host in lower case.
     version : str
         The exact version that ran: a commit, ``<commit>+dirty.<digest>`` for
-        uncommitted changes, or a release for a release-pinned capsule.
+        uncommitted changes, or a release for a release-pinned capsule. Recorded; in
+        the key only when ``tree`` is ``None``.
     commit : str or None
         The full commit hash, when known.
     name : str or None
         A human name for the code (the repository or capsule name); not in the key.
     dirty : bool
         Whether the working tree had uncommitted changes.
+    tree : str or None
+        Digest of the code's folders (``paths``) at ``commit``, with
+        ``+dirty.<digest>`` for their uncommitted changes; what the key holds.
+    paths : tuple of str
+        The folders ``tree`` digests, relative to the capsule.
+    pushed : bool or None
+        Whether a remote branch contains ``commit`` (``None``: not known).
     """
 
     url: str
@@ -68,6 +83,9 @@ class CodeIdentity:
     commit: str | None = None
     name: str | None = None
     dirty: bool = False
+    tree: str | None = None
+    paths: tuple[str, ...] = ()
+    pushed: bool | None = None
 
     def __post_init__(self) -> None:
         # The record names the code as the key does (one source of truth).
@@ -93,7 +111,8 @@ def key_preimage(
     Parameters
     ----------
     code : CodeIdentity
-        The code that will run; only its ``url`` and ``version`` enter the key.
+        The code that will run; its ``url`` and its ``tree`` (else its ``version``)
+        enter the key.
     input_data : iterable of str
         Normalised input locations; their order does not matter. They enter the key
         in their key form (:func:`analysis_wrapper.job.locations.location_key_form`).
@@ -119,7 +138,11 @@ def key_preimage(
     """
     preimage: dict[str, Any] = {
         "key_scheme": KEY_SCHEME,
-        "code": {"url": code.url, "version": code.version},
+        "code": (
+            {"url": code.url, "tree": code.tree}
+            if code.tree is not None
+            else {"url": code.url, "version": code.version}
+        ),
         "input_data": sorted(set(map(location_key_form, input_data))),
         "file_location": sorted(set(map(location_key_form, file_location))),
         "parameters": normal_unicode(dict(parameters)),
@@ -132,6 +155,19 @@ def key_preimage(
             )
         )
     return preimage
+
+
+def scheme_1_key(preimage: Mapping[str, Any], version: str) -> str:
+    """The key scheme 1 gave the job of ``preimage`` (a scheme-2 pre-image) at ``version``.
+
+    Scheme 1 held ``code: {"url", "version"}``, the commit itself; every other field
+    was as now. A record whose ``_id`` is this key, for the version it names, is a
+    record of this job made under scheme 1.
+    """
+    earlier = dict(preimage)
+    earlier["key_scheme"] = 1
+    earlier["code"] = {"url": (preimage.get("code") or {}).get("url"), "version": version}
+    return compute_key(earlier)
 
 
 def normal_unicode(value: Any) -> Any:

@@ -7,6 +7,14 @@ posting on (``--dry_run 0``), uncommitted changes are refused unless
 ``--allow_dirty 1``, in which case the version says so:
 ``<sha>+dirty.<first 12 hex of sha256(git diff HEAD, untracked paths and bytes)>``.
 
+What enters the key is the *code tree*: the sha256 of the git trees of the project's
+code paths (``code/`` and ``environment/`` by default, see
+:mod:`analysis_wrapper.config.project`) at HEAD, with ``+dirty.<digest>`` when they
+have uncommitted changes. Only changes under those paths make a tree dirty: job
+files, the README and the App Panel can be edited and committed without changing a
+key or blocking a post. The record keeps the exact commit, its URL, and whether a
+remote branch holds it (:attr:`GitState.pushed`).
+
 The code URL is the ``origin`` remote (else the first remote by name) in https form.
 A remote that is itself a local path (a clone of a clone, as CI makes with
 ``git clone /some/path``) is followed to that repository's own remote, and on, until a
@@ -23,6 +31,7 @@ URL is found. Where no URL is found:
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import hashlib
 import logging
@@ -33,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+from ..config.project import DEFAULT_CODE_PATHS
 from ..config.settings import CodeOceanSettings, VersionPolicy
 from ..errors import ProvenanceError
 from .key import CodeIdentity
@@ -66,6 +76,10 @@ class GitState:
     local_hops: int | None = None
     """``None`` when ``url`` is a URL; else how many local remotes were followed to
     the repository whose path it is (``0``: this one, which has no remote)."""
+    tree: str | None = None
+    """The code tree at HEAD (:func:`code_tree_digest`)."""
+    paths: tuple[str, ...] = ()
+    """The code paths, relative to the capsule."""
 
     @property
     def version(self) -> str:
@@ -73,6 +87,23 @@ class GitState:
         if not self.uncommitted:
             return self.commit
         return f"{self.commit}+dirty.{self.digest}"
+
+    @property
+    def key_tree(self) -> str | None:
+        """The code tree, with ``+dirty.<digest>`` when the code paths have changes."""
+        if not self.uncommitted or self.tree is None:
+            return self.tree
+        return f"{self.tree}+dirty.{self.digest}"
+
+
+def code_tree_digest(trees: dict[str, str | None]) -> str:
+    """The sha256 (hex) of each code path's git tree id, by path (``None``: absent).
+
+    Pure: the same trees give the same digest in any repository, so a clone, a fork
+    and a rebase onto the same content agree.
+    """
+    lines = "".join(f"{path} {trees[path] or '-'}\n" for path in sorted(trees))
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def normalise_remote_url(url: str) -> str:
@@ -121,9 +152,10 @@ def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess[bytes]:
     )
 
 
-def git_state(code_dir: Path) -> GitState | None:
-    """Read the commit, remote and uncommitted changes of the tree holding ``code_dir``.
+def git_state(code_dir: Path, paths: tuple[str, ...] = DEFAULT_CODE_PATHS) -> GitState | None:
+    """Read the commit, remote, code tree and uncommitted changes holding ``code_dir``.
 
+    ``paths`` are the code paths, relative to the capsule (``code_dir``'s parent).
     Returns ``None`` when ``code_dir`` is not inside a git work tree (or git is not
     installed).
 
@@ -147,10 +179,63 @@ def git_state(code_dir: Path) -> GitState | None:
             "(git add -A && git commit -m 'first version')"
         )
     commit = lines[1].strip()
-    uncommitted, untracked = _uncommitted(toplevel, code_dir)
-    digest = _change_digest(toplevel, untracked) if uncommitted else None
+    in_repository = _repository_paths(toplevel, code_dir, paths)
+    uncommitted, untracked = _uncommitted(toplevel, in_repository)
+    digest = _change_digest(toplevel, in_repository, untracked) if uncommitted else None
     url, local_hops = _code_url(toplevel)
-    return GitState(toplevel, commit, url, tuple(uncommitted), digest, local_hops)
+    tree = tree_at(toplevel, commit, in_repository)
+    return GitState(
+        toplevel, commit, url, tuple(uncommitted), digest, local_hops, tree, tuple(paths)
+    )
+
+
+def _repository_paths(toplevel: Path, code_dir: Path, paths: tuple[str, ...]) -> dict[str, str]:
+    """Each code path (relative to the capsule) as a path from the repository's top."""
+    capsule = code_dir.resolve().parent.relative_to(toplevel.resolve()).as_posix()
+    prefix = "" if capsule == "." else capsule + "/"
+    return {path: prefix + path for path in paths}
+
+
+def tree_at(toplevel: Path, commit: str, paths: dict[str, str]) -> str | None:
+    """The code tree (:func:`code_tree_digest`) of ``commit``; ``None`` if git lacks it.
+
+    ``paths`` maps each code path to its path from the repository's top.
+    """
+    listed = _git(["ls-tree", "-z", "--full-tree", commit, "--", *paths.values()], toplevel)
+    if listed.returncode != 0:
+        return None
+    found: dict[str, str] = {}
+    for entry in listed.stdout.decode("utf-8", "surrogateescape").split("\0"):
+        meta, _, path = entry.partition("\t")
+        if path:
+            found[path] = meta.split()[2]  # "<mode> <type> <id>"
+    return code_tree_digest({path: found.get(inside) for path, inside in paths.items()})
+
+
+@functools.lru_cache(maxsize=256)
+def tree_of_commit(code_dir: Path, paths: tuple[str, ...], commit: str) -> str | None:
+    """The code tree of ``commit`` in the repository holding ``code_dir``, if git has it.
+
+    For a plan that meets records named by their commit alone (key scheme 1); each
+    commit is read once.
+    """
+    try:
+        found = _git(["rev-parse", "--show-toplevel"], code_dir)
+    except FileNotFoundError:
+        return None
+    toplevel = found.stdout.decode().strip()
+    if found.returncode != 0 or not toplevel:
+        return None
+    return tree_at(Path(toplevel), commit, _repository_paths(Path(toplevel), code_dir, paths))
+
+
+def is_pushed(toplevel: Path, commit: str) -> bool:
+    """Whether a remote-tracking branch (as of the last fetch) contains ``commit``."""
+    found = _git(
+        ["for-each-ref", "--count=1", "--contains", commit, "--format=%(refname)", "refs/remotes"],
+        toplevel,
+    )
+    return found.returncode == 0 and bool(found.stdout.strip())
 
 
 _MAX_LOCAL_HOPS = 8
@@ -209,12 +294,13 @@ def _local_remote(remote: str, repository: Path) -> Path | None:
     return path if path.is_absolute() else repository / path
 
 
-def _uncommitted(toplevel: Path, code_dir: Path) -> tuple[list[str], list[str]]:
-    """List modified tracked files anywhere, and untracked, unignored files in code/."""
-    status = _git(["status", "--porcelain=v1", "-z", "--untracked-files=all"], toplevel)
+def _uncommitted(toplevel: Path, paths: dict[str, str]) -> tuple[list[str], list[str]]:
+    """List the changed and the untracked (unignored) files under the code paths."""
+    status = _git(
+        ["status", "--porcelain=v1", "-z", "--untracked-files=all", "--", *paths.values()],
+        toplevel,
+    )
     entries = status.stdout.decode("utf-8", "surrogateescape").split("\0")
-    code_prefix = code_dir.resolve().relative_to(toplevel.resolve()).as_posix()
-    code_prefix = "" if code_prefix == "." else code_prefix + "/"
     changes: list[str] = []
     untracked: list[str] = []
     skip_next = False
@@ -226,17 +312,16 @@ def _uncommitted(toplevel: Path, code_dir: Path) -> tuple[list[str], list[str]]:
             continue
         code, path = entry[:2], entry[3:]
         if code == "??":
-            if path.startswith(code_prefix):
-                changes.append(f"?? {path}")
-                untracked.append(path)
+            changes.append(f"?? {path}")
+            untracked.append(path)
             continue
         skip_next = code[0] in "RC"
         changes.append(f"{code.strip()} {path}")
     return changes, sorted(untracked)
 
 
-def _change_digest(toplevel: Path, untracked: list[str]) -> str:
-    digest = hashlib.sha256(_git(_STABLE_DIFF, toplevel).stdout)
+def _change_digest(toplevel: Path, paths: dict[str, str], untracked: list[str]) -> str:
+    digest = hashlib.sha256(_git([*_STABLE_DIFF, "--", *paths.values()], toplevel).stdout)
     for path in untracked:
         digest.update(b"\0untracked\0" + path.encode("utf-8", "surrogateescape") + b"\0")
         with contextlib.suppress(OSError):  # vanished since git status; its name counts
@@ -250,6 +335,8 @@ def resolve_code_identity(
     posting: bool,
     allow_dirty: bool,
     settings: CodeOceanSettings | None = None,
+    paths: tuple[str, ...] = DEFAULT_CODE_PATHS,
+    require_pushed: bool = False,
 ) -> CodeIdentity:
     """Find out which code is running, and refuse when posting would misattribute it.
 
@@ -267,6 +354,10 @@ def resolve_code_identity(
         Run with uncommitted changes anyway, under a ``+dirty`` version.
     settings : CodeOceanSettings, optional
         The Code Ocean environment; read from the environment variables by default.
+    paths : tuple of str
+        The code paths (``[tool.analysis-wrapper] code_paths``), relative to the capsule.
+    require_pushed : bool
+        Refuse to post from a commit that no remote branch contains (else a warning).
 
     Raises
     ------
@@ -283,11 +374,23 @@ def resolve_code_identity(
 
         return resolve_codeocean_identity(
             settings,
-            lambda: git_identity(code_dir, posting=posting, allow_dirty=allow_dirty),
+            lambda: git_identity(
+                code_dir,
+                posting=posting,
+                allow_dirty=allow_dirty,
+                paths=paths,
+                require_pushed=require_pushed,
+            ),
             posting=posting,
             code_dir=code_dir,
         )
-    identity = git_identity(code_dir, posting=posting, allow_dirty=allow_dirty)
+    identity = git_identity(
+        code_dir,
+        posting=posting,
+        allow_dirty=allow_dirty,
+        paths=paths,
+        require_pushed=require_pushed,
+    )
     if identity is None:
         if posting:
             raise ProvenanceError(
@@ -299,15 +402,25 @@ def resolve_code_identity(
     return identity
 
 
-def git_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIdentity | None:
-    """The commit and remote of the work tree holding ``code_dir`` (``None`` outside one).
+def git_identity(
+    code_dir: Path,
+    *,
+    posting: bool,
+    allow_dirty: bool,
+    paths: tuple[str, ...] = DEFAULT_CODE_PATHS,
+    require_pushed: bool = False,
+) -> CodeIdentity | None:
+    """The commit, remote and code tree of the work tree holding ``code_dir``.
+
+    ``None`` outside a work tree.
 
     Raises
     ------
     ProvenanceError
-        When posting with uncommitted changes and without ``allow_dirty``.
+        When posting with uncommitted changes under the code paths and without
+        ``allow_dirty``, or from an unpushed commit with ``require_pushed``.
     """
-    state = git_state(code_dir)
+    state = git_state(code_dir, paths)
     if state is None:
         return None
     if state.uncommitted and posting and not allow_dirty:
@@ -335,6 +448,7 @@ def git_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIde
             state.url,
             state.url,
         )
+    pushed = _check_pushed(state, require_pushed) if posting else None
     name = state.url.rstrip("/").rsplit("/", 1)[-1] or None
     return CodeIdentity(
         url=state.url,
@@ -342,7 +456,30 @@ def git_identity(code_dir: Path, *, posting: bool, allow_dirty: bool) -> CodeIde
         commit=state.commit,
         name=name,
         dirty=bool(state.uncommitted),
+        tree=state.key_tree,
+        paths=state.paths,
+        pushed=pushed,
     )
+
+
+def _check_pushed(state: GitState, require_pushed: bool) -> bool | None:
+    """Whether the commit is on a remote branch; warn, or refuse, when it is not.
+
+    ``None`` (not checked) when the code is named by a local path: no remote to push to.
+    """
+    if state.local_hops is not None:
+        return None
+    pushed = is_pushed(state.toplevel, state.commit)
+    if pushed:
+        return True
+    problem = (
+        f"commit {state.commit[:12]} is on no remote branch (as of the last fetch), so the "
+        f"records would name a commit that exists only in {state.toplevel}"
+    )
+    if require_pushed:
+        raise ProvenanceError(f"{problem}; push it (git push), then post again")
+    log.warning("%s; push it (git push); --require_pushed 1 refuses to post then", problem)
+    return False
 
 
 def default_experimenter(code_dir: Path, codeocean_email: str | None) -> str:

@@ -2,9 +2,11 @@
 
 A job runs when no record has its key. When a record with the same input data (the
 same ``input_data`` and ``file_location`` sets) exists, the reason names what differs
-from the closest such record (fewest differences, then newest): ``parameters.min_spikes 20 → 30``,
-``code.version 1a2b3c4d5e6f → 6f5e4d3c2b1a``. The candidates come from one indexed,
-batched :meth:`RecordStore.find_by_inputs` per plan, never a scan of the collection.
+from the closest such record (fewest differences, then newest):
+``parameters.min_spikes 20 → 30``,
+``code.tree 1a2b3c4d5e6f → 6f5e4d3c2b1a (the record's commit: …)``. The candidates
+come from one indexed, batched :meth:`RecordStore.find_by_inputs` per plan, never a
+scan of the collection.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ..stores.base import (
     record_input_urls,
     record_parameters,
 )
-from .fields import record_file_locations, record_process
+from .fields import record_code_tree, record_file_locations, record_process
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,16 @@ def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> 
     changes: list[str] = []
     if code.get("url") != new_code.get("url"):
         changes.append(f"code.url {compact(code.get('url'))} → {compact(new_code.get('url'))}")
+    if "tree" in new_code:
+        old_tree, new_tree = record_code_tree(record), new_code["tree"]
+        if old_tree != new_tree:
+            was = short_version(old_tree) if old_tree else "none (a scheme-1 record)"
+            changes.append(
+                f"code.tree {was} → {short_version(new_tree)} "
+                f"(the record's commit: {short_version(code.get('version'))})"
+            )
     old_version, new_version = code.get("version"), new_code.get("version")
-    if old_version != new_version:
+    if "tree" not in new_code and old_version != new_version:
         old_short, new_short = short_version(old_version), short_version(new_version)
         if old_short == new_short:
             old_short, new_short = compact(old_version), compact(new_version)

@@ -18,6 +18,17 @@ INPUT_ASSET_NAMES = "input_asset_names"
 INPUT_ASSET_IDS = "input_asset_ids"
 """Beside the schema's fields too: the ``asset_id`` s of an older-shape job, by location."""
 
+CODE_IDENTITY = "code_identity"
+"""Beside the schema's fields too: ``{"tree", "paths", "pushed"}``, the code tree the key
+holds, the folders it digests and whether a remote branch held the commit."""
+
+
+def record_code_tree(record: Mapping[str, Any]) -> str | None:
+    """The code tree a record's key holds (``None``: a scheme-1 or release record)."""
+    identity = record.get(CODE_IDENTITY)
+    tree = identity.get("tree") if isinstance(identity, Mapping) else None
+    return tree if isinstance(tree, str) else None
+
 
 def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
     """Return the record's first data process (``{}`` if the record has none)."""

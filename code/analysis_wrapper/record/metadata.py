@@ -23,7 +23,7 @@ from ..errors import WrapperError
 from ..identity.codeocean_run import CodeOceanRun, record_notes
 from ..identity.key import CodeIdentity
 from ..stores.base import FILE_LOCATION_PARAMETER
-from .fields import INPUT_ASSET_IDS, INPUT_ASSET_NAMES
+from .fields import CODE_IDENTITY, INPUT_ASSET_IDS, INPUT_ASSET_NAMES
 
 RUN_SCRIPT = "code/run"
 DEFAULT_PROCESS_NAME = "aind-analysis-wrapper"
@@ -151,6 +151,12 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
             f"{field}: {first['msg']}"
         ) from None
     record = {"_id": inputs.key, **metadata.model_dump(mode="json")}
+    if inputs.code.tree is not None:
+        record[CODE_IDENTITY] = {
+            "tree": inputs.code.tree,
+            "paths": list(inputs.code.paths),
+            "pushed": inputs.code.pushed,
+        }
     # Beside the schema's fields (Metadata ignores them on validation): the asset names
     # and ids the job gave, by input location.
     for field_name, given in (

@@ -36,6 +36,7 @@ def done_by_upstream(
     preimage: Mapping[str, Any],
     records: Sequence[Mapping[str, Any]],
     same_parameters: Callable[[Mapping[str, Any]], bool],
+    is_todays_code: Callable[[str], bool],
 ) -> Mapping[str, Any] | None:
     """The newest record of ``records`` upstream wrote for the job of ``preimage``, if any.
 
@@ -48,6 +49,9 @@ def done_by_upstream(
     same_parameters : callable
         Whether a record's parameters (``file_location`` left out), validated with the
         job's model, are the job's.
+    is_todays_code : callable
+        Whether the code version a record names (upstream's: a commit) is the code
+        that runs now (the same commit, or one with today's code tree).
     """
     code = preimage.get("code") or {}
     inputs = sorted(set(preimage.get("input_data") or []))
@@ -57,11 +61,12 @@ def done_by_upstream(
         stored = record_code(dict(record))
         if (
             stored.get("url") == code.get("url")
-            and stored.get("version") == code.get("version")
+            and isinstance(stored.get("version"), str)
             and sorted(set(record_input_urls(dict(record)))) == inputs
             and record_file_locations(record) == files
             and is_upstream_record(record)
             and same_parameters(record_parameters(dict(record)))
+            and is_todays_code(stored["version"])
         ):
             return record
     return None

@@ -27,13 +27,16 @@ from ..identity.key import (
     compute_key,
     key_preimage,
     normal_unicode,
+    scheme_1_key,
 )
+from ..identity.provenance import tree_of_commit
 from ..inputs.versions import InputVersions
 from ..job.job_file import bind_inputs, find_job_files, load_job
 from ..job.parameters import job_layers, merge_job_parameters, merge_layers, validate_parameters
 from ..record.changes import change_reasons, find_siblings
+from ..record.fields import record_code_tree
 from ..record.upstream import UPSTREAM, done_by_upstream
-from ..stores.base import input_set_key
+from ..stores.base import input_set_key, record_code
 from ..stores.claims import Claim, owner_is_gone
 from .context import PlannedJob, RunContext
 from .decision import Action, Decision, decide
@@ -203,6 +206,9 @@ def _plan(context: RunContext) -> list[PlannedJob]:
     if not context.options.force:
         for job in new:
             _skip_if_done_by_upstream(job, found, context)
+        _skip_if_done_under_scheme_1(
+            [job for job in new if job.decision.action is Action.RUN], found, context
+        )
     new = [job for job in new if job.decision.action is Action.RUN]
     reasons = change_reasons([job.preimage or {} for job in new], context.record_store, found)
     for job, reason in zip(new, reasons, strict=True):
@@ -220,9 +226,57 @@ def _skip_if_done_by_upstream(
         preimage,
         found.get(input_set_key(preimage.get("input_data") or []), []),
         functools.partial(_same_parameters, preimage, context),
+        functools.partial(_is_todays_code, context=context),
     )
     if upstream is not None:
         job.decision = Decision(Action.SKIP, f"done by {UPSTREAM}, record {upstream.get('_id')}")
+
+
+def _skip_if_done_under_scheme_1(
+    jobs: list[PlannedJob], found: Mapping[tuple[str, ...], list[Any]], context: RunContext
+) -> None:
+    """Skip the jobs a record made under key scheme 1 holds, for today's code.
+
+    Scheme 1 keyed the commit; a record is a job's when its ``_id`` is the job's
+    scheme-1 key at the commit it names, and that commit is today's code when its code
+    tree is today's (or, for a release-pinned capsule, when it is today's release). As
+    for a record found by its key, its manifest must exist (one batched check).
+    """
+    matches: dict[str, tuple[PlannedJob, Any, str]] = {}
+    for job in jobs:
+        preimage = job.preimage or {}
+        for record in found.get(input_set_key(preimage.get("input_data") or []), []):
+            version = record_code(dict(record)).get("version")
+            location = record.get("location")
+            if (
+                isinstance(version, str)
+                and isinstance(location, str)
+                and record_code_tree(record) is None
+                and record.get("_id") == scheme_1_key(preimage, version)
+                and _is_todays_code(version, context)
+            ):
+                matches[location] = (job, record["_id"], version)
+                break
+    if not matches:
+        return
+    manifests = context.result_store.has_manifests(matches)
+    for location, (job, record_id, version) in matches.items():
+        if manifests.get(location):
+            job.decision = Decision(
+                Action.SKIP,
+                f"done under key scheme 1, record {str(record_id)[:12]} "
+                f"(its commit {version[:12]} has today's code)",
+            )
+
+
+def _is_todays_code(version: str, context: RunContext) -> bool:
+    """Whether the code a scheme-1 record names (``version``) is the code that runs now."""
+    code = context.code
+    if code.tree is None:
+        return version == code.version
+    if context.code_dir is None or "+" in version:  # a +dirty version names no tree
+        return False
+    return code.tree == tree_of_commit(context.code_dir, code.paths, version)
 
 
 def _same_parameters(
