@@ -25,7 +25,11 @@ from .config.project import project_settings
 from .config.settings import Capsule, StoreSettings
 from .errors import StoreError, UsageError
 from .identity.provenance import default_experimenter, resolve_code_identity
-from .job.parameters import load_fixed_parameters
+from .job.parameters import (
+    PARAMETERS_FILE_NAME,
+    check_given_parameters,
+    load_fixed_parameters,
+)
 from .run.executors import ExecutorOptions
 from .run.runner import Analysis, AnalysisFunction, RunContext, RunSummary, execute_run
 from .stores.factory import open_record_store, open_result_store
@@ -98,6 +102,14 @@ def exit_code_of(command: Callable[[], int]) -> int:
 
 def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
     options, command_line_parameters = parse_command_line(argv, analysis.parameters_model, capsule)
+    fixed_parameters = load_fixed_parameters(options.input_directory)
+    # Shared by every job: a mistake here is reported once, before any job (exit 2).
+    check_given_parameters(
+        analysis.parameters_model,
+        fixed_parameters,
+        command_line_parameters,
+        options.input_directory / PARAMETERS_FILE_NAME,
+    )
     settings = StoreSettings()
     code = resolve_code_identity(
         capsule.code_dir,
@@ -122,7 +134,7 @@ def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
         code=code,
         record_store=record_store,
         result_store=result_store,
-        fixed_parameters=load_fixed_parameters(options.input_directory),
+        fixed_parameters=fixed_parameters,
         command_line_parameters=command_line_parameters,
         experimenters=(default_experimenter(capsule.code_dir, settings.codeocean_email),),
         code_dir=capsule.code_dir,

@@ -11,8 +11,10 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..config.app_panel import find_parameters_model
 from ..config.settings import StoreSettings
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError, UsageError
+from ..job.parameters import known_names
 from ..record.fields import asset_name, record_process
 from ..record.query import (
     find_records,
@@ -20,7 +22,7 @@ from ..record.query import (
     locate_capsule,
     parse_parameter_filter,
 )
-from ..stores.base import Record, ResultStore, record_parameters
+from ..stores.base import FILE_LOCATION_PARAMETER, Record, ResultStore, record_parameters
 from ..stores.factory import open_record_store, open_result_store
 from ..stores.manifest import file_sha256
 from .common import CommandParser, capsule_option
@@ -78,6 +80,7 @@ def register(commands: Any) -> None:
 def find_command(args: argparse.Namespace) -> int:
     """List the records matching every filter given."""
     filters = dict(parse_parameter_filter(text) for text in args.param)
+    _check_parameter_names(filters, args.capsule)
     records = find_records(
         filters,
         capsule=args.capsule,
@@ -94,6 +97,26 @@ def find_command(args: argparse.Namespace) -> int:
     else:
         print(format_records_table(records))
     return EXIT_OK
+
+
+def _check_parameter_names(filters: dict[str, Any], capsule: str | None) -> None:
+    """Refuse a ``--param`` name the capsule's parameters model does not have.
+
+    A misspelt name would match no record and look like "no results". Without a
+    capsule whose model can be read, the names are not checked.
+    """
+    if not filters:
+        return
+    try:
+        model = find_parameters_model(locate_capsule(capsule))
+    except ConfigError:
+        return
+    names = {*model.model_fields, FILE_LOCATION_PARAMETER}
+    for name in filters:
+        if name not in names:
+            raise UsageError(
+                f"--param {name}: not a parameter of {model.__name__}; {known_names(name, names)}"
+            )
 
 
 def format_records_csv(records: list[Record]) -> str:

@@ -16,17 +16,18 @@ Parameters never come from environment variables.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 
 from ..errors import ConfigError, JobInputError
@@ -106,6 +107,53 @@ LAYER_SOURCES = (
     "job distributed_parameters",
 )
 """The layers' names in messages, lowest precedence first."""
+
+
+def check_given_parameters(
+    model: type[BaseModel],
+    fixed: Mapping[str, Any],
+    command_line: Mapping[str, Any],
+    fixed_file: Path | str,
+) -> None:
+    """Check the fixed and command-line parameters once, before any job is planned.
+
+    Each name must be a field of ``model`` and each value valid for its field alone
+    (checks across fields wait for each job's merged values). Every job shares these
+    layers, so a mistake here is the run's, reported once, not once per job.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file or flag, the field, what is wrong and the remedy: for an
+        unknown name, the valid names and the closest one.
+    """
+    fields = model.model_fields
+    for name, value in fixed.items():
+        where = f"{fixed_file}: fixed_parameters.{name}"
+        if name not in fields:
+            raise ConfigError(
+                f"{where} is not a parameter of {model.__name__}; {known_names(name, fields)}"
+            )
+        _check_field(model, name, value, where)
+    for name, value in command_line.items():
+        _check_field(model, name, value, f"--{name}")
+
+
+def known_names(name: str, names: Iterable[str]) -> str:
+    """``did you mean 'x'? valid: a, b, c`` for a misspelt ``name``."""
+    listed = sorted(names)
+    close = difflib.get_close_matches(name, listed, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"{hint}valid: {', '.join(listed)}"
+
+
+def _check_field(model: type[BaseModel], name: str, value: Any, where: str) -> None:
+    info = model.model_fields[name]
+    try:
+        TypeAdapter(Annotated[info.annotation, info]).validate_python(value)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ConfigError(f"{where}={value!r}: {first['msg']}") from None
 
 
 def job_layers(
