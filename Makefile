@@ -14,6 +14,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 UV_VENV := .ci/.venv-uv
 UV      := $(UV_VENV)/bin/uv
 export UV_PYTHON_DOWNLOADS := never
+# Compile bytecode at install, as pip does in the image: otherwise, where
+# PYTHONDONTWRITEBYTECODE is set, every start compiles aind-data-schema anew.
+export UV_COMPILE_BYTECODE := 1
 # The image's extras: the example's libraries, every backend, the Code Ocean SDK.
 RUN_EXTRAS := --extra example --extra backends --extra codeocean
 
