@@ -5,19 +5,44 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint typecheck pytest format clean
+.PHONY: run test lint typecheck pytest format clean lock init
 
-$(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+# One lock (uv.lock, made by uv) holds the exact package set of both environments: the
+# Code Ocean image installs environment/requirements.txt, exported from it, and `make
+# run`'s venv is synced from it, so what runs here runs there. uv itself is pinned, in
+# a venv of its own (syncing .venv would remove it from there).
+UV_VENV := .ci/.venv-uv
+UV      := $(UV_VENV)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+# Compile bytecode at install, as pip does in the image: otherwise, where
+# PYTHONDONTWRITEBYTECODE is set, every start compiles aind-data-schema anew.
+export UV_COMPILE_BYTECODE := 1
+# The image's extras: the example's libraries, every backend, the Code Ocean SDK.
+RUN_EXTRAS := --extra example --extra backends --extra codeocean
 
-# Reinstall only when pyproject.toml changes.
-$(VENV)/.installed-example: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[example]'
+$(UV):
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install -q 'uv==0.13.8'
+
+# Resync only when pyproject.toml or the lock changes; --locked refuses a lock that no
+# longer matches pyproject.toml (run `make lock`) instead of resolving anew.
+$(VENV)/.installed-example: pyproject.toml uv.lock | $(UV)
+	$(UV) sync -q --locked --python $(PYTHON) $(RUN_EXTRAS)
+	rm -f $(VENV)/.installed-test
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+# The test venv is the image's package set plus the test tools and Dask, same versions.
+$(VENV)/.installed-test: pyproject.toml uv.lock | $(UV)
+	$(UV) sync -q --locked --python $(PYTHON) --all-extras
 	touch $@ $(VENV)/.installed-example
+
+## lock: re-resolve uv.lock after editing pyproject.toml (LOCK_FLAGS=--upgrade for newer
+## versions) and export it to the image (environment/requirements.txt, environment.json)
+lock: | $(UV)
+	$(UV) lock $(LOCK_FLAGS)
+	$(UV) export -q --frozen --no-hashes --no-emit-project $(RUN_EXTRAS) -o environment/requirements.txt
+	$(MAKE) $(VENV)/.installed-example
+	$(BIN)/python scripts/pin_environment.py
 
 # The test servers (moto's S3 server, SecantusDB; SeaweedFS's `weed`, a production S3
 # server, for the benchmarks) live in their own venv: SecantusDB needs a pymongo that the
@@ -40,6 +65,11 @@ $(UPSTREAM_VENV)/.installed: Makefile
 ## run: run the example capsule end to end on the embedded stores, posting results
 run: $(VENV)/.installed-example
 	PATH="$(abspath $(BIN)):$$PATH" code/run --dry_run 0
+	@$(BIN)/python scripts/next_steps.py
+
+## init: reset data/ to your parameters model (after editing code/'s two files)
+init: $(VENV)/.installed-example
+	$(BIN)/analysis-wrapper init
 
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck pytest
@@ -72,5 +102,5 @@ bench: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
 	$(BIN)/python benchmarks/cold_start.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS_VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SERVERS_VENV) $(UPSTREAM_VENV) $(UV_VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache
 	find results -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

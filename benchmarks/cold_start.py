@@ -16,6 +16,11 @@
   ``run_capsule.py`` does (``from analysis_pipeline_utils.utils_analysis_wrapper import
   run_analysis_jobs``); measured to the end of that import alone, which is less than
   its real start-up.
+- **the example capsule**: the repository's own ``code/`` and ``data/`` (the capsule a
+  scientist starts from and copies), in a fresh git repository, from launch to the
+  exit of ``python run_capsule.py --plan 1``; beside it, in the same venv and the same
+  run, the import of aind-data-schema's ``Metadata`` module, which the plan never needs
+  (target: the plan at most 0.3 of it). Both with bytecode cached.
 
 Prints a markdown table of medians.
 """
@@ -102,6 +107,44 @@ def time_wrapper(script: Path, rounds: int, *, write_bytecode: bool = False) -> 
     return times
 
 
+def make_example_capsule(root: Path) -> Path:
+    """The repository's capsule (its code/ and data/) in a fresh git repository."""
+    shutil.copytree(REPO / "code", root / "code", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "data", root / "data")
+    (root / "results").mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@example.org",
+           "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@example.org"}  # fmt: skip
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "bench"]):
+        subprocess.run(["git", *args], cwd=root, env=env, check=True)
+    return root / "code" / "run_capsule.py"
+
+
+def time_launch(argv: list[str], cwd: Path, rounds: int) -> list[float]:
+    """Seconds from launch to exit of ``argv``, per round, writing bytecode as it goes."""
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        subprocess.run(argv, cwd=cwd, env=environment, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def time_example(work: Path, rounds: int) -> tuple[float, float]:
+    """Medians of the example's ``--plan 1`` and of importing ``Metadata``, interleaved."""
+    script = make_example_capsule(work / "example")
+    plan = [sys.executable, str(script), "--plan", "1"]
+    metadata = [sys.executable, "-c", "from aind_data_schema.core.metadata import Metadata"]
+    time_launch(plan, script.parent, 1)  # warm-up: caches and bytecode
+    time_launch(metadata, work, 1)
+    plans: list[float] = []
+    imports: list[float] = []
+    for _ in range(rounds):  # alternate, so a busy moment weighs on both alike
+        plans += time_launch(plan, script.parent, 1)
+        imports += time_launch(metadata, work, 1)
+    return statistics.median(plans), statistics.median(imports)
+
+
 def ensure_upstream() -> Path:
     """Install upstream's library into its own venv once; return its python."""
     python = UPSTREAM_VENV / "bin" / "python"
@@ -142,6 +185,7 @@ def main() -> None:
         assert not list(script.parent.rglob("__pycache__")), "bytecode was written"
         time_wrapper(script, 1, write_bytecode=True)
         cached = statistics.median(time_wrapper(script, args.rounds))
+        example_plan, metadata_import = time_example(Path(work), args.rounds)
     print("| measurement | median s | note |")
     print("|---|---|---|")
     print(
@@ -150,6 +194,14 @@ def main() -> None:
     print(
         f"| this wrapper: launch to first job, compiled from source | {from_source:.3f} "
         "| each Code Ocean run |"
+    )
+    print(
+        f"| the example capsule: `run_capsule.py --plan 1`, launch to exit | {example_plan:.3f} | |"
+    )
+    print(f"| importing aind-data-schema's Metadata, same venv | {metadata_import:.3f} | |")
+    print(
+        f"| ratio (example plan / Metadata import) | {example_plan / metadata_import:.2f} "
+        "| target <= 0.30 |"
     )
     if not args.no_upstream:
         python = ensure_upstream()

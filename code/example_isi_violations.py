@@ -3,17 +3,21 @@
 The ISI-violation ratio follows Hill et al. (2011, J Neurosci 31:8699), as in
 SpikeInterface's ``isi_violations``: the number of inter-spike intervals shorter than
 the refractory period, relative to the number a unit firing at random would have.
+
+numpy and matplotlib are imported inside the functions that use them, not here: a
+``--plan 1`` or a run with every job done then starts without them (matplotlib alone
+costs half a second). Do the same with your heavy libraries.
 """
+
+from __future__ import annotations
 
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")  # no screen in a capsule
-import matplotlib.pyplot as plt
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def load_session(path: Path) -> dict:
@@ -25,6 +29,8 @@ def isi_violations(
     spike_times_s: np.ndarray, duration_s: float, refractory_ms: float, censored_ms: float
 ) -> tuple[int, float]:
     """Return (number of violations, violation ratio) for one unit."""
+    import numpy as np
+
     n_spikes = len(spike_times_s)
     if n_spikes < 2:
         return 0, 0.0
@@ -37,6 +43,8 @@ def isi_violations(
 
 def unit_table(session: dict, refractory_ms: float, censored_ms: float) -> list[dict]:
     """One row per unit: spikes, rate, violations and violation ratio."""
+    import numpy as np
+
     rows = []
     for unit_id, times in sorted(session["units"].items()):
         spikes = np.asarray(times, dtype=float)
@@ -63,6 +71,12 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def plot_units(rows: list[dict], cutoff: float, title: str, path: Path) -> None:
     """Violation ratio per unit against the cutoff; passing units in blue."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no screen in a capsule
+    import matplotlib.pyplot as plt
+    import numpy as np
+
     ratios = np.array([row["isi_violations_ratio"] for row in rows])
     passing = np.array([row["passes"] for row in rows])
     fig, ax = plt.subplots(figsize=(7, 3.5))

@@ -6,6 +6,9 @@ spikes from other neurons that ignore it, which is what ISI violations detect.
 
     python scripts/make_example_data.py [DATA_DIR]
 
+The framework's test capsule holds the same data (tests/capsule/data/, which the test
+compares with), so the example in data/ can be replaced freely.
+
 Run again, it writes byte-identical files (the standard library's Mersenne Twister,
 whose stream is stable across Python versions); a test checks that.
 """

@@ -1,4 +1,4 @@
-"""Shared fixtures: a private copy of the example capsule in a real git repository."""
+"""Shared fixtures: a private copy of the test capsule in a real git repository."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ from standins.docdb_fixtures import (  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TEST_CAPSULE = Path(__file__).resolve().parent / "capsule"
+"""The framework's test capsule: a frozen copy of the example, so code/ is the user's."""
 
 # Variables that choose stores or identities; each test starts without them.
 _ISOLATED_ENV = (
@@ -72,7 +74,7 @@ def git(cwd: Path, *args: str) -> str:
 
 @dataclass
 class CapsuleCopy:
-    """A copy of the example capsule, committed in its own git repository."""
+    """A copy of the test capsule, committed in its own git repository."""
 
     root: Path
 
@@ -133,14 +135,15 @@ CAPSULE_REMOTE = "https://github.com/example-lab/example-capsule.git"
 
 
 def make_capsule_copy(root: Path) -> CapsuleCopy:
-    """Copy the example capsule (code/, data/, results/) to ``root`` and commit it."""
+    """Copy the test capsule (code/, data/, results/) to ``root`` and commit it.
+
+    The framework comes from the test run's own import path, not from the copy.
+    """
     root.mkdir(parents=True)
     shutil.copytree(
-        REPO_ROOT / "code",
-        root / "code",
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "analysis_wrapper"),
+        TEST_CAPSULE / "code", root / "code", ignore=shutil.ignore_patterns("__pycache__")
     )
-    shutil.copytree(REPO_ROOT / "data", root / "data")
+    shutil.copytree(TEST_CAPSULE / "data", root / "data")
     (root / "results").mkdir()
     (root / "results" / ".gitkeep").touch()
     shutil.copy(REPO_ROOT / ".gitignore", root / ".gitignore")
@@ -148,7 +151,7 @@ def make_capsule_copy(root: Path) -> CapsuleCopy:
     # A capsule is posted from a repository with a remote: a bare path never names code.
     git(root, "remote", "add", "origin", CAPSULE_REMOTE)
     copy = CapsuleCopy(root)
-    copy.commit("example capsule")
+    copy.commit("test capsule")
     return copy
 
 
@@ -163,5 +166,5 @@ def isolated_environment() -> Iterator[None]:
 
 @pytest.fixture
 def capsule(tmp_path: Path) -> CapsuleCopy:
-    """A fresh, committed copy of the example capsule (code/, data/, results/)."""
+    """A fresh, committed copy of the test capsule (code/, data/, results/)."""
     return make_capsule_copy(tmp_path / "capsule")

@@ -6,6 +6,7 @@
     analysis-wrapper status [--all] [--format table|json]
     analysis-wrapper gc [--delete 0|1] [--older_than SECONDS]
     analysis-wrapper app-panel [--check]
+    analysis-wrapper init [--input LOCATION ...]
 
 The capsule is the folder holding ``code/run_capsule.py`` above the current folder,
 or ``--capsule DIR``. Exit codes: 0 success, 1 a store failed, 2 a usage error.
@@ -20,10 +21,10 @@ import sys
 from collections.abc import Sequence
 
 from .capsule import configure_logging, exit_code_of
-from .commands import app_panel, dispatch, gc, results, status
+from .commands import app_panel, dispatch, gc, init, results, status
 from .commands.common import CommandParser
 
-COMMAND_MODULES = (results, status, gc, app_panel, dispatch)
+COMMAND_MODULES = (results, status, gc, app_panel, dispatch, init)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO_ROOT, CapsuleCopy, make_capsule_copy
+from conftest import TEST_CAPSULE, CapsuleCopy, make_capsule_copy
 from standins import codeocean_api as co
 
 TOKEN = "cop_e2e-T0k3n-9f8e7d6c5b"
@@ -55,8 +55,8 @@ def pipeline_env(standin: co.CodeOceanStandIn, **extra: str) -> dict[str, str]:
 
 
 def panel_argv(**values: str) -> list[str]:
-    """The command line Code Ocean builds from the committed app panel's defaults."""
-    panel = json.loads((REPO_ROOT / ".codeocean" / "app-panel.json").read_text())
+    """The command line Code Ocean builds from the test capsule's app panel's defaults."""
+    panel = json.loads((TEST_CAPSULE / ".codeocean" / "app-panel.json").read_text())
     argv: list[str] = []
     for parameter in panel["parameters"]:
         name = parameter["param_name"]

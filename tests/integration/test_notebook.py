@@ -1,4 +1,4 @@
-"""The example notebook runs top to bottom against the example's posted records."""
+"""The test capsule's notebook runs top to bottom against its posted records."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from conftest import REPO_ROOT, CapsuleCopy
+from conftest import REPO_ROOT, TEST_CAPSULE, CapsuleCopy
 
 NOTEBOOK = Path("example_notebooks") / "querying_results.ipynb"
 
 
-def test_notebook_is_committed_without_outputs() -> None:
-    """The notebook in the repository holds no outputs or execution counts."""
-    notebook = nbformat.read(REPO_ROOT / "code" / NOTEBOOK, as_version=4)
-    for cell in notebook.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
+def test_notebooks_are_committed_without_outputs() -> None:
+    """Every notebook of code/ and the test capsule holds no outputs or execution counts."""
+    paths = [*(REPO_ROOT / "code").rglob("*.ipynb"), *(TEST_CAPSULE / "code").rglob("*.ipynb")]
+    assert TEST_CAPSULE / "code" / NOTEBOOK in paths
+    for path in paths:
+        notebook = nbformat.read(path, as_version=4)
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, path
 
 
 def test_querying_notebook_runs_and_plots(capsule: CapsuleCopy) -> None:

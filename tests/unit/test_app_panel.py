@@ -23,6 +23,7 @@ from analysis_wrapper.errors import ConfigError
 from analysis_wrapper.job.parameters import AnalysisParameters
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEST_CAPSULE = REPO_ROOT / "tests" / "capsule"
 
 
 class PanelParameters(AnalysisParameters):
@@ -189,9 +190,10 @@ def app_panel_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_committed_app_panel_is_current() -> None:
-    """`analysis-wrapper app-panel --check` passes on this repository."""
-    done = app_panel_cli("--check", cwd=REPO_ROOT)
+@pytest.mark.parametrize("root", [REPO_ROOT, TEST_CAPSULE], ids=["code", "test-capsule"])
+def test_committed_app_panel_is_current(root: Path) -> None:
+    """`analysis-wrapper app-panel --check` passes on this repository and the test capsule."""
+    done = app_panel_cli("--check", cwd=root)
     assert done.returncode == 0, done.stderr
     assert "up to date" in done.stdout
 
@@ -203,9 +205,9 @@ def test_check_fails_on_a_stale_panel_and_regenerating_fixes_it(tmp_path: Path) 
     (root / "data").mkdir()
     for name in ("run_capsule.py", "example_analysis_model.py", "example_isi_violations.py"):
         (root / "code").mkdir(exist_ok=True)
-        (root / "code" / name).write_text((REPO_ROOT / "code" / name).read_text())
+        (root / "code" / name).write_text((TEST_CAPSULE / "code" / name).read_text())
     panel = root / ".codeocean" / "app-panel.json"
-    panel.write_text((REPO_ROOT / ".codeocean" / "app-panel.json").read_text())
+    panel.write_text((TEST_CAPSULE / ".codeocean" / "app-panel.json").read_text())
     model = root / "code" / "example_analysis_model.py"
     model.write_text(
         model.read_text().replace(

@@ -1,4 +1,8 @@
-"""The example: its data is reproducible and its ISI-violation metric is right."""
+"""The test capsule's science: its data is reproducible and its ISI-violation metric right.
+
+It imports tests/capsule/code/example_isi_violations.py (pytest's pythonpath puts the
+test capsule first), never code/'s, which is the scientist's to replace.
+"""
 
 import filecmp
 import subprocess
@@ -7,18 +11,20 @@ from pathlib import Path
 
 import numpy as np
 
+import example_isi_violations
 from example_isi_violations import isi_violations
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEST_CAPSULE = REPO_ROOT / "tests" / "capsule"
 
 
 def test_example_data_is_reproducible(tmp_path: Path) -> None:
-    """The generator writes byte-identical copies of the committed example data."""
+    """The generator writes byte-identical copies of the test capsule's data."""
     subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "make_example_data.py"), str(tmp_path)],
         check=True,
     )
-    committed = REPO_ROOT / "data"
+    committed = TEST_CAPSULE / "data"
     made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
     assert made == sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file())
     mismatched = [p for p in made if not filecmp.cmp(tmp_path / p, committed / p, shallow=False)]
@@ -44,3 +50,8 @@ def test_isi_violations_censored_period_excludes_duplicates() -> None:
 def test_isi_violations_of_a_silent_unit() -> None:
     """A unit with fewer than two spikes has no violations."""
     assert isi_violations(np.array([0.3]), 1.0, 1.5, 0.0) == (0, 0.0)
+
+
+def test_the_science_module_is_the_test_capsules() -> None:
+    """The module under test is the test capsule's copy, whatever code/ holds."""
+    assert Path(example_isi_violations.__file__).parent == TEST_CAPSULE / "code"
