@@ -109,15 +109,25 @@ def _execute_in_pool(
         initargs=(blob,),
     ) as pool:
         futures = {pool.submit(_run_in_pool, job): index for index, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
-                result = _lost(jobs[index], f"its worker process died: {exc}")
-            except Exception as exc:  # the job or its result could not travel
-                result = _lost(jobs[index], f"the process pool could not run it: {_one_line(exc)}")
-            on_done(index, result)
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                    result = _lost(jobs[index], f"its worker process died: {exc}")
+                except Exception as exc:  # the job or its result could not travel
+                    why = f"the process pool could not run it: {_one_line(exc)}"
+                    result = _lost(jobs[index], why)
+                on_done(index, result)
+        except KeyboardInterrupt:
+            # Leaving the pool would wait for every job to end: stop its workers
+            # instead (the runner then releases the claims they held).
+            workers_now = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers_now:
+                process.terminate()
+            raise
 
 
 _POOL_CONTEXT: RunContext | None = None
