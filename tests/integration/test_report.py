@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -227,14 +228,33 @@ def test_rows_show_the_varied_parameters_and_link_the_result_folder(
         assert f'<td class="params">isi_violations_cutoff={cutoff}</td>' in row
         assert f'<a href="{job["key"]}/">' in row
         assert (capsule.results / job["key"]).is_dir()
+        stored = re.search(r'<a href="(file://[^"]+)">stored result</a>', row)
+        assert stored and f"/.analysis_store/results/{job['key']}/" in stored.group(1)
     assert "Parameters every job shares: analysis_name=Unit Filtering" in html
 
 
-def test_skipped_jobs_show_their_stored_figures(capsule: CapsuleCopy, tmp_path: Path) -> None:
+@pytest.fixture(params=["folder", "s3"])
+def results_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The result store: the embedded folder, or a fresh bucket on the S3 test server."""
+    if request.param == "folder":
+        return {}
+    import boto3
+
+    env: dict[str, str] = request.getfixturevalue("aws_test_env")
+    bucket = f"report-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"]).create_bucket(
+        Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+    )
+    return {**env, "ANALYSIS_BUCKET": f"s3://{bucket}/results"}
+
+
+def test_skipped_jobs_show_their_stored_figures(
+    capsule: CapsuleCopy, tmp_path: Path, results_store: dict[str, str]
+) -> None:
     """report.html keeps the last run that ran; a fresh results folder gets stored figures."""
-    assert capsule.run("--dry_run", "0").returncode == 0
+    assert capsule.run("--dry_run", "0", env=results_store).returncode == 0
     ran = (capsule.results / "report.html").read_bytes()
-    again = capsule.run("--dry_run", "0")
+    again = capsule.run("--dry_run", "0", env=results_store)
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "6 job(s): 0 ran, 6 skipped, 0 failed (nothing posted)"
     assert (capsule.results / "report.html").read_bytes() == ran  # not replaced
@@ -244,12 +264,15 @@ def test_skipped_jobs_show_their_stored_figures(capsule: CapsuleCopy, tmp_path: 
     for entry in capsule.results.iterdir():
         if entry.name != ".gitkeep":  # committed: the capsule's tree stays clean
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-    fresh = capsule.run("--dry_run", "0")
+    fresh = capsule.run("--dry_run", "0", env=results_store)
     assert fresh.returncode == 0, fresh.stderr
     report = capsule.results / "report.html"  # none was there: this run writes it
     html = report.read_text(encoding="utf-8")
     assert html.count('<tr class="job skipped">') == 6
-    assert "stored result" in html
+    if results_store:  # an s3:// location is no browser address: named, to copy
+        assert html.count(f"stored at {results_store['ANALYSIS_BUCKET']}/") == 6
+    else:
+        assert html.count(">stored result</a>") == 6
     copies = sorted(capsule.results.glob("report_figures/*/units.png"))
     assert len(copies) == 6
     alone = tmp_path / "alone"

@@ -212,7 +212,8 @@ def render_report(
     numbered = list(enumerate(summary.jobs, start=1))
     numbered.sort(key=lambda item: _STATUS_ORDER.get(item[1].status.value, 3))
     figures = {
-        job.job_file: _figures_of(results_directory, job, stored or {}) for _, job in numbered
+        job.job_file: _figures_of(results_directory, job, stored or {}, posted=not summary.dry_run)
+        for _, job in numbered
     }
     embed = _embedding(results_directory, figures.values())
     rows = "\n".join(
@@ -287,13 +288,17 @@ def _value(value: Any) -> str:
 
 
 def _figures_of(
-    results_directory: Path, job: JobResult, stored: Mapping[str, JobFigures]
+    results_directory: Path, job: JobResult, stored: Mapping[str, JobFigures], *, posted: bool
 ) -> JobFigures:
+    """A row's folder, stored location and figures (a dry run's location was never made)."""
     if not job.key:
         return JobFigures()
     if job.status.value == "skipped":
         return stored.get(job.key) or local_figures(results_directory, job.key)
-    return local_figures(results_directory, job.key)
+    here = local_figures(results_directory, job.key)
+    if posted and job.location and job.status.value == "succeeded":
+        return JobFigures(here.folder, job.location, here.figures, here.more)
+    return here
 
 
 def _embedding(results_directory: Path, every: Any) -> bool:

@@ -14,6 +14,7 @@ executor: a job's files go to its own folder and its record is written last.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -175,6 +176,7 @@ def _execute_on_dask(
     with _dask_client(options, context) as (client, shipment):
         run = dask_shipping.ShippedRun(context.run_id, blob)
         _register(client, run, "the run's settings")
+        futures: list[Any] = []
         try:
             payloads = [cloudpickle.dumps(job) for job in jobs]
             futures = client.map(
@@ -192,6 +194,13 @@ def _execute_on_dask(
                 except Exception as exc:  # a worker lost, or the result could not travel back
                     result = _lost(jobs[index], f"Dask could not run it: {_one_line(exc)}")
                 on_done(index, result)
+        except KeyboardInterrupt:
+            # Tasks not yet started never start. Dask cannot stop a running one: a
+            # LocalCluster's workers stop with it, a remote cluster's task finishes
+            # (fenced by its claim, which the runner releases).
+            with contextlib.suppress(Exception):
+                client.cancel(futures)
+            raise
         finally:
             _unregister(client, run.name)
 
