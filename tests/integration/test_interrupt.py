@@ -95,6 +95,26 @@ def claims_by_label(capsule: CapsuleCopy) -> dict[str, dict[str, object]]:
     return {str(claim["label"]): claim for claim in json.loads(done.stdout)}
 
 
+def start(capsule: CapsuleCopy, started: Path, *flags: str) -> subprocess.Popen[str]:
+    """Start a posting run whose job ``BLOCK`` waits, in a process group of its own."""
+    env = {**os.environ, "ANALYSIS_STARTED": str(started), "BLOCK_INDEX": str(BLOCK)}
+    return subprocess.Popen(
+        [sys.executable, "-u", str(capsule.code / "run_capsule.py"), "--dry_run", "0", *flags],
+        cwd=capsule.code,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # as a shell runs a command: its own process group
+    )
+
+
+def ctrl_c(process: subprocess.Popen[str]) -> tuple[str, str]:
+    """Send SIGINT to every process of the run's group, as a terminal's Ctrl-C does."""
+    os.killpg(process.pid, signal.SIGINT)
+    return process.communicate(timeout=120)
+
+
 @pytest.mark.parametrize("executor", ["serial", "process"])
 def test_ctrl_c_releases_writes_the_report_and_a_rerun_resumes(
     tmp_path: Path, executor: str
@@ -102,19 +122,9 @@ def test_ctrl_c_releases_writes_the_report_and_a_rerun_resumes(
     """SIGINT mid-job: one line, exit 130, its claim released, a report; the rerun resumes."""
     capsule = interrupt_capsule(tmp_path / "capsule")
     started = tmp_path / "started.txt"
-    env = {**os.environ, "ANALYSIS_STARTED": str(started), "BLOCK_INDEX": str(BLOCK)}
-    flags = ("--executor", executor, "--workers", "1")
-    process = subprocess.Popen(
-        [sys.executable, "-u", str(capsule.code / "run_capsule.py"), "--dry_run", "0", *flags],
-        cwd=capsule.code,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start(capsule, started, "--executor", executor, "--workers", "1")
     wait_for_line(started, str(BLOCK), process)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
+    out, err = ctrl_c(process)
 
     assert process.returncode == 130, out + err
     assert out == f"interrupted: {BLOCK} done, 1 released; run again to resume\n", out + err
@@ -138,3 +148,25 @@ def test_ctrl_c_releases_writes_the_report_and_a_rerun_resumes(
     lines = started.read_text(encoding="utf-8").split()
     assert sorted(lines) == ["0", "1", "1", "2"]  # job 0 ran once: the rerun skipped it
     assert {claim["state"] for claim in claims_by_label(capsule).values()} == {"done"}
+
+
+def test_ctrl_c_stops_idle_pool_workers_without_a_traceback(tmp_path: Path) -> None:
+    """Three workers, two idle once their jobs are done: Ctrl-C still prints one line."""
+    capsule = interrupt_capsule(tmp_path / "capsule")
+    started = tmp_path / "started.txt"
+    process = start(capsule, started, "--executor", "process", "--workers", str(JOBS))
+    wait_for_line(started, str(BLOCK), process)
+    for _ in range(600):  # polled: until the other two jobs are recorded (a minute at most)
+        states = {label: claim["state"] for label, claim in claims_by_label(capsule).items()}
+        if states.get("job_0.json") == states.get("job_2.json") == "done":
+            break
+        time.sleep(0.1)
+    else:
+        process.kill()
+        pytest.fail(f"the other jobs did not finish: {states}")
+    out, err = ctrl_c(process)
+
+    assert process.returncode == 130, out + err
+    assert out == "interrupted: 2 done, 1 released; run again to resume\n", out + err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert claims_by_label(capsule)[f"job_{BLOCK}.json"]["state"] == "released"

@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -136,6 +137,10 @@ _POOL_CONTEXT: RunContext | None = None
 
 
 def _adopt_context(blob: bytes) -> None:
+    # Ctrl-C on a terminal reaches every process of its group: the run's own process
+    # handles it (it stops the workers, then releases their claims), so a worker does
+    # not also print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _POOL_CONTEXT
     _POOL_CONTEXT = pickle.loads(blob)
 

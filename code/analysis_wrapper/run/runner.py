@@ -203,7 +203,10 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
     _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
     from ..report.html import write_run_report  # at the end of a run: not on the start-up path
 
-    write_run_report(context, planned, summary)
+    try:
+        write_run_report(context, planned, summary)
+    except KeyboardInterrupt:  # Ctrl-C while the report was made: the jobs are as said
+        summary.interrupted = True
     return summary
 
 
