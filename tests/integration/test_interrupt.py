@@ -115,7 +115,7 @@ def ctrl_c(process: subprocess.Popen[str]) -> tuple[str, str]:
     return process.communicate(timeout=120)
 
 
-@pytest.mark.parametrize("executor", ["serial", "process"])
+@pytest.mark.parametrize("executor", ["serial", "process", "dask"])
 def test_ctrl_c_releases_writes_the_report_and_a_rerun_resumes(
     tmp_path: Path, executor: str
 ) -> None:

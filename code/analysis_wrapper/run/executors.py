@@ -182,6 +182,7 @@ def _execute_on_dask(
         run = dask_shipping.ShippedRun(context.run_id, blob)
         _register(client, run, "the run's settings")
         futures: list[Any] = []
+        local = shipment is None  # a LocalCluster of this run, which ends with it
         try:
             payloads = [cloudpickle.dumps(job) for job in jobs]
             futures = client.map(
@@ -200,14 +201,16 @@ def _execute_on_dask(
                     result = _lost(jobs[index], f"Dask could not run it: {_one_line(exc)}")
                 on_done(index, result)
         except KeyboardInterrupt:
-            # Tasks not yet started never start. Dask cannot stop a running one: a
-            # LocalCluster's workers stop with it, a remote cluster's task finishes
-            # (fenced by its claim, which the runner releases).
-            with contextlib.suppress(Exception):
-                client.cancel(futures)
+            # A LocalCluster's workers stop with it (they had Ctrl-C too): nothing to
+            # tidy on them, which would only log their own errors. On a remote cluster
+            # the tasks not yet started never start; one running finishes (Dask cannot
+            # stop it), fenced by its claim, which the runner releases.
+            if not local:
+                with contextlib.suppress(Exception):
+                    client.cancel(futures)
+                _unregister(client, run.name)
             raise
-        finally:
-            _unregister(client, run.name)
+        _unregister(client, run.name)
 
 
 def _register(client: Client, plugin: Any, what: str) -> None:
