@@ -118,7 +118,13 @@ def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
         code.version,
         record_store.display_url,
         result_store.url,
-        "" if options.posting else (" (plan only)" if options.plan else " (dry run)"),
+        ""
+        if options.posting
+        else (
+            " (plan only)"
+            if options.plan
+            else f" (dry run: nothing posted; files go to {options.results_directory})"
+        ),
     )
     context = RunContext(
         analysis=analysis,

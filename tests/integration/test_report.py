@@ -116,6 +116,7 @@ def test_report_screenshot_is_a_png(report_copy: tuple[CapsuleCopy, Path], tmp_p
     done = chromium(report, tmp_path / "profile", f"--screenshot={shot}")
     assert done.returncode == 0, done.stderr
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    print(f"screenshot: {shot}")  # shown with pytest -rP; kept with pytest's tmp folders
 
 
 def test_dry_run_writes_a_report_and_plan_does_not(capsule: CapsuleCopy) -> None:

@@ -338,6 +338,7 @@ def test_plan_and_dry_run_touch_no_store(capsule: CapsuleCopy) -> None:
     # Nothing was posted: the lines name the local folders, never the store's.
     assert dry.stdout.strip().endswith(f"(dry run); files in {capsule.results}")
     assert "-> file://" not in dry.stderr
+    assert f"(dry run: nothing posted; files go to {capsule.results})" in dry.stderr
     summary = run_summary(capsule.results)
     assert summary["dry_run"] is True
     assert counts(summary) == (JOB_COUNT, 0, 0)
