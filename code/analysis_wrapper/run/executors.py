@@ -21,6 +21,7 @@ import pickle
 import shutil
 import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -297,10 +298,30 @@ def _dask_client(
     try:
         # A LocalCluster's workers are processes of this machine, started with this
         # interpreter's path: they import the code where it is.
-        with LocalCluster(**cluster_options) as cluster, Client(cluster) as client:
+        with _sigint_ignored():
+            cluster = LocalCluster(**cluster_options)
+        with cluster, Client(cluster) as client:
             yield client, None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start: they inherit it, ignored.
+
+    Ctrl-C on a terminal reaches every process of its group. The run's own process
+    handles it (it stops the cluster, then releases the claims); workers that took it
+    too would each log their own tracebacks as the cluster goes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler (and gets SIGINT)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
