@@ -6,7 +6,9 @@ the stores, runs every job and exits with a code that tells what happened:
 - 0: every job succeeded or was skipped (zero jobs included);
 - 1: a job failed, or a store could not be reached;
 - 2: a wrong invocation or configuration (unknown flag, missing input directory,
-  refused dirty tree, a parameter named like a flag).
+  refused dirty tree, a parameter named like a flag);
+- 130: interrupted (Ctrl-C): the jobs under way let their claims go, the report is
+  written, and one line says how far the run got; running again resumes.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger("analysis_wrapper")
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""Ctrl-C (SIGINT), as a shell reports a command it interrupted (128 + 2)."""
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -78,8 +82,13 @@ def main(
     arguments = list(sys.argv[1:] if argv is None else argv)
 
     def run() -> int:
-        summary = _run(analysis, arguments, capsule)
+        try:
+            summary = _run(analysis, arguments, capsule)
+        except KeyboardInterrupt:  # before the jobs ran (planning) or after (closing)
+            summary = RunSummary(dry_run=True, interrupted=True)
         print(summary.one_line())
+        if summary.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_FAILED if summary.failed else EXIT_OK
 
     return exit_code_of(run)
@@ -126,7 +135,13 @@ def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
         code.version,
         record_store.display_url,
         result_store.url,
-        "" if options.posting else (" (plan only)" if options.plan else " (dry run)"),
+        ""
+        if options.posting
+        else (
+            " (plan only)"
+            if options.plan
+            else f" (dry run: nothing posted; files go to {options.results_directory})"
+        ),
     )
     context = RunContext(
         analysis=analysis,

@@ -182,6 +182,8 @@ def test_force_reruns_every_job(posted: CapsuleCopy, tmp_path: Path) -> None:
     before = stored_records(posted.store)
     done = posted.run("--dry_run", "0", "--force", "1", "--results_directory", str(tmp_path))
     ok(done)
+    assert "left no usable record" not in done.stderr  # the record is replaced on purpose
+    assert done.stderr.count("--force 1: running it again") == JOB_COUNT
     summary = run_summary(tmp_path)
     assert counts(summary) == (JOB_COUNT, 0, 0)
     assert summary_keys(summary) == set(before)
@@ -333,6 +335,10 @@ def test_plan_and_dry_run_touch_no_store(capsule: CapsuleCopy) -> None:
     stale.write_text("old\n")
     dry = capsule.run()  # --dry_run defaults to 1
     ok(dry)
+    # Nothing was posted: the lines name the local folders, never the store's.
+    assert dry.stdout.strip().endswith(f"(dry run); files in {capsule.results}")
+    assert "-> file://" not in dry.stderr
+    assert f"(dry run: nothing posted; files go to {capsule.results})" in dry.stderr
     summary = run_summary(capsule.results)
     assert summary["dry_run"] is True
     assert counts(summary) == (JOB_COUNT, 0, 0)
@@ -340,6 +346,7 @@ def test_plan_and_dry_run_touch_no_store(capsule: CapsuleCopy) -> None:
     assert keys == {entry["key"] for entry in plan}  # the plan said what the run did
     assert key_folders(capsule.results) == keys
     for key in keys:
+        assert f"-> {capsule.results / key}\n" in dry.stderr
         names = {p.name for p in (capsule.results / key).iterdir()}
         assert {"units.csv", "units.png", "metadata.nd.json", "key.json"} <= names
     assert not stale.exists()  # each job starts in a fresh folder

@@ -336,3 +336,36 @@ def test_environment_does_not_set_other_flags(
         monkeypatch.setenv(name, "1")
     options, _ = parse_command_line([], Params, capsule)
     assert (options.force, options.plan, options.allow_dirty) == (False, False, False)
+
+
+# --- --help -----------------------------------------------------------------------------
+
+
+class HelpParams(AnalysisParameters):
+    cutoff: float = Field(default=0.5, ge=0, lt=1, description="The cutoff.")
+    label: str | None = Field(default=None, description="A label.")
+    unit_ids: list[int] = Field(default_factory=lambda: [1, 2], description="Units.")
+    weights: dict[str, float] | None = Field(default=None, description="Weights.")
+    count: int = Field(gt=0, description="How many.")
+
+
+def test_help_shows_defaults_bounds_and_json_only_for_lists_and_dicts(
+    capsule: Capsule, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--help: each parameter's default and bounds; "(JSON)" for list and dict fields alone."""
+    with pytest.raises(SystemExit):
+        parse_command_line(["--help"], HelpParams, capsule)
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--cutoff VALUE The cutoff. (default 0.5, >= 0, < 1) --label" in text
+    assert "--label VALUE A label. (default null) --unit_ids" in text
+    assert "--unit_ids VALUE Units. (default [1, 2]) (JSON) --weights" in text
+    assert "--weights VALUE Weights. (default null) (JSON) --count" in text
+    assert text.endswith("--count VALUE How many. (required, > 0)")
+    assert text.count("(JSON)") == 2
+
+
+def test_verbose_flag(capsule: Capsule) -> None:
+    """-v (or --verbose) asks for a line per job on a terminal; off by default."""
+    assert parse_command_line([], Params, capsule)[0].verbose is False
+    assert parse_command_line(["-v"], Params, capsule)[0].verbose is True
+    assert parse_command_line(["--verbose"], Params, capsule)[0].verbose is True

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from analysis_wrapper.report.progress import ByteProgress, JobProgress
+from analysis_wrapper.report.progress import ByteProgress, JobProgress, per_job_level
 
 
 class Clock:
@@ -172,3 +172,19 @@ def test_a_small_upload_on_a_terminal_gets_no_bar(caplog: pytest.LogCaptureFixtu
         up.update(64 * MiB - 1)
     assert terminal.getvalue() == ""
     assert upload_lines(caplog) == ["uploading s3://b/p/: 64.0 MiB of 64.0 MiB (100%), 32.0 MiB/s"]
+
+
+def test_per_job_lines_hide_behind_a_bar_unless_verbose() -> None:
+    """On a terminal a job's line goes to DEBUG (the bar stands for it) unless -v."""
+    assert per_job_level(False, Terminal()) == logging.DEBUG
+    assert per_job_level(True, Terminal()) == logging.INFO
+    assert per_job_level(False, io.StringIO()) == logging.INFO  # a log file keeps them
+
+
+def test_an_interrupted_run_logs_no_last_progress_line(caplog: pytest.LogCaptureFixture) -> None:
+    """Ctrl-C: the run's one line says how far it got; no progress line after it."""
+    caplog.set_level(logging.INFO, logger="analysis_wrapper")
+    with pytest.raises(KeyboardInterrupt), JobProgress(3, stream=io.StringIO()) as progress:
+        progress.update(True)
+        raise KeyboardInterrupt
+    assert "progress" not in caplog.text

@@ -40,7 +40,8 @@ from .settings import Capsule
 APP_PANEL_PATH = Path(".codeocean") / "app-panel.json"
 RUN_SCRIPT_NAME = "run_capsule.py"
 # Fixed by Code Ocean (/data, /results): offering them in the panel only invites mistakes.
-NOT_IN_PANEL = frozenset({"input_directory", "results_directory"})
+# A Code Ocean run has no terminal, so --verbose (lines a bar would hide) changes nothing.
+NOT_IN_PANEL = frozenset({"input_directory", "results_directory", "verbose"})
 WRAPPER_CATEGORY = {
     "id": "wrapper",
     "name": "Run",

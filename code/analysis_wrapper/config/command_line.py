@@ -8,11 +8,15 @@ empty value for a parameter means "not given", so it does not override
 from __future__ import annotations
 
 import argparse
+import json
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, cast
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from ..errors import ConfigError, UsageError
 from ..job.parameters import parse_command_line_value
@@ -40,6 +44,7 @@ RESERVED_FLAGS = frozenset(
         "capsule",
         "help",
         "version",
+        "verbose",
     }
 )
 
@@ -219,6 +224,12 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
         metavar="tcp://HOST:PORT",
         help="run on this Dask scheduler (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
     )
+    wrapper.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="on a terminal, a line per job as well as the progress bar",
+    )
     if model is not None:
         group = parser.add_argument_group(f"analysis parameters ({model.__name__})")
         for name, info in model.model_fields.items():
@@ -227,9 +238,48 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
                 dest=f"param:{name}",
                 default=None,
                 metavar="VALUE",
-                help=(info.description or "") + " (lists and dicts as JSON)",
+                help=parameter_help(info),
             )
     return parser
+
+
+_BOUNDS = (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
+
+
+def parameter_help(info: FieldInfo) -> str:
+    """A parameter's --help line: its description, default, bounds, and "(JSON)" if structured.
+
+    ``(JSON)`` marks only list, tuple, set and dict fields (and models): a number or a
+    word is typed as it is.
+    """
+    if info.is_required():
+        notes = ["required"]
+    else:
+        notes = [f"default {json.dumps(info.get_default(call_default_factory=True), default=str)}"]
+    notes += [
+        f"{symbol} {getattr(rule, name)}"
+        for rule in info.metadata
+        for name, symbol in _BOUNDS
+        if getattr(rule, name, None) is not None
+    ]
+    parts = [info.description or "", "(" + ", ".join(notes) + ")"]
+    if _is_structured(info.annotation):
+        parts.append("(JSON)")
+    return " ".join(part for part in parts if part)
+
+
+def _is_structured(annotation: Any) -> bool:
+    """Whether a field holds a list, tuple, set, dict or model (typed as JSON)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType, typing.Annotated):
+        arguments = typing.get_args(annotation)
+        if origin is typing.Annotated:
+            arguments = arguments[:1]
+        return any(_is_structured(argument) for argument in arguments)
+    kind = origin or annotation
+    if isinstance(kind, type):
+        return issubclass(kind, (list, tuple, set, frozenset, dict, BaseModel))
+    return False
 
 
 def parse_command_line(
@@ -275,6 +325,7 @@ def parse_command_line(
         executor=cast(ExecutorKind, parsed["executor"]),  # argparse checked the choice
         workers=parsed["workers"],
         scheduler_address=(parsed["scheduler_address"] or "").strip() or None,
+        verbose=parsed["verbose"],
     )
     if not options.input_directory.is_dir():
         raise ConfigError(

@@ -240,6 +240,9 @@ class RunOptions:
         taken over after this long.
     transient_retries : int
         How many more tries a job gets after a transient failure.
+    verbose : bool
+        Log a line per job on a terminal too, where the progress bar otherwise stands
+        for them.
     """
 
     input_directory: Path
@@ -255,6 +258,7 @@ class RunOptions:
     retry_failed: bool = False
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     transient_retries: int = 2
+    verbose: bool = False
 
     @property
     def posting(self) -> bool:

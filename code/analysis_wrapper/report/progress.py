@@ -103,8 +103,23 @@ class JobProgress:
         traceback: TracebackType | None,
     ) -> None:
         self._stack.close()
-        if self._bar is None and self.total:
+        # Interrupted (Ctrl-C): the run's one line says how far it got.
+        interrupted = kind is not None and issubclass(kind, KeyboardInterrupt)
+        if self._bar is None and self.total and not interrupted:
             log.info("%s", self.line())
+
+
+def per_job_level(verbose: bool, stream: TextIO | None = None) -> int:
+    """The level of a run's per-job lines: hidden behind a bar unless ``verbose``.
+
+    On a terminal the bar says how far the run is, and a line per job would scroll it
+    away (hundreds of jobs, hundreds of lines); they are logged at DEBUG there, which
+    the capsule does not show, unless ``-v``. Elsewhere (a log file) every job keeps its
+    line. Failures are logged at their own level either way.
+    """
+    if verbose or not _is_terminal(stream or sys.stderr):
+        return logging.INFO
+    return logging.DEBUG
 
 
 MiB = 1024 * 1024

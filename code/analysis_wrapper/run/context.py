@@ -125,6 +125,12 @@ class RunSummary:
     dry_run: bool
     jobs: list[JobResult] = field(default_factory=list)
     plan: bool = False
+    interrupted: bool = False
+    """Stopped by Ctrl-C (SIGINT): ``jobs`` lists only the jobs that ended."""
+    released: int = 0
+    """For an interrupted run: the claims of unfinished jobs it let go."""
+    folder: str = ""
+    """Where a dry run wrote its jobs' files (its one line names it: nothing was posted)."""
 
     def count(self, status: Status) -> int:
         """How many jobs ended with ``status``."""
@@ -142,6 +148,7 @@ class RunSummary:
             "skipped": self.count(Status.SKIPPED),
             "failed": self.failed,
             "dry_run": self.dry_run,
+            **({"interrupted": True, "released": self.released} if self.interrupted else {}),
             "jobs": [job.summary_entry() for job in self.jobs],
         }
 
@@ -151,8 +158,14 @@ class RunSummary:
             counts = {a.value: sum(1 for j in self.jobs if j.action == a.value) for a in Action}
             listed = ", ".join(f"{n} {action}" for action, n in counts.items())
             return f"plan for {len(self.jobs)} job(s): {listed} (nothing ran)"
-        mode = "dry run" if self.dry_run else "posted"
+        if self.interrupted:
+            return (
+                f"interrupted: {len(self.jobs)} done, {self.released} released; run again to resume"
+            )
+        ran = self.count(Status.SUCCEEDED)
+        mode = "dry run" if self.dry_run else ("posted" if ran else "nothing posted")
+        where = f"; files in {self.folder}" if self.dry_run and self.folder else ""
         return (
-            f"{len(self.jobs)} job(s): {self.count(Status.SUCCEEDED)} ran, "
-            f"{self.count(Status.SKIPPED)} skipped, {self.failed} failed ({mode})"
+            f"{len(self.jobs)} job(s): {ran} ran, "
+            f"{self.count(Status.SKIPPED)} skipped, {self.failed} failed ({mode}){where}"
         )

@@ -14,11 +14,14 @@ executor: a job's files go to its own folder and its record is written last.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,15 +112,25 @@ def _execute_in_pool(
         initargs=(blob,),
     ) as pool:
         futures = {pool.submit(_run_in_pool, job): index for index, job in enumerate(jobs)}
-        for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
-                result = _lost(jobs[index], f"its worker process died: {exc}")
-            except Exception as exc:  # the job or its result could not travel
-                result = _lost(jobs[index], f"the process pool could not run it: {_one_line(exc)}")
-            on_done(index, result)
+        try:
+            for future in as_completed(futures):
+                index = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory)
+                    result = _lost(jobs[index], f"its worker process died: {exc}")
+                except Exception as exc:  # the job or its result could not travel
+                    why = f"the process pool could not run it: {_one_line(exc)}"
+                    result = _lost(jobs[index], why)
+                on_done(index, result)
+        except KeyboardInterrupt:
+            # Leaving the pool would wait for every job to end: stop its workers
+            # instead (the runner then releases the claims they held).
+            workers_now = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in workers_now:
+                process.terminate()
+            raise
 
 
 _POOL_CONTEXT: RunContext | None = None
@@ -125,6 +138,10 @@ _POOL_CONTEXT: RunContext | None = None
 
 
 def _adopt_context(blob: bytes) -> None:
+    # Ctrl-C on a terminal reaches every process of its group: the run's own process
+    # handles it (it stops the workers, then releases their claims), so a worker does
+    # not also print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _POOL_CONTEXT
     _POOL_CONTEXT = pickle.loads(blob)
 
@@ -165,6 +182,8 @@ def _execute_on_dask(
     with _dask_client(options, context) as (client, shipment):
         run = dask_shipping.ShippedRun(context.run_id, blob)
         _register(client, run, "the run's settings")
+        futures: list[Any] = []
+        local = shipment is None  # a LocalCluster of this run, which ends with it
         try:
             payloads = [cloudpickle.dumps(job) for job in jobs]
             futures = client.map(
@@ -182,8 +201,17 @@ def _execute_on_dask(
                 except Exception as exc:  # a worker lost, or the result could not travel back
                     result = _lost(jobs[index], f"Dask could not run it: {_one_line(exc)}")
                 on_done(index, result)
-        finally:
-            _unregister(client, run.name)
+        except KeyboardInterrupt:
+            # A LocalCluster's workers stop with it (they had Ctrl-C too): nothing to
+            # tidy on them, which would only log their own errors. On a remote cluster
+            # the tasks not yet started never start; one running finishes (Dask cannot
+            # stop it), fenced by its claim, which the runner releases.
+            if not local:
+                with contextlib.suppress(Exception):
+                    client.cancel(futures)
+                _unregister(client, run.name)
+            raise
+        _unregister(client, run.name)
 
 
 def _register(client: Client, plugin: Any, what: str) -> None:
@@ -270,10 +298,30 @@ def _dask_client(
     try:
         # A LocalCluster's workers are processes of this machine, started with this
         # interpreter's path: they import the code where it is.
-        with LocalCluster(**cluster_options) as cluster, Client(cluster) as client:
+        with _sigint_ignored():
+            cluster = LocalCluster(**cluster_options)
+        with cluster, Client(cluster) as client:
             yield client, None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT while worker processes start: they inherit it, ignored.
+
+    Ctrl-C on a terminal reaches every process of its group. The run's own process
+    handles it (it stops the cluster, then releases the claims); workers that took it
+    too would each log their own tracebacks as the cluster goes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler (and gets SIGINT)
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager

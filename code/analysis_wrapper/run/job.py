@@ -94,7 +94,10 @@ def _run_claimed(planned: PlannedJob, context: RunContext) -> JobResult:
         options.lease_seconds,
     )
     acquired = claims.acquire(
-        planned.key, label=planned.job_file.name, retry_failed=options.retry_failed
+        planned.key,
+        label=planned.job_file.name,
+        retry_failed=options.retry_failed,
+        forced=options.force,
     )
     if not acquired.acquired and _held_by_this_run(acquired.claim, context):
         acquired = _after_a_lost_worker(

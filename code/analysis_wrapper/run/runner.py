@@ -27,8 +27,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..common.atomic_write import write_json as _write_json
+from ..common.redact import mask_url
 from ..config.settings import RunOptions
-from ..report.progress import JobProgress
+from ..report.progress import JobProgress, per_job_level
+from ..stores.claims import Claims, Owner
 from .context import (
     Analysis,
     AnalysisFunction,
@@ -141,12 +143,13 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
                 )
             )
         return summary
-    summary = RunSummary(dry_run=options.dry_run)
+    summary = RunSummary(dry_run=options.dry_run, folder=str(options.results_directory))
     results: list[JobResult | None] = [None] * len(planned)
     to_run: list[int] = []
+    per_job = per_job_level(options.verbose)
     for index, job in enumerate(planned):
         log.log(
-            logging.ERROR if job.decision.action is Action.INVALID else logging.INFO,
+            logging.ERROR if job.decision.action is Action.INVALID else per_job,
             "%s: %s (%s)",
             job.job_file.name,
             job.decision.action.value,
@@ -161,16 +164,21 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
         results[to_run[position]] = result
         finished = sum(1 for index in to_run if results[index] is not None)
         if result.status is Status.SUCCEEDED:
-            log.info(
+            log.log(
+                per_job,
                 "[%d/%d] %s: succeeded in %.2f s -> %s",
                 finished,
                 len(to_run),
                 Path(result.job_file).name,
                 result.seconds,
-                result.location,
+                # A dry run posts nothing: its files are in the local folder alone.
+                result.location
+                if options.posting
+                else options.results_directory / (result.key or ""),
             )
         elif result.status is Status.SKIPPED:  # another worker has it, or finished it
-            log.info(
+            log.log(
+                per_job,
                 "[%d/%d] %s: skipped (%s)",
                 finished,
                 len(to_run),
@@ -181,13 +189,32 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
             log.info("[%d/%d] %s: failed", finished, len(to_run), Path(result.job_file).name)
         progress.update(result.status is not Status.FAILED)
 
-    with JobProgress(len(to_run)) as progress:
-        (executor or run_serially)([planned[index] for index in to_run], context, done)
+    try:
+        with JobProgress(len(to_run)) as progress:
+            (executor or run_serially)([planned[index] for index in to_run], context, done)
+    except KeyboardInterrupt:
+        # Ctrl-C: the job under way released its claim as it stopped; release any
+        # claim a stopped worker could not, then write what is known, as for any run.
+        summary.interrupted = True
+        if options.posting:
+            unfinished = [planned[i].key for i in to_run if results[i] is None]
+            summary.released = _release_unfinished(context, [k for k in unfinished if k])
     summary.jobs = [result for result in results if result is not None]
     _write_json(options.results_directory / SUMMARY_FILE_NAME, summary.as_json())
-    reasons = {str(job.job_file): job.decision.reason for job in planned}
-    reasons.update({job.job_file: job.reason for job in summary.jobs if job.reason})
-    from ..report.html import write_report  # only at the end of a run: not on the start-up path
+    from ..report.html import write_run_report  # at the end of a run: not on the start-up path
 
-    write_report(options.results_directory, summary, reasons)
+    try:
+        write_run_report(context, planned, summary)
+    except KeyboardInterrupt:  # Ctrl-C while the report was made: the jobs are as said
+        summary.interrupted = True
     return summary
+
+
+def _release_unfinished(context: RunContext, keys: list[str]) -> int:
+    """Release this run's claims on ``keys`` still held; how many of them are released."""
+    claims = Claims(context.record_store, Owner.of_this_process(context.run_id))
+    try:
+        return claims.release_unfinished(keys)
+    except Exception as exc:  # a store that cannot be reached: the leases end them
+        log.warning("could not release the unfinished jobs' claims: %s", mask_url(str(exc)))
+        return 0

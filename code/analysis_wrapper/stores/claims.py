@@ -229,15 +229,23 @@ class ClaimStore(Protocol):
 
 
 def takeover_reason(
-    existing: Claim, now: float, *, retry_failed: bool, owner_gone: bool = False
+    existing: Claim,
+    now: float,
+    *,
+    retry_failed: bool,
+    owner_gone: bool = False,
+    forced: bool = False,
 ) -> str | None:
     """Say why ``existing`` may be taken over, or return ``None`` when it may not.
 
     The single rule every backend and the plan use. Pure: whether the owner's process
     is gone (:meth:`Owner.is_gone`, which looks at this machine) is the caller's
-    ``owner_gone``.
+    ``owner_gone``. ``forced`` (``--force 1``) only changes the words for a claim that
+    is done: its record is being replaced on purpose, not found missing.
     """
     if existing.state == "done":
+        if forced:
+            return "--force 1: running it again"
         return "its earlier run finished but left no usable record"
     if existing.state == "released":
         return f"{existing.owner.describe()} let it go unfinished"
@@ -320,10 +328,13 @@ class Claims:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     clock: Clock = field(default=time.time)
 
-    def acquire(self, key: str, *, label: str = "", retry_failed: bool = False) -> Acquired:
+    def acquire(
+        self, key: str, *, label: str = "", retry_failed: bool = False, forced: bool = False
+    ) -> Acquired:
         """Claim ``key``: insert, or take over a claim the rules let go.
 
-        Never waits: a live claim held elsewhere comes back as not acquired.
+        Never waits: a live claim held elsewhere comes back as not acquired. ``forced``
+        says the job runs with ``--force 1`` (see :func:`takeover_reason`).
         """
         for _ in range(5):  # each loop loses only to a contender that made progress
             now = self.clock()
@@ -336,7 +347,11 @@ class Claims:
             if existing is None:
                 continue  # deleted between the two calls: try inserting again
             why = takeover_reason(
-                existing, now, retry_failed=retry_failed, owner_gone=owner_is_gone(existing)
+                existing,
+                now,
+                retry_failed=retry_failed,
+                owner_gone=owner_is_gone(existing),
+                forced=forced,
             )
             if why is None:
                 return Acquired(existing, False, describe_claim(existing, now))
@@ -377,6 +392,24 @@ class Claims:
     def release(self, claim: Claim) -> bool:
         """Let go of a claim unfinished (interrupted): anyone may take it at once."""
         return self._end(claim, "released", None)
+
+    def release_unfinished(self, keys: Iterable[str]) -> int:
+        """Release the claims this run still holds on ``keys``; count this run's released ones.
+
+        For an interrupted run: a job stopped mid-way released its own claim, but one
+        whose worker was stopped before it could (a process terminated, a Dask worker
+        shut down) still holds its key. Those claims of this run (``owner.run_id``) still
+        running are released; the count is every claim of this run on ``keys`` that ends
+        up released.
+        """
+        count = 0
+        for claim in self.store.get_claims(list(keys)).values():
+            if claim.owner.run_id != self.owner.run_id:
+                continue
+            released = claim.state == "released"
+            if released or (claim.state == "running" and self.release(claim)):
+                count += 1
+        return count
 
     def _end(self, claim: Claim, state: ClaimState, failure: Failure | None) -> bool:
         now = self.clock()
