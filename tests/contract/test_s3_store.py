@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from analysis_wrapper.common.retry import RetryPolicy
@@ -53,11 +54,14 @@ from analysis_wrapper.stores.s3.upload import ProgressSubscriber
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from conftest import CapsuleCopy
 from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
-from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process
+from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process, on_each_s3_server
 
 REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
 FAST = RetryPolicy(attempts=3, base_delay_s=0.01, max_delay_s=0.05)
 MiB = 1024 * 1024
+
+# Every test on the session's S3 server runs on moto, then on SeaweedFS.
+s3_server, s3_endpoint = on_each_s3_server()
 
 
 @functools.cache
@@ -160,6 +164,176 @@ class TestS3ResultStoreAtBucketTop(ResultStoreContract):
     @pytest.fixture
     def put_raw(self, client: Any, bucket: str) -> Any:
         return raw_writer(client, bucket, "")
+
+
+# --- what the S3 code relies on of a server, on each server ------------------------------
+#
+# Where SeaweedFS answers otherwise than AWS S3, the test says so, and what the product
+# does about it; moto answers as AWS does in all of these.
+
+
+@pytest.fixture
+def on_seaweedfs(s3_server: ServerProcess) -> bool:
+    """Whether this test runs on SeaweedFS (else on moto)."""
+    return s3_server.name == "weed mini"
+
+
+def put_many(client: Any, bucket: str, keys: list[str], body: bytes = b"") -> None:
+    """Put every key, 8 at once (one by one, 1,000 PUTs take seconds)."""
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=body), keys))
+
+
+def test_a_conditional_put_writes_only_a_new_key(client: Any, bucket: str) -> None:
+    """``IfNoneMatch="*"``: a new key is written, an existing one is refused with 412, kept.
+
+    SeaweedFS honours it as AWS S3 does (s3rver, for one, ignores it). The stores do not
+    depend on it: claims live in the record store, and a publish writes its manifest last,
+    after its files, in a folder of its own attempt.
+    """
+    assert client.put_object(Bucket=bucket, Key="k", Body=b"first", IfNoneMatch="*")
+    with pytest.raises(ClientError) as refused:
+        client.put_object(Bucket=bucket, Key="k", Body=b"second", IfNoneMatch="*")
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+    assert client.get_object(Bucket=bucket, Key="k")["Body"].read() == b"first"
+
+
+def test_conditional_puts_racing_for_a_key_let_exactly_one_win(client: Any, bucket: str) -> None:
+    """4 writers race for each of 50 keys with ``IfNoneMatch="*"``: one wins each, its body kept."""
+    start = threading.Barrier(4)
+
+    def writer(number: int) -> list[str]:
+        start.wait()
+        won = []
+        for n in range(50):
+            try:
+                client.put_object(
+                    Bucket=bucket, Key=f"race/{n}", Body=str(number).encode(), IfNoneMatch="*"
+                )
+                won.append(f"race/{n}")
+            except ClientError as exc:
+                # AWS answers 409 ConditionalRequestConflict to a write racing another.
+                assert exc.response["Error"]["Code"] in (
+                    "PreconditionFailed",
+                    "ConditionalRequestConflict",
+                )
+        return won
+
+    with ThreadPoolExecutor(4) as pool:
+        winners = list(pool.map(writer, range(4)))
+    assert sorted(key for won in winners for key in won) == sorted(f"race/{n}" for n in range(50))
+    for number, won in enumerate(winners):
+        for key in won:
+            assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == str(number).encode()
+
+
+def test_a_read_pinned_to_an_etag_fails_once_the_object_changed(client: Any, bucket: str) -> None:
+    """``IfMatch`` (how an input is read pinned to what was looked up): 412 once replaced."""
+    etag = client.put_object(Bucket=bucket, Key="k", Body=b"one")["ETag"]
+    assert client.get_object(Bucket=bucket, Key="k", IfMatch=etag)["Body"].read() == b"one"
+    client.put_object(Bucket=bucket, Key="k", Body=b"two")
+    with pytest.raises(ClientError) as refused:
+        client.get_object(Bucket=bucket, Key="k", IfMatch=etag)
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 412
+
+
+def test_etags_are_md5s_and_multipart_ones_count_their_parts(
+    client: Any, bucket: str, tmp_path: Path
+) -> None:
+    """A PUT's ETag is its body's MD5; a multipart upload's the MD5 of its parts' MD5s, ``-N``.
+
+    As on AWS S3, on both servers, in HEAD and in listings: inputs' versions are ETags.
+    """
+    data = os.urandom(12 * MiB + 1)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    client.upload_file(str(path), bucket, "big.bin", Config=config)
+    client.put_object(Bucket=bucket, Key="small.bin", Body=data[:1000])
+    parts = [data[start : start + 5 * MiB] for start in range(0, len(data), 5 * MiB)]
+    joined = b"".join(hashlib.md5(part).digest() for part in parts)
+    expected = {
+        "big.bin": f'"{hashlib.md5(joined).hexdigest()}-3"',
+        "small.bin": f'"{hashlib.md5(data[:1000]).hexdigest()}"',
+    }
+    assert {key: client.head_object(Bucket=bucket, Key=key)["ETag"] for key in expected} == expected
+    listed = client.list_objects_v2(Bucket=bucket)["Contents"]
+    assert {entry["Key"]: entry["ETag"] for entry in listed} == expected
+
+
+def test_listings_page_at_1000_keys(client: Any, bucket: str) -> None:
+    """Over 1,000 keys: pages of 1,000 in byte order, then the rest, by continuation token.
+
+    ``MaxKeys`` above 1,000: AWS S3 still answers 1,000 keys at most; **moto and SeaweedFS
+    answer as many as asked**. The stores never ask for more than 1,000.
+    """
+    keys = [f"many/{n:04d}" for n in range(1001)]
+    put_many(client, bucket, keys)
+    first = client.list_objects_v2(Bucket=bucket, Prefix="many/")
+    assert (first["KeyCount"], first["IsTruncated"]) == (1000, True)
+    assert [entry["Key"] for entry in first["Contents"]] == keys[:1000]
+    rest = client.list_objects_v2(
+        Bucket=bucket, Prefix="many/", ContinuationToken=first["NextContinuationToken"]
+    )
+    assert [entry["Key"] for entry in rest["Contents"]] == keys[1000:]
+    assert rest["IsTruncated"] is False
+    asked_more = client.list_objects_v2(Bucket=bucket, Prefix="many/", MaxKeys=1001)
+    assert asked_more["KeyCount"] == 1001  # AWS S3: 1000
+
+
+def test_errors_name_what_is_missing(client: Any, bucket: str, on_seaweedfs: bool) -> None:
+    """A missing key: GET ``NoSuchKey``, HEAD a bare 404; a missing bucket: ``NoSuchBucket``.
+
+    A PUT into a missing bucket: AWS S3 (and moto) answer ``NoSuchBucket``; **SeaweedFS
+    creates the bucket** and writes the object. A publish never relies on that answer:
+    its first request is a LIST, which SeaweedFS does refuse with ``NoSuchBucket``
+    (``test_missing_bucket_fails_fast_naming_bucket_and_remedy`` checks that nothing
+    is created).
+    """
+
+    def error(call: Callable[[], Any]) -> tuple[str, int]:
+        with pytest.raises(ClientError) as raised:
+            call()
+        reply = raised.value.response
+        return reply["Error"]["Code"], reply["ResponseMetadata"]["HTTPStatusCode"]
+
+    missing = f"missing-{uuid.uuid4().hex[:16]}"
+    assert error(lambda: client.get_object(Bucket=bucket, Key="nope")) == ("NoSuchKey", 404)
+    assert error(lambda: client.head_object(Bucket=bucket, Key="nope")) == ("404", 404)
+    assert error(lambda: client.list_objects_v2(Bucket=missing)) == ("NoSuchBucket", 404)
+    assert error(lambda: client.get_object(Bucket=missing, Key="k")) == ("NoSuchBucket", 404)
+    assert error(lambda: client.head_object(Bucket=missing, Key="k")) == ("404", 404)
+    if on_seaweedfs:
+        client.put_object(Bucket=missing, Key="k", Body=b"x")
+        assert client.get_object(Bucket=missing, Key="k")["Body"].read() == b"x"
+    else:
+        assert error(lambda: client.put_object(Bucket=missing, Key="k", Body=b"x")) == (
+            "NoSuchBucket",
+            404,
+        )
+    where = {"LocationConstraint": REGION}
+    assert error(lambda: client.create_bucket(Bucket="b1", CreateBucketConfiguration=where)) == (
+        "InvalidBucketName",
+        400,
+    )
+
+
+def test_a_key_keeps_its_slashes_except_doubled_ones_on_seaweedfs(
+    client: Any, bucket: str, on_seaweedfs: bool
+) -> None:
+    """Keys come back as written; **SeaweedFS folds ``//`` into ``/``** (AWS S3 keeps it).
+
+    The stores never write such a key: a prefix loses its outer slashes, and a result
+    file's key is its path relative to the folder.
+    """
+    names = ["sp ace/é.txt", "plus+sign", "pct%20", "q?x=1", "dir/", "a//b"]
+    for name in names:
+        client.put_object(Bucket=bucket, Key=name, Body=b"1")
+    stored = sorted(entry["Key"] for entry in client.list_objects_v2(Bucket=bucket)["Contents"])
+    expected = [name.replace("//", "/") if on_seaweedfs else name for name in names]
+    assert stored == sorted(expected)
 
 
 # --- ANALYSIS_BUCKET through the factory -------------------------------------------------
@@ -481,8 +655,7 @@ def test_list_published_pages_through_many_objects(client: Any, bucket: str) -> 
     """Over 1,000 objects (several LIST pages) are all counted, and delete batches them."""
     key = key_of("paged")
     names = [f"f{n:04d}.txt" for n in range(1203)]
-    for name in names:
-        client.put_object(Bucket=bucket, Key=f"p/{key}/{ATTEMPT}/{name}", Body=b"12")
+    put_many(client, bucket, [f"p/{key}/{ATTEMPT}/{name}" for name in names], b"12")
     client.put_object(Bucket=bucket, Key=f"p/{key}/{ATTEMPT}/{MANIFEST_NAME}", Body=b"{}")
     client.put_object(Bucket=bucket, Key=f"p/{key}/kept/a.txt", Body=b"a")
     store = S3ResultStore(bucket, "p")
@@ -759,9 +932,13 @@ class Sleeps:
 
 
 def test_missing_bucket_fails_fast_naming_bucket_and_remedy(
-    aws_test_env: dict[str, str], tmp_path: Path
+    aws_test_env: dict[str, str], client: Any, tmp_path: Path
 ) -> None:
-    """A bucket that does not exist: one StoreError line, no retry, no object anywhere."""
+    """A bucket that does not exist: one StoreError line, no retry, no object anywhere.
+
+    Nor a bucket: SeaweedFS would create one for a PUT (test_errors_name_what_is_missing),
+    but a publish lists first, and stops at the LIST's ``NoSuchBucket``.
+    """
     missing = f"missing-{uuid.uuid4().hex[:16]}"
     sleeps = Sleeps()
     store = S3ResultStore(missing, "p", sleep=sleeps)
@@ -781,6 +958,7 @@ def test_missing_bucket_fails_fast_naming_bucket_and_remedy(
     with pytest.raises(StoreError, match="NoSuchBucket") as raised:
         list(store.list_published())
     assert raised.value.transient is False
+    assert missing not in {entry["Name"] for entry in client.list_buckets()["Buckets"]}
 
 
 def test_unreachable_endpoint_fails_after_bounded_retries(

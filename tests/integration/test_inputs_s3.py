@@ -1,4 +1,4 @@
-"""job.inputs against moto's S3 server: downloads, the shared cache, listing, streaming, errors.
+"""job.inputs on moto's and SeaweedFS's S3: downloads, the shared cache, listing, streams, errors.
 
 Every test uses buckets of its own. Downloads are counted in the server's own request
 log (one line per request), so "downloaded once" is what the server saw.
@@ -28,11 +28,14 @@ from analysis_wrapper.identity.key import CodeIdentity, compute_key, key_preimag
 from analysis_wrapper.inputs import s3 as input_s3
 from analysis_wrapper.inputs.versions import input_versions
 from analysis_wrapper.job.job_file import Job, bind_inputs, load_job
-from servers import TEST_AWS_ENV, ServerProcess, free_port
+from servers import TEST_AWS_ENV, ServerProcess, free_port, on_each_s3_server
 
 MiB = 1024 * 1024
 REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
 CODE = CodeIdentity(url="https://example.org/repo", version="1" * 40)
+
+# Every test on the session's S3 server runs on moto, then on SeaweedFS.
+s3_server, s3_endpoint = on_each_s3_server()
 
 
 @pytest.fixture
@@ -71,10 +74,17 @@ def settings(cache: Path, max_size: int | str = "1GiB") -> InputSettings:
 
 
 def requests_for(server: ServerProcess, method: str, bucket: str, key: str) -> list[int]:
-    """The status of every ``method`` request for ``bucket/key`` in the server's log."""
+    """The status of every ``method`` request for ``bucket/key`` in the server's log.
+
+    moto logs ``GET /bucket/key?query HTTP/1.1" 200``; SeaweedFS (its request log on)
+    ``"<identity>" GET "/bucket/key" 200 <duration>``.
+    """
     time.sleep(0.3)  # the server logs a request just after answering it
     text = server.log_path.read_text(errors="replace")
-    pattern = rf"{method} /{bucket}/{re.escape(key)}(?:\?[^ ]*)? HTTP/1\.1(?:\x1b\[0m)?\" (\d{{3}})"
+    path = rf"/{bucket}/{re.escape(key)}"
+    moto = rf"{method} {path}(?:\?[^ ]*)? HTTP/1\.1(?:\x1b\[0m)?\" (\d{{3}})"
+    seaweedfs = rf"\" {method} \"{path}(?:\?[^\"]*)?\" (\d{{3}}) "
+    pattern = seaweedfs if server.name == "weed mini" else moto
     return [int(status) for status in re.findall(pattern, text)]
 
 

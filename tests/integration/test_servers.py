@@ -3,7 +3,10 @@
 import boto3
 from pymongo import MongoClient
 
-from servers import ServerProcess
+from servers import ServerProcess, on_each_s3_server
+
+# The S3 check runs on moto, then on SeaweedFS.
+s3_server, s3_endpoint = on_each_s3_server()
 
 
 def test_s3_server_round_trips_an_object(s3_endpoint: str, aws_test_env: dict[str, str]) -> None:

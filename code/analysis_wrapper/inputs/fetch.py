@@ -85,7 +85,11 @@ def open_stream(url: str) -> BinaryIO:
     try:
         import fsspec  # type: ignore[import-untyped]
 
-        opened: BinaryIO = fsspec.open(url, "rb", anon=anonymously).open()
+        # The endpoint, when one is configured, is passed on: fsspec keeps one filesystem
+        # per set of arguments, which would otherwise outlive a change of endpoint.
+        where = input_s3.configured_endpoint()
+        options = {"endpoint_url": where} if where else {}
+        opened: BinaryIO = fsspec.open(url, "rb", anon=anonymously, **options).open()
     except ImportError as exc:
         raise ConfigError(
             f"streaming {url} needs s3fs ({exc.name} is missing); run: pip install "

@@ -134,6 +134,16 @@ def client() -> Any:
         return _clients[key]
 
 
+def configured_endpoint() -> str | None:
+    """The client's endpoint if the environment sets one (``AWS_ENDPOINT_URL[_S3]``).
+
+    ``None`` on AWS itself, where boto3 picks the regional endpoint.
+    """
+    if os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
+        return endpoint()
+    return None
+
+
 def anonymous() -> bool:
     """Whether this process reads S3 inputs unsigned (no credentials were found)."""
     return bool(is_unsigned(client()))

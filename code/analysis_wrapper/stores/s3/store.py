@@ -9,8 +9,8 @@ a folder only when its ``manifest.json`` exists never trusts a half-written one:
    A fresh attempt, the usual case, holds nothing. When the same attempt is published
    again (a retry), a ``manifest.json`` already there is deleted before any file
    changes: from then on that copy is no longer trusted.
-3. Every file is uploaded through boto3's transfer manager, many at once, bytes
-   counted (:mod:`.upload`).
+3. Every file is uploaded, many at once, bytes counted: small ones by one PUT each,
+   large ones through boto3's transfer manager in parts (:mod:`.upload`).
 4. ``manifest.json`` is written: from then on the attempt is trusted.
 5. If step 2 found anything, objects of the attempt's folder that the new manifest
    does not list (left by the earlier try) are deleted, so the folder holds exactly the
@@ -359,7 +359,9 @@ class S3ResultStore(S3Folders):
         """The store's one S3 client, made on first use (boto3 clients are thread-safe)."""
         with self._lock:
             if self._s3 is None:
-                self._s3 = new_client(max_pool_connections=self.transfer.max_concurrency + 4)
+                # Small files' PUTs and large files' parts may be in flight at once.
+                connections = 2 * self.transfer.max_concurrency + 4
+                self._s3 = new_client(max_pool_connections=connections)
             return self._s3
 
     def _retried(self, action: Callable[[], T], what: str) -> T:

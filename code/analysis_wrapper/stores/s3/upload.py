@@ -1,7 +1,11 @@
-"""A result folder's files, checked and uploaded through boto3's transfer manager.
+"""A result folder's files, checked and uploaded: small ones by PUT, large ones in parts.
 
 Every file is checked readable before anything remote changes. Then all go up at
-once; a file above the multipart threshold goes up in parts, themselves in parallel.
+once: a file below the multipart threshold as one ``put_object`` from a pool of
+threads sharing the store's client, a larger one through boto3's transfer manager, in
+parts, themselves in parallel. (The transfer manager would take the small files too,
+but its futures, subscribers and chunked reads cost about 0.4 ms of CPU a file beyond
+the PUT itself, measured: a fifth of the client's work for a 16 KiB file.)
 A round that ends with transient failures is run again for the files that did not
 arrive, and only for them. How many bytes are up shows as a bar on a terminal (for
 64 MiB or more), else as a log line every few seconds, when the run passes a
@@ -15,6 +19,7 @@ import mimetypes
 import stat
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +45,8 @@ class TransferSettings:
     Parameters
     ----------
     max_concurrency : int
-        Requests in flight at once: whole small files, or parts of large ones.
+        Requests in flight at once: whole small files (a pool of that many threads),
+        and parts of large ones (the transfer manager's as many again).
     multipart_threshold : int
         Files of at least this many bytes go up as multipart uploads.
     multipart_chunksize : int
@@ -74,6 +80,7 @@ class ProgressSubscriber(BaseSubscriber):  # type: ignore[misc]
     """Passes the transfer manager's progress events to a publish's byte counter.
 
     A file whose upload failed gives its bytes back: the next round sends it again.
+    (A small file, sent whole by one PUT, counts its bytes once it arrived.)
     """
 
     def __init__(self, progress: ByteCounter) -> None:
@@ -171,6 +178,7 @@ def upload_files(
         preferred_transfer_client="classic",
     )
     manager = create_transfer_manager(client, config)
+    pool = ThreadPoolExecutor(transfer.max_concurrency, thread_name_prefix="s3-put")
     failed = True
     counter = (progress or _Uncounted)(
         sum(file.size for file in files),
@@ -178,15 +186,13 @@ def upload_files(
         interval_s=transfer.progress_interval_s,
         bar_min_bytes=transfer.progress_bar_min_bytes,
     )
+    sender = _Sender(client, manager, pool, bucket, base, transfer.multipart_threshold, counter)
     try:
         with counter:
-            subscriber = ProgressSubscriber(counter)
-            retried(
-                lambda: _upload_round(manager, bucket, pending, base, subscriber),
-                f"uploading to s3://{bucket}/{base}/",
-            )
+            retried(lambda: _upload_round(sender, pending), f"uploading to s3://{bucket}/{base}/")
         failed = False
     finally:
+        pool.shutdown(wait=True, cancel_futures=failed)
         manager.shutdown(cancel=failed)
 
 
@@ -206,30 +212,41 @@ class _Uncounted:
         pass
 
 
-def _upload_round(
-    manager: Any,
-    bucket: str,
-    pending: dict[str, LocalFile],
-    base: str,
-    subscriber: ProgressSubscriber,
-) -> None:
+class _Sender:
+    """Starts one file's upload: a PUT from the pool, or the transfer manager's parts."""
+
+    def __init__(
+        self, client: Any, manager: Any, pool: ThreadPoolExecutor, bucket: str, base: str,
+        threshold: int, counter: ByteCounter,
+    ) -> None:  # fmt: skip
+        self.client, self.manager, self.pool = client, manager, pool
+        self.bucket, self.base, self.threshold = bucket, base, threshold
+        self.counter = counter
+        self.subscriber = ProgressSubscriber(counter)
+
+    def start(self, file: LocalFile) -> Any:
+        """A future of ``file``'s upload (``result()`` raises its error)."""
+        key = f"{self.base}/{file.relative}"
+        if file.size >= self.threshold:
+            return self.manager.upload(
+                str(file.path), self.bucket, key, _extra(file), subscribers=[self.subscriber]
+            )
+        return self.pool.submit(self._put, file, key)
+
+    def _put(self, file: LocalFile, key: str) -> None:
+        with file.path.open("rb") as body:
+            self.client.put_object(Bucket=self.bucket, Key=key, Body=body, **_extra(file))
+        self.counter.update(file.size)
+
+
+def _upload_round(sender: _Sender, pending: dict[str, LocalFile]) -> None:
     """Upload every pending file at once; drop each that arrived from ``pending``.
 
     Raises the first transient error once every upload has ended, so that the next
     round resends only what failed; a permanent error cancels the rest at once.
     """
-    futures = [
-        (
-            file,
-            manager.upload(
-                str(file.path),
-                bucket,
-                f"{base}/{file.relative}",
-                _extra(file),
-                subscribers=[subscriber],
-            ),
-        )
-        for file in pending.values()
+    futures: list[tuple[LocalFile, Future[None]]] = [
+        (file, sender.start(file)) for file in pending.values()
     ]
     transient: BaseException | None = None
     for file, future in futures:
