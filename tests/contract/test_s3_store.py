@@ -1,11 +1,13 @@
-"""The result store contract bound to S3ResultStore on moto's S3 server, plus what only it does.
+"""The result store contract bound to S3ResultStore on moto and SeaweedFS, plus what only it does.
 
 Every test publishes into a bucket of its own (uuid-named), so tests never see each
 other's objects. Below the contract: ANALYSIS_BUCKET forms through the factory,
 multipart and many-file uploads, has_manifest across buckets, leftovers of a failed
 try, listing and deleting over many objects, errors (missing bucket, wrong secret on a
 moto server that enforces auth, unreachable endpoint) without secrets, and the S3
-server stopped in the middle of an upload, then started again. The tests that stop a
+server stopped in the middle of an upload, then started again; and what the S3 code
+relies on of a server, with what SeaweedFS does otherwise than AWS S3. The tests on
+wrong credentials and outages use moto servers of their own; the tests that stop a
 server use one of their own, so the session's S3 server (and other modules' buckets)
 are never disturbed.
 """
