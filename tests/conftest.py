@@ -59,6 +59,22 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_boto3_default_session() -> Iterator[None]:
+    """Give every test a boto3 default session made from its own environment.
+
+    ``boto3.client(...)`` goes through one module-wide session that keeps the
+    credentials it first found: a test that ran with the DocDB stand-in's keys in its
+    environment would otherwise sign every later test's requests with them (moto takes
+    any key; SeaweedFS answers ``InvalidAccessKeyId``).
+    """
+    import boto3
+
+    boto3.DEFAULT_SESSION = None
+    yield
+    boto3.DEFAULT_SESSION = None
+
+
 def git(cwd: Path, *args: str) -> str:
     """Run git in ``cwd`` with a fixed identity; return stdout."""
     env = {

@@ -81,8 +81,9 @@ def wait_for_line(path: Path, line: str, process: subprocess.Popen[str]) -> None
         if path.exists() and line in path.read_text(encoding="utf-8").split():
             return
         if process.poll() is not None:
-            out, err = process.communicate()
-            pytest.fail(f"the run ended before job {line} started: {out}{err}")
+            out, _ = process.communicate()
+            log = log_of(path).read_text(encoding="utf-8")
+            pytest.fail(f"the run ended before job {line} started: {out}{log}")
         time.sleep(0.05)
     process.kill()
     pytest.fail(f"job {line} did not start")
@@ -96,23 +97,58 @@ def claims_by_label(capsule: CapsuleCopy) -> dict[str, dict[str, object]]:
 
 
 def start(capsule: CapsuleCopy, started: Path, *flags: str) -> subprocess.Popen[str]:
-    """Start a posting run whose job ``BLOCK`` waits, in a process group of its own."""
+    """Start a posting run whose job ``BLOCK`` waits, in a process group of its own.
+
+    Its log goes to :func:`log_of` ``started``, which the test reads as the run goes.
+    """
     env = {**os.environ, "ANALYSIS_STARTED": str(started), "BLOCK_INDEX": str(BLOCK)}
-    return subprocess.Popen(
-        [sys.executable, "-u", str(capsule.code / "run_capsule.py"), "--dry_run", "0", *flags],
-        cwd=capsule.code,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # as a shell runs a command: its own process group
-    )
+    with log_of(started).open("w", encoding="utf-8") as log:
+        return subprocess.Popen(
+            [sys.executable, "-u", str(capsule.code / "run_capsule.py"), "--dry_run", "0", *flags],
+            cwd=capsule.code,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,  # as a shell runs a command: its own process group
+            preexec_fn=_as_on_a_terminal,
+        )
 
 
-def ctrl_c(process: subprocess.Popen[str]) -> tuple[str, str]:
-    """Send SIGINT to every process of the run's group, as a terminal's Ctrl-C does."""
+def log_of(started: Path) -> Path:
+    """Where :func:`start` writes the run's log (stderr)."""
+    return started.with_name(started.name + ".log")
+
+
+def wait_for_log(started: Path, text: str, process: subprocess.Popen[str]) -> None:
+    """Wait until the run has logged ``text``, or fail if it ended first."""
+    for _ in range(1200):  # polled, not timed: a minute at most before the test gives up
+        if text in log_of(started).read_text(encoding="utf-8"):
+            return
+        if process.poll() is not None:
+            pytest.fail(f"the run ended before it logged {text!r}: {process.communicate()[0]}")
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"the run did not log {text!r}")
+
+
+def _as_on_a_terminal() -> None:
+    """Let SIGINT interrupt the run, as a terminal's foreground command can.
+
+    A command a non-interactive shell starts with ``&`` inherits SIGINT ignored, and
+    Python then installs no KeyboardInterrupt handler: the test suite may run so.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def ctrl_c(process: subprocess.Popen[str], started: Path) -> tuple[str, str]:
+    """Send SIGINT to every process of the run's group, as a terminal's Ctrl-C does.
+
+    Returns the run's stdout and log.
+    """
     os.killpg(process.pid, signal.SIGINT)
-    return process.communicate(timeout=120)
+    out, _ = process.communicate(timeout=120)
+    return out, log_of(started).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("executor", ["serial", "process", "dask"])
@@ -124,7 +160,10 @@ def test_ctrl_c_releases_writes_the_report_and_a_rerun_resumes(
     started = tmp_path / "started.txt"
     process = start(capsule, started, "--executor", executor, "--workers", "1")
     wait_for_line(started, str(BLOCK), process)
-    out, err = ctrl_c(process)
+    # The run counts job 0 done once its result reaches the run's process, which with
+    # Dask can be after the worker has started job 1.
+    wait_for_log(started, "job_0.json: succeeded", process)
+    out, err = ctrl_c(process, started)
 
     assert process.returncode == 130, out + err
     assert out == f"interrupted: {BLOCK} done, 1 released; run again to resume\n", out + err
@@ -164,7 +203,7 @@ def test_ctrl_c_stops_idle_pool_workers_without_a_traceback(tmp_path: Path) -> N
     else:
         process.kill()
         pytest.fail(f"the other jobs did not finish: {states}")
-    out, err = ctrl_c(process)
+    out, err = ctrl_c(process, started)
 
     assert process.returncode == 130, out + err
     assert out == "interrupted: 2 done, 1 released; run again to resume\n", out + err
