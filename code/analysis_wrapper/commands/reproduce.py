@@ -90,6 +90,16 @@ def register(actions: Any) -> None:
 
 def reproduce_command(args: argparse.Namespace) -> int:
     """Reproduce the record ``args.key``; print the comparison; return the exit code."""
+    try:
+        with _terminate_as_interrupt():
+            return _reproduce(args)
+    except KeyboardInterrupt:
+        message = "interrupted: nothing was posted, and no worktree is left behind"
+        print(message, file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _reproduce(args: argparse.Namespace) -> int:
     capsule = locate_capsule(args.capsule)
     settings = StoreSettings()
     record = find_record(settings, capsule, args.key)
@@ -99,28 +109,19 @@ def reproduce_command(args: argparse.Namespace) -> int:
     repository = repository_root(capsule.root)
     ensure_commit(repository, rebuilt.code, rebuilt.key)
     data_dir = (args.input_directory or capsule.data_dir).resolve()
-    try:
-        with (
-            _terminate_as_interrupt(),
-            tempfile.TemporaryDirectory(prefix="analysis-wrapper-reproduce-") as scratch,
-        ):
-            work = Path(scratch)
-            stored_json = read_stored_json(result_store, rebuilt.location, manifest, work)
-            rerun = _rerun(capsule, repository, rebuilt, data_dir, args.dir, work, stored_json)
-            print(format_header(rebuilt, rerun, kept=args.dir is not None))
-            if rerun.error is not None or rerun.folder is None:
-                commit = rebuilt.code.commit[:12]
-                print(f"not reproduced: the run of commit {commit} failed: {rerun.error}")
-                return EXIT_FAILED
-            compared = compare_with_manifest(manifest, rerun.folder, stored_json)
-            print(format_comparison(compared))
-            print(summary_line(compared))
-            identical = all(c.verdict is Verdict.IDENTICAL for c in compared)
-            return EXIT_OK if identical else EXIT_FAILED
-    except KeyboardInterrupt:
-        message = "interrupted: nothing was posted; the temporary worktree is removed"
-        print(message, file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with tempfile.TemporaryDirectory(prefix="analysis-wrapper-reproduce-") as scratch:
+        work = Path(scratch)
+        stored_json = read_stored_json(result_store, rebuilt.location, manifest, work)
+        rerun = _rerun(capsule, repository, rebuilt, data_dir, args.dir, work, stored_json)
+        print(format_header(rebuilt, rerun, kept=args.dir is not None))
+        if rerun.error is not None or rerun.folder is None:
+            commit = rebuilt.code.commit[:12]
+            print(f"not reproduced: the run of commit {commit} failed: {rerun.error}")
+            return EXIT_FAILED
+        compared = compare_with_manifest(manifest, rerun.folder, stored_json)
+    print(format_comparison(compared))
+    print(summary_line(compared))
+    return EXIT_OK if all(c.verdict is Verdict.IDENTICAL for c in compared) else EXIT_FAILED
 
 
 def _rerun(

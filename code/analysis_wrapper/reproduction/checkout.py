@@ -101,31 +101,34 @@ def ensure_commit(repository: Path, code: RecordedCode, key: str) -> None:
     """
     if has_commit(repository, code.commit):
         return
-    tried: list[str] = []
-    last_problem = "no remote to fetch from"
+    problems = []
     for source in fetch_sources(repository, code.url):
         log.warning("commit %s is not here; fetching it from %s", code.commit[:12], source)
-        try:
-            fetched = _git(
-                ["fetch", "--no-tags", "--quiet", source, code.commit],
-                repository,
-                timeout=FETCH_TIMEOUT_S,
-            )
-        except subprocess.TimeoutExpired:
-            last_problem = f"no answer in {FETCH_TIMEOUT_S:.0f} s"
-        else:
-            if fetched.returncode == 0 and has_commit(repository, code.commit):
-                return
-            lines = [line.strip() for line in fetched.stderr.splitlines() if line.strip()]
-            last_problem = lines[-1] if lines else f"git fetch exited {fetched.returncode}"
-        tried.append(source)
-    where = " or ".join(tried) if tried else "(the record names no code URL)"
+        problem = _fetch(repository, source, code.commit)
+        if problem is None:
+            return
+        problems.append(f"{source}: {problem}")
+    tried = "; ".join(problems) if problems else "no remote names its code"
     raise ProvenanceError(
         f"commit {code.commit[:12]} of record {key[:12]} is not in the repository at "
-        f"{repository}, and git fetch from {where} did not give it ({last_problem}); fetch "
-        "it from a remote that has it (git fetch <remote>), or push it from the clone that "
-        "made the record (git push), then reproduce again"
+        f"{repository}, and git fetch did not give it ({tried}); fetch it from a remote "
+        "that has it (git fetch <remote>), or push it from the clone that made the record "
+        "(git push), then reproduce again"
     )
+
+
+def _fetch(repository: Path, source: str, commit: str) -> str | None:
+    """Fetch ``commit`` from ``source``; ``None`` once the repository has it, else why not."""
+    try:
+        fetched = _git(
+            ["fetch", "--no-tags", "--quiet", source, commit], repository, timeout=FETCH_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired:
+        return f"no answer in {FETCH_TIMEOUT_S:.0f} s"
+    if fetched.returncode == 0 and has_commit(repository, commit):
+        return None
+    lines = [line.strip() for line in fetched.stderr.splitlines() if line.strip()]
+    return lines[-1] if lines else f"git fetch exited {fetched.returncode}"
 
 
 def fetch_sources(repository: Path, url: str) -> list[str]:
@@ -144,6 +147,8 @@ def fetch_sources(repository: Path, url: str) -> list[str]:
         setting, _, remote_url = line.partition(" ")
         if remote_url.strip() and normalise_remote_url(remote_url) == wanted:
             sources.append(setting.removeprefix("remote.").removesuffix(".url"))
+    if url.startswith("/") and not Path(url).exists():
+        return list(dict.fromkeys(sources))  # a path of the machine that made the record
     return [*dict.fromkeys(sources), url]
 
 
