@@ -18,6 +18,7 @@ from analysis_wrapper.errors import ProvenanceError
 from analysis_wrapper.identity.key import CodeIdentity
 from analysis_wrapper.job.job_file import Job
 from analysis_wrapper.record.metadata import RecordInputs, build_record
+from analysis_wrapper.reproduction.checkout import fetch_sources
 from analysis_wrapper.reproduction.comparison import (
     Verdict,
     compare_with_manifest,
@@ -31,6 +32,7 @@ from analysis_wrapper.reproduction.rerun import (
     run_commit_capsule,
 )
 from analysis_wrapper.stores.manifest import build_manifest
+from conftest import git
 
 KEY = "ab" * 32
 COMMIT = "c0ffee" + "0" * 34
@@ -310,3 +312,20 @@ def test_a_failed_or_crashed_rerun_says_why(tmp_path: Path) -> None:
     assert crashed.error.endswith("Traceback: it broke")
     missing = run_commit_capsule(tmp_path / "none.py", tmp_path, tmp_path, env, print)
     assert missing.error == f"the commit has no none.py at {tmp_path}"
+
+
+def test_a_missing_commit_is_fetched_from_the_remotes_that_name_the_code(tmp_path: Path) -> None:
+    """Remotes whose URL names the record's code first (their transport), then its URL."""
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "remote", "add", "origin", "git@github.com:lab/capsule.git")
+    git(tmp_path, "remote", "add", "fork", "https://github.com/someone/capsule")
+    url = "https://github.com/lab/capsule"
+    assert fetch_sources(tmp_path, url) == ["origin", url]
+    git(tmp_path, "remote", "add", "mirror", "https://github.com/lab/capsule.git/")
+    assert fetch_sources(tmp_path, url) == ["origin", "mirror"]  # the URL itself, once
+    assert fetch_sources(tmp_path, "https://gitlab.com/other/code") == [
+        "https://gitlab.com/other/code"
+    ]
+    gone = str(tmp_path / "no-such-repository")
+    assert fetch_sources(tmp_path, gone) == []  # a path of the machine that made the record
+    assert fetch_sources(tmp_path, "") == []

@@ -135,21 +135,24 @@ def fetch_sources(repository: Path, url: str) -> list[str]:
     """Where to fetch a commit of ``url`` from: the remotes that name it, then ``url``.
 
     A remote is tried first for its own URL, which may carry the transport and
-    credentials the user set up (SSH, a credential helper); the record's URL is the
-    normalised https form, which may need neither.
+    credentials the user set up (SSH, a credential helper); the record's URL, the
+    normalised https form, is tried after, unless a remote has that very URL or it is
+    a path this machine does not have.
     """
     if not url:
         return []
     wanted = normalise_remote_url(url)
     listed = _git(["config", "--get-regexp", r"^remote\..*\.url$"], repository).stdout
-    sources = []
+    remotes: dict[str, str] = {}
     for line in listed.splitlines():
         setting, _, remote_url = line.partition(" ")
         if remote_url.strip() and normalise_remote_url(remote_url) == wanted:
-            sources.append(setting.removeprefix("remote.").removesuffix(".url"))
-    if url.startswith("/") and not Path(url).exists():
-        return list(dict.fromkeys(sources))  # a path of the machine that made the record
-    return [*dict.fromkeys(sources), url]
+            remotes.setdefault(setting.removeprefix("remote.").removesuffix(".url"), remote_url)
+    spelt_as_url = any(
+        remote.strip().rstrip("/").removesuffix(".git") == url for remote in remotes.values()
+    )
+    missing_path = url.startswith("/") and not Path(url).exists()
+    return [*remotes, *([] if spelt_as_url or missing_path else [url])]
 
 
 @contextlib.contextmanager
