@@ -320,12 +320,18 @@ def test_a_record_from_a_dirty_tree_is_refused(capsule: CapsuleCopy) -> None:
     assert worktrees(capsule.root) == [str(capsule.root)]
 
 
-def test_an_unknown_key_is_a_usage_error(capsule: CapsuleCopy) -> None:
-    """A key no record has: exit 2, naming the store and how to list the records."""
+def test_an_unknown_key_or_input_folder_is_a_usage_error(
+    capsule: CapsuleCopy, tmp_path: Path
+) -> None:
+    """A key no record has, or no such input folder: exit 2, one line with the remedy."""
     done = reproduce(capsule, "abcdef12")
     assert done.returncode == 2
     assert "no record with key abcdef12 in sqlite:///" in done.stderr
     assert "analysis-wrapper results find" in done.stderr
+    missing = tmp_path / "no-data"
+    done = reproduce(capsule, "abcdef12", "--input_directory", str(missing))
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(f"--input_directory {missing}: no such folder")
 
 
 def test_an_unreachable_commit_is_refused_then_fetched(tmp_path: Path) -> None:

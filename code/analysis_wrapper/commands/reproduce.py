@@ -100,7 +100,11 @@ def reproduce_command(args: argparse.Namespace) -> int:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
+    """Each step of the module's list in turn; refusals raise before anything runs."""
     capsule = locate_capsule(args.capsule)
+    data_dir = (args.input_directory or capsule.data_dir).resolve()
+    if args.input_directory is not None and not data_dir.is_dir():
+        raise UsageError(f"--input_directory {args.input_directory}: no such folder")
     settings = StoreSettings()
     record = find_record(settings, capsule, args.key)
     rebuilt = rebuild_job(record)  # refuses dirty and release records
@@ -108,7 +112,6 @@ def _reproduce(args: argparse.Namespace) -> int:
     manifest = stored_manifest(result_store, rebuilt)
     repository = repository_root(capsule.root)
     ensure_commit(repository, rebuilt.code, rebuilt.key)
-    data_dir = (args.input_directory or capsule.data_dir).resolve()
     with tempfile.TemporaryDirectory(prefix="analysis-wrapper-reproduce-") as scratch:
         work = Path(scratch)
         stored_json = read_stored_json(result_store, rebuilt.location, manifest, work)
