@@ -3,6 +3,7 @@
 ::
 
     analysis-wrapper results find [--param KEY=VALUE ...] [--format table|json]
+    analysis-wrapper results reproduce KEY [--dir DIR]
     analysis-wrapper status [--all] [--format table|json]
     analysis-wrapper gc [--delete 0|1] [--older_than SECONDS]
     analysis-wrapper app-panel [--check]

@@ -25,6 +25,7 @@ from ..record.query import (
 from ..stores.base import FILE_LOCATION_PARAMETER, Record, ResultStore, record_parameters
 from ..stores.factory import open_record_store, open_result_store
 from ..stores.manifest import file_sha256
+from . import reproduce
 from .common import CommandParser, capsule_option
 
 EXIT_OK = 0
@@ -32,7 +33,7 @@ EXIT_FAILED = 1
 
 
 def register(commands: Any) -> None:
-    """Add ``results find``, ``results show`` and ``results download``."""
+    """Add ``results find``, ``show``, ``download`` and ``reproduce``."""
     results = commands.add_parser("results", help="find stored results")
     actions = results.add_subparsers(dest="action", required=True, parser_class=CommandParser)
     find = actions.add_parser("find", parents=[capsule_option()], help="list records")
@@ -75,6 +76,8 @@ def register(commands: Any) -> None:
     download.add_argument("key", help="a key, or a unique prefix of at least 6 hex characters")
     download.add_argument("dir", type=Path, help="the folder to write the files into")
     download.set_defaults(handler=download_command)
+
+    reproduce.register(actions)
 
 
 def find_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,1 @@
+"""Reproduce a record: its job rebuilt, its commit checked out and run again, files compared."""
