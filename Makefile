@@ -62,6 +62,15 @@ $(UPSTREAM_VENV)/.installed: Makefile
 	$(UPSTREAM_VENV)/bin/pip install -q 'analysis-pipeline-utils==0.2.8' 'aind-analysis-arch-result-access==1.2.0'
 	touch $@
 
+# The RO-Crate 1.1 JSON-LD context, which the crate tests validate result folders'
+# ro-crate-metadata.json against: the validator (roc-validator) would fetch it from
+# w3id.org, which tests do not reach. rocrate 0.13 is the last release that ships that
+# context (0.16, which the tests read crates with, ships 1.3's); only its data file is read.
+ROCRATE_CONTEXT := .ci/rocrate-1.1
+$(ROCRATE_CONTEXT)/.installed: Makefile | $(UV)
+	$(UV) pip install -q --python $(PYTHON) --target $(ROCRATE_CONTEXT) --no-deps 'rocrate==0.13.0'
+	touch $@
+
 ## run: run the example capsule end to end on the embedded stores, posting results
 run: $(VENV)/.installed-example
 	PATH="$(abspath $(BIN)):$$PATH" code/run --dry_run 0
@@ -86,9 +95,10 @@ typecheck: $(VENV)/.installed-test
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
-pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed $(UPSTREAM_VENV)/.installed chromium
+pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed $(UPSTREAM_VENV)/.installed $(ROCRATE_CONTEXT)/.installed chromium
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" \
-	ANALYSIS_WRAPPER_UPSTREAM_BIN="$(abspath $(UPSTREAM_VENV))/bin" $(BIN)/pytest
+	ANALYSIS_WRAPPER_UPSTREAM_BIN="$(abspath $(UPSTREAM_VENV))/bin" \
+	ANALYSIS_WRAPPER_ROCRATE_CONTEXT="$(abspath $(ROCRATE_CONTEXT))/rocrate/data/ro-crate.jsonld" $(BIN)/pytest
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix code tests scripts benchmarks
@@ -102,5 +112,5 @@ bench: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
 	$(BIN)/python benchmarks/cold_start.py
 
 clean:
-	rm -rf $(VENV) $(SERVERS_VENV) $(UPSTREAM_VENV) $(UV_VENV) .analysis_store .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SERVERS_VENV) $(UPSTREAM_VENV) $(UV_VENV) $(ROCRATE_CONTEXT) .analysis_store .mypy_cache .ruff_cache .pytest_cache
 	find results -mindepth 1 ! -name .gitkeep -exec rm -rf {} +

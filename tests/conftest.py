@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# The RO-Crate validator's HTTP cache, holding the RO-Crate 1.1 context (offline).
+from ro_crates import validator_cache  # noqa: F401
+
 # Session fixtures that start real servers (moto and SeaweedFS S3, SecantusDB) on demand.
 from servers import (  # noqa: F401
     aws_test_env,

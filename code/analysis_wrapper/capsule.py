@@ -165,6 +165,8 @@ def _run(analysis: Analysis, argv: list[str], capsule: Capsule) -> RunSummary:
         record_store.close()
     if options.plan:
         print(format_plan_table(summary))
+        if summary.explanation:
+            print("\n" + "\n".join(summary.explanation))
     return summary
 
 

@@ -4,6 +4,7 @@
 
     analysis-wrapper results find [--param KEY=VALUE ...] [--format table|json]
     analysis-wrapper results reproduce KEY [--dir DIR]
+    analysis-wrapper keys diff KEY1 KEY2 [--format text|json]
     analysis-wrapper status [--all] [--format table|json]
     analysis-wrapper gc [--delete 0|1] [--older_than SECONDS]
     analysis-wrapper app-panel [--check]
@@ -22,10 +23,10 @@ import sys
 from collections.abc import Sequence
 
 from .capsule import configure_logging, exit_code_of
-from .commands import app_panel, dispatch, gc, init, results, status
+from .commands import app_panel, dispatch, gc, init, keys, results, status
 from .commands.common import CommandParser
 
-COMMAND_MODULES = (results, status, gc, app_panel, dispatch, init)
+COMMAND_MODULES = (results, keys, status, gc, app_panel, dispatch, init)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -38,7 +38,7 @@ from standins.docdb_fixtures import (
 JOB_COUNT = 6
 EXECUTORS = ["serial", "process", "dask-local", "dask-external"]
 STORES = ["embedded", "mongo+s3", "rest+s3"]
-EXAMPLE_FILES = {"units.csv", "units.png", "metadata.nd.json", "key.json"}
+EXAMPLE_FILES = {"units.csv", "units.png", "metadata.nd.json", "key.json", "ro-crate-metadata.json"}
 
 
 def add_helper_module(capsule: CapsuleCopy, calls: Path) -> str:

@@ -44,6 +44,7 @@ def assert_posted_every_job(capsule: CapsuleCopy) -> None:
             "units.png",
             "metadata.nd.json",
             "key.json",
+            "ro-crate-metadata.json",
         }
 
 

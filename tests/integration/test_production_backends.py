@@ -72,6 +72,7 @@ def test_example_posts_to_mongodb_and_s3_then_skips(
             "units.png",
             "metadata.nd.json",
             "key.json",
+            "ro-crate-metadata.json",
         }
         assert all(len(files[prefix + e["path"]]) == e["size"] for e in manifest["files"])
     assert not (capsule.store / "records.sqlite").exists()  # nothing embedded was used

@@ -214,7 +214,7 @@ def test_download_from_s3(
     target = tmp_path / "s3"
     fetched = capsule.cli("results", "download", key[:10], str(target), env=env)
     assert fetched.returncode == 0, fetched.stderr
-    assert "downloaded 4 file(s)" in fetched.stdout
+    assert "downloaded 5 file(s)" in fetched.stdout
     manifest = json.loads(
         s3.get_object(Bucket=bucket, Key=f"analysis/{key}/{attempt}/manifest.json")["Body"].read()
     )
@@ -222,7 +222,7 @@ def test_download_from_s3(
         assert sha256(target / entry["path"]) == entry["sha256"]
     shown = capsule.cli("results", "show", key, env=env)
     assert shown.returncode == 0, shown.stderr
-    assert "files (4," in shown.stdout
+    assert "files (5," in shown.stdout
 
     s3.put_object(Bucket=bucket, Key=f"analysis/{key}/{attempt}/units.csv", Body=b"tampered\n")
     tampered = capsule.cli("results", "download", key, str(tmp_path / "t"), env=env)

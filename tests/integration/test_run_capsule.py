@@ -19,7 +19,14 @@ import pytest
 from conftest import CapsuleCopy, git, isolated_environment, make_capsule_copy
 
 JOB_COUNT = 6
-RESULT_FILES = {"units.csv", "units.png", "metadata.nd.json", "key.json", "manifest.json"}
+RESULT_FILES = {
+    "units.csv",
+    "units.png",
+    "metadata.nd.json",
+    "key.json",
+    "ro-crate-metadata.json",
+    "manifest.json",
+}
 EMAIL = "runner@example.org"
 
 

@@ -8,11 +8,14 @@ from typing import Any
 from analysis_wrapper.identity.key import CodeIdentity, key_preimage
 from analysis_wrapper.record.changes import (
     change_reasons,
+    closest_record,
     compact,
     describe_changes,
+    grouped_changes,
     record_file_locations,
     short_version,
 )
+from analysis_wrapper.record.keydiff import diff_records
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 
 OLD = "a" * 40
@@ -176,3 +179,63 @@ def test_change_reasons_name_the_closest_sibling(tmp_path: Path) -> None:
         None,
     ]
     store.close()
+
+
+def test_input_versions_differences_are_named_by_location() -> None:
+    """INPUT_IDENTITY=content: a changed, new or gone version names its location."""
+    job = key_preimage(
+        CodeIdentity(url=URL, version=OLD),
+        ["s3://bucket/session"],
+        [],
+        {},
+        {"s3://bucket/session": "etag-2", "s3://bucket/new": "etag-9"},
+    )
+    stored = {
+        **record({}),
+        "input_versions": {"s3://bucket/session": "etag-1", "s3://bucket/gone": "etag-0"},
+    }
+    assert describe_changes(job, stored) == [
+        'input_versions[s3://bucket/gone] removed (was "etag-0")',
+        'input_versions[s3://bucket/new] added ("etag-9")',
+        'input_versions[s3://bucket/session] "etag-1" → "etag-2"',
+    ]
+    assert describe_changes(job, {**stored, "input_versions": job["input_versions"]}) == []
+
+
+def test_grouped_changes_put_each_difference_in_its_group() -> None:
+    """Code, data and parameters, each difference once, in describe_changes' order."""
+    job = preimage({"x": 2, "y": 1}, version=NEW, inputs=("s3://bucket/other",))
+    stored = record({"x": 1, "y": 1})
+    groups = grouped_changes(job, stored)
+    assert list(groups) == ["code", "data", "parameters"]
+    assert groups == {
+        "code": [f"code.version {OLD[:12]} → {NEW[:12]}"],
+        "data": ['input_data ["s3://bucket/session"] → ["s3://bucket/other"]'],
+        "parameters": ["parameters.x 1 → 2"],
+    }
+    assert [c for group in groups.values() for c in group] == describe_changes(job, stored)
+
+
+def test_closest_record_has_the_fewest_changes_then_is_newest() -> None:
+    """Same file locations only; fewest differences; the later listed among equals."""
+    job = preimage({"a": 1, "b": 2})
+    one_change = {**record({"a": 1, "b": 3}), "_id": "1" * 64}
+    two_changes = {**record({"a": 0, "b": 3}), "_id": "2" * 64}
+    later_one = {**record({"a": 0, "b": 2}), "_id": "3" * 64}
+    other_files = {**record({"a": 1, "b": 2}, files=("x.nwb",)), "_id": "4" * 64}
+    nearest = closest_record(job, [one_change, two_changes, later_one, other_files])
+    assert nearest is not None
+    assert nearest[1]["_id"] == "3" * 64
+    assert nearest[0] == ["parameters.a 0 → 1"]
+    assert closest_record(job, [other_files]) is None
+
+
+def test_diff_records_notes_a_record_whose_fields_do_not_give_its_key() -> None:
+    """A record keyed by something else (upstream's) is compared as its fields are, noted."""
+    older, newer = record({"x": 1}), {**record({"x": 2}), "_id": "e" * 64}
+    result = diff_records(older, newer)
+    assert result.groups["parameters"] == ["parameters.x 1 → 2"]
+    assert result.count == 1
+    assert len(result.notes) == 2
+    assert result.notes[0].startswith("record ffffffffffff's fields do not give its key")
+    assert result.lines()[-2:] == [f"note: {note}" for note in result.notes]

@@ -134,6 +134,20 @@ def test_asset_ids_of_an_older_job_are_kept_beside() -> None:
     assert "input_asset_ids" not in build_record(_inputs())
 
 
+def test_record_ids_and_input_versions_are_kept_beside() -> None:
+    """The job's docdb_record_ids (by location) and the key's input versions are kept."""
+    versions = {"s3://bucket/asset-a": "etag-1", "sessions/s1": "12:1700000000"}
+    record = build_record(
+        _inputs(record_ids={"s3://bucket/asset-a": "rec-1"}, input_versions=versions)
+    )
+    assert record["input_record_ids"] == {"s3://bucket/asset-a": "rec-1"}
+    assert record["input_versions"] == versions
+    _revalidate(record)
+    plain = build_record(_inputs())
+    assert "input_record_ids" not in plain
+    assert "input_versions" not in plain
+
+
 def test_asset_name_reads_the_older_layout_too() -> None:
     """A record written before names moved beside input_data keeps them in the entries."""
     older = {"processing": {"data_processes": [{"code": {"input_data": []}}]}}

@@ -37,6 +37,7 @@ from typing import Any
 from ..capsule import EXIT_INTERRUPTED
 from ..config.settings import Capsule, StoreSettings
 from ..errors import StoreError, UsageError
+from ..record.crate import CRATE_NAME
 from ..record.query import MIN_KEY_PREFIX, locate_capsule
 from ..reproduction.checkout import (
     CheckoutError,
@@ -44,7 +45,13 @@ from ..reproduction.checkout import (
     repository_root,
     temporary_worktree,
 )
-from ..reproduction.comparison import FileComparison, FileFacts, Verdict, compare_with_manifest
+from ..reproduction.comparison import (
+    FileComparison,
+    FileFacts,
+    Verdict,
+    add_rerun_crate,
+    compare_with_manifest,
+)
 from ..reproduction.job_rebuild import RebuiltJob, rebuild_job
 from ..reproduction.rerun import (
     Rerun,
@@ -63,7 +70,7 @@ log = logging.getLogger(__name__)
 EXIT_OK = 0
 EXIT_FAILED = 1
 
-STORED_JSON = (METADATA_FILE_NAME, KEY_FILE_NAME)
+STORED_JSON = (METADATA_FILE_NAME, KEY_FILE_NAME, CRATE_NAME)
 """The framework's files read from the store: compared field by field when they differ."""
 
 
@@ -121,6 +128,7 @@ def _reproduce(args: argparse.Namespace) -> int:
             commit = rebuilt.code.commit[:12]
             print(f"not reproduced: the run of commit {commit} failed: {rerun.error}")
             return EXIT_FAILED
+        add_rerun_crate(manifest, rerun.folder, rebuilt.key)
         compared = compare_with_manifest(manifest, rerun.folder, stored_json)
     print(format_comparison(compared))
     print(summary_line(compared))
@@ -236,7 +244,7 @@ def stored_manifest(result_store: ResultStore, rebuilt: RebuiltJob) -> dict[str,
 def read_stored_json(
     result_store: ResultStore, location: str, manifest: dict[str, Any], work: Path
 ) -> dict[str, Any]:
-    """The stored ``metadata.nd.json`` and ``key.json``, parsed, where they match the manifest.
+    """The stored ``metadata.nd.json``, ``key.json`` and crate, parsed, where the manifest's.
 
     A stored copy that does not match its manifest is left out (with a warning): its
     file is then compared by its digest alone.

@@ -40,8 +40,9 @@ from .settings import Capsule
 APP_PANEL_PATH = Path(".codeocean") / "app-panel.json"
 RUN_SCRIPT_NAME = "run_capsule.py"
 # Fixed by Code Ocean (/data, /results): offering them in the panel only invites mistakes.
-# A Code Ocean run has no terminal, so --verbose (lines a bar would hide) changes nothing.
-NOT_IN_PANEL = frozenset({"input_directory", "results_directory", "verbose"})
+# A Code Ocean run has no terminal, so --verbose (lines a bar would hide) changes nothing;
+# --explain is a question asked at a terminal, of one key a plan printed there.
+NOT_IN_PANEL = frozenset({"input_directory", "results_directory", "verbose", "explain"})
 WRAPPER_CATEGORY = {
     "id": "wrapper",
     "name": "Run",

@@ -45,6 +45,7 @@ RESERVED_FLAGS = frozenset(
         "help",
         "version",
         "verbose",
+        "explain",
     }
 )
 
@@ -107,6 +108,22 @@ def _positive_float(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
+MIN_KEY_PREFIX = 6
+"""The shortest key prefix ``--explain`` takes (as ``analysis-wrapper results show``)."""
+
+
+def _key_prefix(text: str) -> str | None:
+    value = text.strip().lower()
+    if not value:
+        return None  # an empty field: not given
+    if len(value) < MIN_KEY_PREFIX or len(value) > 64 or value.strip("0123456789abcdef"):
+        raise argparse.ArgumentTypeError(
+            f"expected a key or a prefix of at least {MIN_KEY_PREFIX} hex digits, as the "
+            f"plan prints it, got {text!r}"
+        )
     return value
 
 
@@ -225,6 +242,14 @@ def build_parser(model: type[BaseModel] | None, capsule: Capsule) -> argparse.Ar
         help="run on this Dask scheduler (default: DASK_SCHEDULER_ADDRESS, else a LocalCluster)",
     )
     wrapper.add_argument(
+        "--explain",
+        type=_key_prefix,
+        default=None,
+        metavar="KEY",
+        help="with --plan 1: how the planned job KEY (a prefix of 6+ hex digits) differs from "
+        "the closest stored record, as code, data and parameters",
+    )
+    wrapper.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -326,7 +351,13 @@ def parse_command_line(
         workers=parsed["workers"],
         scheduler_address=(parsed["scheduler_address"] or "").strip() or None,
         verbose=parsed["verbose"],
+        explain=parsed["explain"],
     )
+    if options.explain is not None and not options.plan:
+        raise UsageError(
+            f"--explain {options.explain} explains a job of a plan: add --plan 1 (nothing "
+            "runs); to compare two stored results, run analysis-wrapper keys diff KEY1 KEY2"
+        )
     if not options.input_directory.is_dir():
         raise ConfigError(
             f"input directory {options.input_directory} does not exist; pass "

@@ -243,6 +243,9 @@ class RunOptions:
     verbose : bool
         Log a line per job on a terminal too, where the progress bar otherwise stands
         for them.
+    explain : str or None
+        With ``plan``: a planned job's key (or a unique prefix of it) whose
+        differences from the closest stored record are printed, grouped.
     """
 
     input_directory: Path
@@ -259,6 +262,7 @@ class RunOptions:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     transient_retries: int = 2
     verbose: bool = False
+    explain: str | None = None
 
     @property
     def posting(self) -> bool:

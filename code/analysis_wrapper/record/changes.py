@@ -7,6 +7,10 @@ from the closest such record (fewest differences, then newest):
 ``code.tree 1a2b3c4d5e6f → 6f5e4d3c2b1a (the record's commit: …)``. The candidates
 come from one indexed, batched :meth:`RecordStore.find_by_inputs` per plan, never a
 scan of the collection.
+
+Each difference belongs to one of three groups (:data:`CHANGE_GROUPS`): the code (its
+url, tree or version), the data (the inputs, file locations and their versions) and
+the parameters; ``analysis-wrapper keys diff`` and ``--plan 1 --explain`` list them so.
 """
 
 from __future__ import annotations
@@ -26,12 +30,20 @@ from ..stores.base import (
     record_input_urls,
     record_parameters,
 )
-from .fields import record_code_tree, record_file_locations, record_process
+from .fields import (
+    record_code_tree,
+    record_file_locations,
+    record_input_versions,
+    record_process,
+)
 
 log = logging.getLogger(__name__)
 
 SHORT_VERSION = 12
 """Hex runs (commits, digests) in versions are cut to this many characters."""
+
+CHANGE_GROUPS = ("code", "data", "parameters")
+"""The groups a difference falls in: what ran, what it read, how it was set."""
 
 _VALUE_LIMIT = 60
 _HEX_RUN = re.compile(rf"[0-9a-f]{{{SHORT_VERSION + 1},}}")
@@ -65,9 +77,30 @@ def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> 
     list of str
         One entry per difference, in pre-image order (code, inputs, then parameters
         by name): ``"parameters.x 0.5 → 0.8"``, ``"parameters.y added (1)"``,
-        ``"parameters.z removed (was true)"``, ``"code.version <old12> → <new12>"``.
-        Values are compact JSON, so ``1`` and ``1.0`` differ, as they do in the key.
+        ``"parameters.z removed (was true)"``, ``"code.version <old12> → <new12>"``,
+        ``"input_versions[<location>] <old> → <new>"``. Values are compact JSON, so
+        ``1`` and ``1.0`` differ, as they do in the key.
     """
+    return [text for _, text in _changes(preimage, record)]
+
+
+def grouped_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, list[str]]:
+    """:func:`describe_changes` by group: ``{"code": [...], "data": [...], ...}``."""
+    groups: dict[str, list[str]] = {group: [] for group in CHANGE_GROUPS}
+    for group, text in _changes(preimage, record):
+        groups[group].append(text)
+    return groups
+
+
+def _changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Each difference with its group, in pre-image order."""
+    changes = [("code", text) for text in _code_changes(preimage, record)]
+    changes += [("data", text) for text in _data_changes(preimage, record)]
+    changes += [("parameters", text) for text in _parameter_changes(preimage, record)]
+    return changes
+
+
+def _code_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
     code = record_code(dict(record))
     new_code = preimage.get("code") or {}
     changes: list[str] = []
@@ -87,6 +120,11 @@ def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> 
         if old_short == new_short:
             old_short, new_short = compact(old_version), compact(new_version)
         changes.append(f"code.version {old_short} → {new_short}")
+    return changes
+
+
+def _data_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
+    changes: list[str] = []
     for name, old in (
         ("input_data", sorted(set(record_input_urls(dict(record))))),
         ("file_location", record_file_locations(record)),
@@ -94,6 +132,24 @@ def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> 
         new = sorted(set(preimage.get(name) or []))
         if old != new:
             changes.append(f"{name} {compact(old)} → {compact(new)}")
+    # INPUT_IDENTITY=content: each location's version (records keep them beside).
+    old_versions = record_input_versions(record) or {}
+    new_versions: Mapping[str, Any] = preimage.get("input_versions") or {}
+    for location in sorted(set(old_versions) | set(new_versions)):
+        where = f"input_versions[{location}]"
+        if location not in old_versions:
+            changes.append(f"{where} added ({compact(new_versions[location])})")
+        elif location not in new_versions:
+            changes.append(f"{where} removed (was {compact(old_versions[location])})")
+        elif old_versions[location] != new_versions[location]:
+            changes.append(
+                f"{where} {compact(old_versions[location])} → {compact(new_versions[location])}"
+            )
+    return changes
+
+
+def _parameter_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
+    changes: list[str] = []
     old_parameters = record_parameters(dict(record))
     new_parameters = preimage.get("parameters") or {}
     for name in sorted(set(old_parameters) | set(new_parameters)):
@@ -109,6 +165,29 @@ def describe_changes(preimage: Mapping[str, Any], record: Mapping[str, Any]) -> 
                     f"{compact(new_parameters[name])}"
                 )
     return changes
+
+
+def closest_record(
+    preimage: Mapping[str, Any], records: Sequence[Record]
+) -> tuple[list[str], Record] | None:
+    """The record closest to a job among ``records`` (those with its input data).
+
+    Only records with the job's file locations too are candidates; the closest has
+    the fewest differences (:func:`describe_changes`), and is the newest (the last
+    listed) among equals. ``None`` when there is no candidate.
+
+    Returns
+    -------
+    tuple or None
+        The differences and the closest record.
+    """
+    files = sorted(set(preimage.get("file_location") or []))
+    siblings = [record for record in records if record_file_locations(record) == files]
+    if not siblings:
+        return None
+    compared = [(describe_changes(preimage, record), record) for record in siblings]
+    position = min(range(len(compared)), key=lambda i: (len(compared[i][0]), len(compared) - i))
+    return compared[position]
 
 
 def find_siblings(
@@ -168,19 +247,11 @@ def change_reasons(
         return [None] * len(preimages)
     reasons: list[str | None] = []
     for preimage, inputs in zip(preimages, input_sets, strict=True):
-        files = sorted(set(preimage.get("file_location") or []))
-        siblings = [
-            record
-            for record in found.get(input_set_key(inputs), [])
-            if record_file_locations(record) == files
-        ]
-        if not siblings:
+        nearest = closest_record(preimage, found.get(input_set_key(inputs), []))
+        if nearest is None:
             reasons.append(None)
             continue
-        # The closest sibling: fewest changes, the newest among equals (listed last).
-        compared = [(describe_changes(preimage, record), record) for record in siblings]
-        position = min(range(len(compared)), key=lambda i: (len(compared[i][0]), len(compared) - i))
-        changes, closest = compared[position]
+        changes, closest = nearest
         process = record_process(closest)
         when = process.get("end_date_time") or process.get("start_date_time") or "unknown time"
         changes = changes or ["no field differs (another key scheme)"]

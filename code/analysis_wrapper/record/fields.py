@@ -22,12 +22,28 @@ CODE_IDENTITY = "code_identity"
 """Beside the schema's fields too: ``{"tree", "paths", "pushed"}``, the code tree the key
 holds, the folders it digests and whether a remote branch held the commit."""
 
+INPUT_RECORD_IDS = "input_record_ids"
+"""Beside the schema's fields too: the job's ``docdb_record_id`` s (each asset's metadata
+record), by input location."""
+
+INPUT_VERSIONS = "input_versions"
+"""Beside the schema's fields too: the key's ``input_versions`` (``INPUT_IDENTITY=content``),
+by location; absent when the key holds none."""
+
 
 def record_code_tree(record: Mapping[str, Any]) -> str | None:
     """The code tree a record's key holds (``None``: a scheme-1 or release record)."""
     identity = record.get(CODE_IDENTITY)
     tree = identity.get("tree") if isinstance(identity, Mapping) else None
     return tree if isinstance(tree, str) else None
+
+
+def record_input_versions(record: Mapping[str, Any]) -> dict[str, str] | None:
+    """The input versions a record's key holds, by location (``None``: the key holds none)."""
+    versions = record.get(INPUT_VERSIONS)
+    if not isinstance(versions, Mapping):
+        return None
+    return {str(location): str(version) for location, version in versions.items()}
 
 
 def record_process(record: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -45,6 +61,14 @@ def describe_record(record: Mapping[str, Any]) -> str:
     when = process.get("end_date_time") or process.get("start_date_time") or "an unknown time"
     version = code.get("version") or "unknown"
     return f"record {record.get('_id')} written {when} by code version {version}"
+
+
+def by_input_location(record: Mapping[str, Any], field: str) -> dict[str, str]:
+    """A field beside the schema's that maps input locations to text (``{}`` if absent)."""
+    value = record.get(field)
+    if not isinstance(value, Mapping):
+        return {}
+    return {str(location): text for location, text in value.items() if isinstance(text, str)}
 
 
 def asset_name(record: Mapping[str, Any], data_asset: Mapping[str, Any]) -> str | None:

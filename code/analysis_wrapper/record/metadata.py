@@ -23,7 +23,13 @@ from ..errors import WrapperError
 from ..identity.codeocean_run import CodeOceanRun, record_notes
 from ..identity.key import CodeIdentity
 from ..stores.base import FILE_LOCATION_PARAMETER
-from .fields import CODE_IDENTITY, INPUT_ASSET_IDS, INPUT_ASSET_NAMES
+from .fields import (
+    CODE_IDENTITY,
+    INPUT_ASSET_IDS,
+    INPUT_ASSET_NAMES,
+    INPUT_RECORD_IDS,
+    INPUT_VERSIONS,
+)
 
 RUN_SCRIPT = "code/run"
 DEFAULT_PROCESS_NAME = "aind-analysis-wrapper"
@@ -49,8 +55,6 @@ class RecordInputs:
         Normalised input locations, as hashed.
     asset_names : mapping
         Asset name per input location, where the job gave one.
-    asset_ids : mapping
-        Asset id per input location, where the job gave one (the older job shape).
     file_location : sequence of str
         Normalised file locations, as hashed.
     parameters : mapping
@@ -66,6 +70,15 @@ class RecordInputs:
     codeocean : CodeOceanRun or None
         The Code Ocean run: its pipeline becomes ``pipeline_name`` and
         ``processing.pipelines``; its computation and data assets go into the notes.
+    asset_ids : mapping
+        Asset id per input location, where the job gave one (the older job shape).
+    record_ids : mapping
+        Metadata record id (``docdb_record_id``) per input location, where the job
+        gave one.
+    input_versions : mapping or None
+        The key's ``input_versions`` (``INPUT_IDENTITY=content``), by location; ``None``
+        when the key holds none. Kept so the key's pre-image can be rebuilt from the
+        record alone (:mod:`.preimage`).
     """
 
     key: str
@@ -82,6 +95,8 @@ class RecordInputs:
     query: str | None = None
     codeocean: CodeOceanRun | None = None
     asset_ids: Mapping[str, str] = field(default_factory=dict)
+    record_ids: Mapping[str, str] = field(default_factory=dict)
+    input_versions: Mapping[str, str] | None = None
 
 
 def build_record(inputs: RecordInputs) -> dict[str, Any]:
@@ -157,13 +172,16 @@ def build_record(inputs: RecordInputs) -> dict[str, Any]:
             "paths": list(inputs.code.paths),
             "pushed": inputs.code.pushed,
         }
-    # Beside the schema's fields (Metadata ignores them on validation): the asset names
-    # and ids the job gave, by input location.
+    # Beside the schema's fields (Metadata ignores them on validation): the asset names,
+    # ids and metadata record ids the job gave, by input location.
     for field_name, given in (
         (INPUT_ASSET_NAMES, inputs.asset_names),
         (INPUT_ASSET_IDS, inputs.asset_ids),
+        (INPUT_RECORD_IDS, inputs.record_ids),
     ):
         by_location = {loc: given[loc] for loc in inputs.input_data if loc in given}
         if by_location:
             record[field_name] = by_location
+    if inputs.input_versions is not None:
+        record[INPUT_VERSIONS] = dict(inputs.input_versions)
     return record

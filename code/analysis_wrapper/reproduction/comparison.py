@@ -9,6 +9,10 @@ location, who ran it and whether its commit was pushed. It is compared without t
 fields (:data:`RUN_FIELDS`), so it is identical when everything that describes the
 result is: the code, the inputs, the parameters and the outputs. Where the stored JSON
 of a differing file is at hand, the fields that differ are named.
+
+A rerun is a dry run, which publishes nothing and so writes no ``ro-crate-metadata.json``:
+:func:`add_rerun_crate` builds the rerun's from its record and files, as a publish would,
+and it is compared without the run's own fields too (:data:`CRATE_RUN_FIELDS`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..run.outputs import METADATA_FILE_NAME
+from ..record.crate import CRATE_NAME, build_crate
+from ..run.outputs import FRAMEWORK_FILES, METADATA_FILE_NAME, write_json
 from ..stores.manifest import MANIFEST_NAME, file_sha256
 
 RUN_FIELDS = (
@@ -35,6 +40,13 @@ RUN_FIELDS = (
     "code_identity.pushed",
 )
 """The fields of ``metadata.nd.json`` that describe the run, not the result."""
+
+CRATE_RUN_FIELDS = (
+    "the run's startTime, endTime and agent",
+    "the experimenters (Person entities)",
+    f"the size and sha256 of {METADATA_FILE_NAME} (compared on its own, without its run fields)",
+)
+"""What of ``ro-crate-metadata.json`` describes the run, not the result."""
 
 _CODE_OCEAN_NOTE = "code ocean "  # the notes' lines about a Code Ocean computation
 _MOST_PATHS_NAMED = 3
@@ -128,9 +140,11 @@ def _compare_content(relative: str, new_file: Path, stored: Any) -> tuple[Verdic
         return Verdict.DIFFERS, "not JSON any more"
     if relative == METADATA_FILE_NAME:
         stored, new = without_run_fields(stored), without_run_fields(new)
+    elif relative == CRATE_NAME:
+        stored, new = crate_without_run_fields(stored), crate_without_run_fields(new)
     paths = differing_paths(stored, new)
     if not paths:
-        if relative == METADATA_FILE_NAME:
+        if relative in (METADATA_FILE_NAME, CRATE_NAME):
             return Verdict.IDENTICAL, "apart from the run's own fields (times, location, ...)"
         return Verdict.IDENTICAL, "the same JSON, written differently"
     shown = ", ".join(paths[:_MOST_PATHS_NAMED])
@@ -159,6 +173,56 @@ def without_run_fields(metadata: Any) -> Any:
             if isinstance(notes, str):
                 lines = [n for n in notes.splitlines() if not n.startswith(_CODE_OCEAN_NOTE)]
                 process["notes"] = "\n".join(lines) or None
+    return kept
+
+
+def add_rerun_crate(manifest: Mapping[str, Any], folder: Path, key: str) -> None:
+    """Write the rerun's ``ro-crate-metadata.json`` into ``folder``, as a publish would.
+
+    Only when the stored result has one (results from before crates have none) and the
+    rerun wrote its record; built from that record and the rerun's files.
+    """
+    listed = {str(entry.get("path")) for entry in manifest.get("files") or []}
+    metadata = folder / METADATA_FILE_NAME
+    if CRATE_NAME not in listed or (folder / CRATE_NAME).exists() or not metadata.is_file():
+        return
+    try:
+        record = {**json.loads(metadata.read_text(encoding="utf-8")), "_id": key}
+    except ValueError:
+        return  # compared as it is: its own verdict says it differs
+    files = [
+        {"path": relative, "size": path.stat().st_size, "sha256": file_sha256(path)}
+        for relative, path in sorted(
+            (path.relative_to(folder).as_posix(), path) for path in folder.rglob("*")
+        )
+        if path.is_file() and relative not in (MANIFEST_NAME, CRATE_NAME)
+    ]
+    crate = build_crate(record, files, FRAMEWORK_FILES)
+    write_json(folder / CRATE_NAME, crate)
+
+
+def crate_without_run_fields(crate: Any) -> Any:
+    """A copy of a crate without :data:`CRATE_RUN_FIELDS`."""
+    if not isinstance(crate, dict) or not isinstance(crate.get("@graph"), list):
+        return crate
+    kept = copy.deepcopy(crate)
+    graph = []
+    for entity in kept["@graph"]:
+        if not isinstance(entity, dict):
+            graph.append(entity)
+            continue
+        types = entity.get("@type")
+        types = types if isinstance(types, list) else [types]
+        if "Person" in types:
+            continue
+        if "CreateAction" in types:
+            for name in ("startTime", "endTime", "agent"):
+                entity.pop(name, None)
+        if entity.get("@id") == METADATA_FILE_NAME:
+            entity.pop("contentSize", None)
+            entity.pop("sha256", None)
+        graph.append(entity)
+    kept["@graph"] = graph
     return kept
 
 

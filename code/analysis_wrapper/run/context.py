@@ -131,6 +131,8 @@ class RunSummary:
     """For an interrupted run: the claims of unfinished jobs it let go."""
     folder: str = ""
     """Where a dry run wrote its jobs' files (its one line names it: nothing was posted)."""
+    explanation: list[str] = field(default_factory=list)
+    """For ``--plan 1 --explain KEY``: how that job differs from the closest record."""
 
     def count(self, status: Status) -> int:
         """How many jobs ended with ``status``."""

@@ -3,13 +3,16 @@
 :func:`analyse` runs ``run_analysis`` into a work folder, turns what it returned into
 the record's outputs, builds the record, and writes ``metadata.nd.json`` (the record
 without ``_id``) and ``key.json`` (the key and its pre-image) beside the analysis's
-files.
+files. Before the folder is published, :func:`add_crate` writes its
+``ro-crate-metadata.json`` (:mod:`analysis_wrapper.record.crate`) from the record and
+the manifest's files, and adds it to the manifest.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,11 +25,20 @@ from ..identity.codeocean_run import CodeOceanIdentity
 from ..identity.key import canonical_json
 from ..job.job_file import validation_error_to_input_error
 from ..job.locations import location_key_form
+from ..record.crate import CRATE_NAME, build_crate
 from ..record.metadata import RecordInputs, build_record
+from ..stores.manifest import file_sha256
 from .context import PlannedJob, RunContext
+
+log = logging.getLogger(__name__)
 
 METADATA_FILE_NAME = "metadata.nd.json"
 KEY_FILE_NAME = "key.json"
+FRAMEWORK_FILES = {
+    METADATA_FILE_NAME: "The job's aind-data-schema Metadata record (without its _id, the key)",
+    KEY_FILE_NAME: "The job's key and its pre-image: the key is the sha256 of its canonical JSON",
+}
+"""The files the framework writes beside the analysis's, as the crate describes them."""
 
 
 def analyse(planned: PlannedJob, context: RunContext, work: Path, location: str) -> dict[str, Any]:
@@ -46,19 +58,10 @@ def analyse(planned: PlannedJob, context: RunContext, work: Path, location: str)
             location=location,
             code=context.code,
             input_data=planned.preimage["input_data"],
-            # By each location's key form: input_data holds them in that form.
-            asset_names={
-                location_key_form(location): name
-                for location, name in zip(
-                    planned.job.s3_location, planned.job.asset_name, strict=False
-                )
-            },
-            asset_ids={
-                location_key_form(location): asset_id
-                for location, asset_id in zip(
-                    planned.job.s3_location, planned.job.asset_id or (), strict=False
-                )
-            },
+            asset_names=_by_location(planned.job.s3_location, planned.job.asset_name),
+            asset_ids=_by_location(planned.job.s3_location, planned.job.asset_id or ()),
+            record_ids=_by_location(planned.job.s3_location, planned.job.docdb_record_id),
+            input_versions=planned.preimage.get("input_versions"),
             file_location=planned.preimage["file_location"],
             parameters=planned.preimage["parameters"],
             outputs=outputs,
@@ -75,6 +78,41 @@ def analyse(planned: PlannedJob, context: RunContext, work: Path, location: str)
     write_json(work / METADATA_FILE_NAME, metadata)
     write_json(work / KEY_FILE_NAME, {"key": key, "preimage": planned.preimage})
     return record
+
+
+def _by_location(locations: Sequence[str], values: Sequence[str]) -> dict[str, str]:
+    """Pair a job's per-asset list with its ``s3_location`` s, by each location's key form.
+
+    ``input_data`` holds the locations in that form. A list shorter than the locations
+    names the first assets only (as upstream's dispatcher writes them, in step).
+    """
+    return {
+        location_key_form(location): value
+        for location, value in zip(locations, values, strict=False)
+    }
+
+
+def add_crate(manifest: Mapping[str, Any], work: Path, record: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the folder's crate from the record and the manifest's files; return the manifest.
+
+    The manifest returned lists the crate too (its size and sha256), in path order, so
+    it is published like any file, before the manifest (see
+    :mod:`analysis_wrapper.record.crate`).
+    """
+    files = [entry for entry in manifest["files"] if entry["path"] != CRATE_NAME]
+    if len(files) != len(manifest["files"]):
+        log.warning(
+            "%s: run_analysis wrote %s; the framework's crate replaces it (the name is "
+            "reserved, as %s and %s are)",
+            record.get("_id", "")[:12],
+            CRATE_NAME,
+            METADATA_FILE_NAME,
+            KEY_FILE_NAME,
+        )
+    path = work / CRATE_NAME
+    write_json(path, build_crate(record, files, FRAMEWORK_FILES))
+    entry = {"path": CRATE_NAME, "size": path.stat().st_size, "sha256": file_sha256(path)}
+    return {**manifest, "files": sorted([*files, entry], key=lambda file: str(file["path"]))}
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -9,6 +9,7 @@ cloud client. The steps live in their own modules of this folder::
     tries.py         the analysis, then publish (manifest last) and record, each retried
     outputs.py       run_analysis into a folder -> outputs, metadata.nd.json, key.json
     heartbeat.py     a running job's claim renewed in the background, with deadlines
+    explain.py       --plan 1 --explain KEY: one job against the closest stored record
     executors.py     where the jobs run: serially, a process pool, Dask
     dask_shipping.py the capsule's code and the run's settings sent to Dask workers
     dask_worker.py   what a Dask worker runs
@@ -41,6 +42,7 @@ from .context import (
     Status,
 )
 from .decision import Action
+from .explain import explain_planned
 from .job import (
     KEY_FILE_NAME,
     METADATA_FILE_NAME,
@@ -125,24 +127,7 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
         log.info("no job files in %s: nothing to do", options.input_directory / "job_dict")
         _write_no_jobs_placeholder(options)
     if options.plan:
-        _write_json(
-            options.results_directory / PLAN_FILE_NAME, [job.plan_entry() for job in planned]
-        )
-        summary = RunSummary(dry_run=True, plan=True)
-        for job in planned:
-            failing = job.decision.action in (Action.INVALID, Action.FAILED)
-            status = Status.FAILED if failing else Status.SKIPPED
-            summary.jobs.append(
-                JobResult(
-                    str(job.job_file),
-                    job.key,
-                    job.decision.action.value,
-                    status,
-                    error=job.error,
-                    reason=job.decision.reason,
-                )
-            )
-        return summary
+        return _plan_only(planned, context)
     summary = RunSummary(dry_run=options.dry_run, folder=str(options.results_directory))
     results: list[JobResult | None] = [None] * len(planned)
     to_run: list[int] = []
@@ -207,6 +192,29 @@ def execute_run(context: RunContext, executor: Executor | None = None) -> RunSum
         write_run_report(context, planned, summary)
     except KeyboardInterrupt:  # Ctrl-C while the report was made: the jobs are as said
         summary.interrupted = True
+    return summary
+
+
+def _plan_only(planned: list[PlannedJob], context: RunContext) -> RunSummary:
+    """Write ``plan.json``; the jobs come back as skipped or failed, nothing having run."""
+    options = context.options
+    _write_json(options.results_directory / PLAN_FILE_NAME, [job.plan_entry() for job in planned])
+    summary = RunSummary(dry_run=True, plan=True)
+    for job in planned:
+        failing = job.decision.action in (Action.INVALID, Action.FAILED)
+        status = Status.FAILED if failing else Status.SKIPPED
+        summary.jobs.append(
+            JobResult(
+                str(job.job_file),
+                job.key,
+                job.decision.action.value,
+                status,
+                error=job.error,
+                reason=job.decision.reason,
+            )
+        )
+    if options.explain is not None:
+        summary.explanation = explain_planned(planned, options.explain, context.record_store)
     return summary
 
 

@@ -34,7 +34,7 @@ from ..stores.manifest import build_manifest
 from .context import JobResult, PlannedJob, RunContext, Status
 from .decision import Action
 from .heartbeat import Heartbeat
-from .outputs import METADATA_FILE_NAME, analyse
+from .outputs import METADATA_FILE_NAME, add_crate, analyse
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,8 @@ def _publish_and_record(
     assert planned.key is not None
     key = planned.key
     final = _final_folder(planned, context)
-    manifest = build_manifest(key, analysed.work)
+    # The crate lists the files, the manifest lists the crate too, and goes last.
+    manifest = add_crate(build_manifest(key, analysed.work), analysed.work, analysed.record)
     epoch = heartbeat.claim.epoch if heartbeat is not None else None
 
     def publish_then_record() -> str:
