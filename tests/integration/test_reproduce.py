@@ -40,7 +40,7 @@ from standins.docdb_fixtures import (
     fresh_collection,
 )
 
-EXAMPLE_FILES = {"key.json", "metadata.nd.json", "units.csv", "units.png"}
+EXAMPLE_FILES = {"key.json", "metadata.nd.json", "ro-crate-metadata.json", "units.csv", "units.png"}
 ANALYSIS_LINE = '    write_csv(rows, results_dir / "units.csv")\n'
 
 
@@ -203,7 +203,7 @@ def test_a_fresh_record_reproduces_identically(
     done = ok(reproduce(capsule, key[:10], "--dir", str(keep)))
 
     assert verdicts(done.stdout) == dict.fromkeys(sorted(EXAMPLE_FILES), "identical")
-    assert done.stdout.splitlines()[-1] == "reproduced: all 4 file(s) identical"
+    assert done.stdout.splitlines()[-1] == f"reproduced: all {len(EXAMPLE_FILES)} file(s) identical"
     assert f"rerun   key {key[:12]} (the record's)" in done.stdout
     assert f"files   {keep / key}" in done.stdout
     _, manifest = manifest_of(capsule, key)
@@ -287,6 +287,9 @@ def test_changed_stored_files_and_a_nondeterministic_analysis_are_named(
         "key.json": "identical",
         "metadata.nd.json": "identical",
         "nonce.txt": "differs",
+        # The crate still says what the run did (the same files; their digests are
+        # compared one by one): only the manifest was edited.
+        "ro-crate-metadata.json": "identical",
         "summary.txt": "missing",
         "units.csv": "differs",
         "units.png": "new",
@@ -299,7 +302,7 @@ def test_changed_stored_files_and_a_nondeterministic_analysis_are_named(
         stored_units["sha256"][:12],
     ]
     assert done.stdout.splitlines()[-1] == (
-        "not reproduced: 2 identical, 2 differs, 1 missing, 1 new (of 6 file(s))"
+        "not reproduced: 3 identical, 2 differs, 1 missing, 1 new (of 7 file(s))"
     )
     assert worktrees(capsule.root) == [str(capsule.root)]
 

@@ -17,10 +17,12 @@ import pytest
 from analysis_wrapper.errors import ProvenanceError
 from analysis_wrapper.identity.key import CodeIdentity
 from analysis_wrapper.job.job_file import Job
+from analysis_wrapper.record.crate import CRATE_NAME
 from analysis_wrapper.record.metadata import RecordInputs, build_record
 from analysis_wrapper.reproduction.checkout import fetch_sources
 from analysis_wrapper.reproduction.comparison import (
     Verdict,
+    add_rerun_crate,
     compare_with_manifest,
     differing_paths,
     without_run_fields,
@@ -31,6 +33,7 @@ from analysis_wrapper.reproduction.rerun import (
     rerun_environment,
     run_commit_capsule,
 )
+from analysis_wrapper.run.outputs import add_crate
 from analysis_wrapper.stores.manifest import build_manifest
 from conftest import git
 
@@ -213,6 +216,57 @@ def test_metadata_is_compared_without_the_runs_own_fields(tmp_path: Path) -> Non
     [changed] = [c for c in compare_with_manifest(manifest, again, stored_json) if "meta" in c.path]
     assert changed.verdict is Verdict.DIFFERS
     assert changed.note == "at processing.data_processes[0].output_parameters.units"
+
+
+def test_the_reruns_crate_is_built_and_compared_without_the_runs_own_fields(
+    tmp_path: Path,
+) -> None:
+    """The rerun's crate is built as a publish would, compared without the run's fields.
+
+    A dry run writes none; times, experimenters and file digests are the run's (or
+    compared file by file); a parameter it names differently is named.
+    """
+    stored = result_folder(tmp_path)
+    stored_record = record()
+    manifest = add_crate(build_manifest(KEY, stored), stored, stored_record)
+    stored_crate = json.loads((stored / CRATE_NAME).read_text())
+    again = tmp_path / "again"
+    shutil.copytree(stored, again)
+    (again / CRATE_NAME).unlink()
+    rerun_record = record(
+        experimenters=["someone.else@example.org"],
+        start=START + timedelta(days=400),
+        end=START + timedelta(days=400, seconds=9),
+    )
+    (again / "metadata.nd.json").write_text(
+        json.dumps({k: v for k, v in rerun_record.items() if k != "_id"}, indent=2)
+    )
+
+    add_rerun_crate(manifest, again, KEY)
+    assert (again / CRATE_NAME).is_file()
+    [crate] = [
+        c
+        for c in compare_with_manifest(manifest, again, {CRATE_NAME: stored_crate})
+        if c.path == CRATE_NAME
+    ]
+    assert crate.verdict is Verdict.IDENTICAL and crate.stored != crate.reproduced
+    assert "run's own fields" in crate.note
+
+    changed = json.loads((again / CRATE_NAME).read_text())
+    for entity in changed["@graph"]:
+        if entity.get("@type") == "PropertyValue" and entity.get("name") == "cutoff":
+            entity["value"] = "0.75"
+    (again / CRATE_NAME).write_text(json.dumps(changed))
+    [crate] = [
+        c
+        for c in compare_with_manifest(manifest, again, {CRATE_NAME: stored_crate})
+        if c.path == CRATE_NAME
+    ]
+    assert crate.verdict is Verdict.DIFFERS and crate.note.startswith("at @graph[")
+    # A result from before crates has none to compare: none is made for the rerun.
+    (again / CRATE_NAME).unlink()
+    add_rerun_crate({"files": manifest["files"][:1]}, again, KEY)
+    assert not (again / CRATE_NAME).exists()
 
 
 def test_the_run_fields_are_all_that_is_dropped() -> None:

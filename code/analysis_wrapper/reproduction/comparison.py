@@ -42,11 +42,11 @@ RUN_FIELDS = (
 """The fields of ``metadata.nd.json`` that describe the run, not the result."""
 
 CRATE_RUN_FIELDS = (
-    "the run's startTime, endTime and agent",
-    "the experimenters (Person entities)",
-    f"the size and sha256 of {METADATA_FILE_NAME} (compared on its own, without its run fields)",
+    "the run's startTime, endTime and agent, and the folder's datePublished (its end)",
+    "the experimenters (Person entities, the folder's author)",
+    "each File's contentSize and sha256 (each file is compared on its own)",
 )
-"""What of ``ro-crate-metadata.json`` describes the run, not the result."""
+"""What of ``ro-crate-metadata.json`` describes the run, or is compared file by file."""
 
 _CODE_OCEAN_NOTE = "code ocean "  # the notes' lines about a Code Ocean computation
 _MOST_PATHS_NAMED = 3
@@ -218,7 +218,10 @@ def crate_without_run_fields(crate: Any) -> Any:
         if "CreateAction" in types:
             for name in ("startTime", "endTime", "agent"):
                 entity.pop(name, None)
-        if entity.get("@id") == METADATA_FILE_NAME:
+        if entity.get("@id") == "./":
+            entity.pop("datePublished", None)
+            entity.pop("author", None)  # the experimenters
+        if "File" in types:
             entity.pop("contentSize", None)
             entity.pop("sha256", None)
         graph.append(entity)

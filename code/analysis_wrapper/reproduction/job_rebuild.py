@@ -5,12 +5,13 @@ rebuild): run at the record's commit, it gives the record's key and, when the an
 is deterministic, its files.
 
 What a record keeps of its job, and so what the rebuilt job holds: the input locations
-with the asset names (and an older job's asset ids) the job gave, the file locations,
-the validated parameters (every field, defaults included) and the dispatcher's query
-(a line of the notes). What a record does not keep, and a rebuilt job lacks: the
-inputs' order in the job file (the record holds them sorted, as the key does), the
-``docdb_record_id`` s (so ``job.asset_records()`` finds none), ``group_metadata`` and
-the job file's name.
+with the asset names, metadata record ids (``docdb_record_id``) and an older job's
+asset ids the job gave, the file locations, the validated parameters (every field,
+defaults included) and the dispatcher's query (a line of the notes). What a record does
+not keep, and a rebuilt job lacks: the inputs' order in the job file (the record holds
+them sorted, as the key does), ``group_metadata`` and the job file's name. Records
+written before 2026-12-03 kept no ``docdb_record_id`` s either: their rebuilt jobs have
+none, so ``job.asset_records()`` finds none.
 
 Only a record made from a commit can be rebuilt to run: one made from uncommitted
 changes (``--allow_dirty 1``) or attributed to a Code Ocean release names code that no
@@ -28,7 +29,9 @@ from typing import Any
 from ..errors import ProvenanceError
 from ..record.fields import (
     INPUT_ASSET_IDS,
+    INPUT_RECORD_IDS,
     asset_name,
+    by_input_location,
     record_code_tree,
     record_file_locations,
     record_process,
@@ -162,6 +165,10 @@ def job_document(record: Record) -> dict[str, Any]:
         asset_ids = _leading([_text(ids.get(url)) for url in locations])
         if asset_ids:
             job["asset_id"] = asset_ids
+    record_ids = by_input_location(record, INPUT_RECORD_IDS)
+    docdb_record_ids = _leading([record_ids.get(url) for url in locations])
+    if docdb_record_ids:
+        job["docdb_record_id"] = docdb_record_ids
     query = recorded_query(record)
     if query is not None:
         job["query"] = query
