@@ -25,15 +25,7 @@ from analysis_wrapper.stores.base import RecordQuery
 from analysis_wrapper.stores.factory import open_record_store, open_result_store
 from conftest import CapsuleCopy
 from servers import DaskCluster
-from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import (
-    ACCESS_KEY,
-    DATABASE,
-    REGION,
-    SECRET_KEY,
-    docdb_client_env,
-    fresh_collection,
-)
+from standins.docdb_fixtures import REGION, production_stores_env
 
 JOB_COUNT = 6
 EXECUTORS = ["serial", "process", "dask-local", "dask-external"]
@@ -87,28 +79,8 @@ def store_env(
         return
     s3_endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket = f"matrix-{uuid.uuid4().hex[:12]}"
-    env = {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "ANALYSIS_BUCKET": f"s3://{bucket}/analysis",
-    }
-    if kind == "mongo+s3":
-        env |= {
-            "DOCDB_HOST": request.getfixturevalue("mongo_uri"),
-            "DOCDB_DATABASE": f"matrix_{uuid.uuid4().hex[:8]}",
-            "DOCDB_COLLECTION": "results",
-        }
-    else:
-        standin: DocDbApiStandIn = request.getfixturevalue("docdb_api")
-        env |= docdb_client_env(standin, tmp_path) | {
-            "DOCDB_HOST": standin.host,
-            "DOCDB_DATABASE": DATABASE,
-            "DOCDB_COLLECTION": fresh_collection(),
-            "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        }
+    database = f"matrix_{uuid.uuid4().hex[:8]}"
+    env = production_stores_env(kind, request, tmp_path, bucket, database)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(

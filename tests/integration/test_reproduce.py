@@ -30,15 +30,7 @@ from analysis_wrapper.config.settings import Capsule, StoreSettings
 from analysis_wrapper.stores.base import RecordQuery
 from analysis_wrapper.stores.factory import open_record_store, open_result_store
 from conftest import CapsuleCopy, git, make_capsule_copy
-from standins.docdb_api import DocDbApiStandIn
-from standins.docdb_fixtures import (
-    ACCESS_KEY,
-    DATABASE,
-    REGION,
-    SECRET_KEY,
-    docdb_client_env,
-    fresh_collection,
-)
+from standins.docdb_fixtures import REGION, production_stores_env
 
 EXAMPLE_FILES = {"key.json", "metadata.nd.json", "ro-crate-metadata.json", "units.csv", "units.png"}
 ANALYSIS_LINE = '    write_csv(rows, results_dir / "units.csv")\n'
@@ -158,30 +150,10 @@ def store_env(
     if kind == "embedded":
         yield kind
         return
-    s3_endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket = f"reproduce-{uuid.uuid4().hex[:12]}"
-    env = {
-        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "ANALYSIS_BUCKET": f"s3://{bucket}/analysis",
-        "INPUT_CACHE_DIR": str(tmp_path / "input-cache"),
-    }
-    if kind == "mongo+s3":
-        env |= {
-            "DOCDB_HOST": request.getfixturevalue("mongo_uri"),
-            "DOCDB_DATABASE": f"reproduce_{uuid.uuid4().hex[:8]}",
-            "DOCDB_COLLECTION": "results",
-        }
-    else:
-        standin: DocDbApiStandIn = request.getfixturevalue("docdb_api")
-        env |= docdb_client_env(standin, tmp_path) | {
-            "DOCDB_HOST": standin.host,
-            "DOCDB_DATABASE": DATABASE,
-            "DOCDB_COLLECTION": fresh_collection(),
-        }
+    database = f"reproduce_{uuid.uuid4().hex[:8]}"
+    env = production_stores_env(kind, request, tmp_path, bucket, database)
+    env["INPUT_CACHE_DIR"] = str(tmp_path / "input-cache")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     boto3.client("s3").create_bucket(

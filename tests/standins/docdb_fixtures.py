@@ -97,3 +97,39 @@ def docdb_api_env_fixture(
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return values
+
+
+def production_stores_env(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path, bucket: str, database: str
+) -> dict[str, str]:
+    """The environment of a run on S3 (``bucket``) with MongoDB or the REST stand-in.
+
+    ``kind`` is ``"mongo+s3"`` (SecantusDB, database ``database``) or ``"rest+s3"``
+    (the stand-in, a fresh collection). S3 is the session's server, signed with the
+    stand-in's credentials, which it also takes.
+    """
+    s3_endpoint: str = request.getfixturevalue("s3_endpoint")
+    env = {
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "ANALYSIS_BUCKET": f"s3://{bucket}/analysis",
+    }
+    if kind == "mongo+s3":
+        return env | {
+            "DOCDB_HOST": request.getfixturevalue("mongo_uri"),
+            "DOCDB_DATABASE": database,
+            "DOCDB_COLLECTION": "results",
+        }
+    standin: DocDbApiStandIn = request.getfixturevalue("docdb_api")
+    return (
+        env
+        | docdb_client_env(standin, tmp_path)
+        | {
+            "DOCDB_HOST": standin.host,
+            "DOCDB_DATABASE": DATABASE,
+            "DOCDB_COLLECTION": fresh_collection(),
+        }
+    )
