@@ -3,6 +3,7 @@
 ::
 
     analysis-wrapper results find [--param KEY=VALUE ...] [--format table|json]
+    analysis-wrapper results verify [--param KEY=VALUE ...] [--deep 0|1]
     analysis-wrapper results reproduce KEY [--dir DIR]
     analysis-wrapper keys diff KEY1 KEY2 [--format text|json]
     analysis-wrapper status [--all] [--format table|json]

@@ -21,7 +21,9 @@ import os
 import pickle
 import random
 import time
+import tracemalloc
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -508,6 +510,111 @@ class ResultStoreContract:
             with pytest.raises(StoreError):
                 store.delete(url)
         assert read_tree(store.url) == before
+
+    # --- list_folder, file_sha256 (what results verify reads) ------------------------
+
+    def test_list_folder_gives_every_file_with_its_size(
+        self, store: ResultStore, read_tree: ReadTree, tmp_path: Path
+    ) -> None:
+        """One folder's files (nested, hidden, unicode, empty), manifest included, with sizes."""
+        key = key_of("listed")
+        location, _ = self.publish(store, key, write_tree(tmp_path / "out", SAMPLE_FILES))
+        stored = read_tree(location)
+        listing = store.list_folder(location)
+        assert listing == {path: len(data) for path, data in stored.items()}
+        assert sorted(listing) == sorted([*SAMPLE_FILES, MANIFEST_NAME])
+        assert store.list_folder(location + "/") == listing
+
+    def test_list_folder_keeps_to_its_own_folder(
+        self, store: ResultStore, put_raw: PutRaw, tmp_path: Path
+    ) -> None:
+        """Attempts 1 and 10 of a key, and another key, never show in each other's listing.
+
+        A key's own folder (an old-layout location) lists everything under it, its
+        attempts' files too.
+        """
+        key = key_of("neighbours")
+        one, _ = self.publish(store, key, write_tree(tmp_path / "1", {"a.txt": b"1"}), "1")
+        ten, _ = self.publish(store, key, write_tree(tmp_path / "10", {"b/c.txt": b"10"}), "10")
+        self.publish(store, key_of("other"), write_tree(tmp_path / "o", {"a.txt": b"o"}), "1")
+        put_raw(f"{key}1/x.txt", b"a folder whose name starts with the key's")
+        assert sorted(store.list_folder(one) or {}) == ["a.txt", MANIFEST_NAME]
+        assert sorted(store.list_folder(ten) or {}) == ["b/c.txt", MANIFEST_NAME]
+        assert sorted(store.list_folder(f"{store.url}/{key}") or {}) == [
+            "1/a.txt",
+            f"1/{MANIFEST_NAME}",
+            "10/b/c.txt",
+            f"10/{MANIFEST_NAME}",
+        ]
+
+    def test_list_folder_where_nothing_is_and_of_another_kind(
+        self, store: ResultStore, tmp_path: Path
+    ) -> None:
+        """Nothing there: ``{}`` (in an empty store and a used one); another kind: ``None``."""
+        never = store.location(key_of("never"), ATTEMPT)
+        assert store.list_folder(never) == {}
+        self.publish(store, key_of("known"), write_tree(tmp_path / "o", {"a.txt": b"a"}))
+        assert store.list_folder(never) == {}
+        assert store.list_folder(store.location(key_of("known"), OTHER_ATTEMPT)) == {}
+        other = "gs://elsewhere/x" if not store.url.startswith("gs://") else "file:///x"
+        assert store.list_folder(other) is None
+
+    def test_list_folder_sees_changes_made_behind_the_stores_back(
+        self, store: ResultStore, put_raw: PutRaw, tmp_path: Path
+    ) -> None:
+        """A file rewritten with another size, and a file added, are listed as they are now."""
+        key = key_of("changed behind")
+        location, _ = self.publish(store, key, write_tree(tmp_path / "o", {"a.txt": b"four"}))
+        put_raw(f"{key}/{ATTEMPT}/a.txt", b"now longer")
+        put_raw(f"{key}/{ATTEMPT}/sub/added.bin", b"\0" * 7)
+        listing = store.list_folder(location) or {}
+        assert (listing["a.txt"], listing["sub/added.bin"]) == (10, 7)
+
+    def test_file_sha256_is_the_digest_of_the_stored_bytes(
+        self, store: ResultStore, put_raw: PutRaw, tmp_path: Path
+    ) -> None:
+        """Every file's digest, one of several MiB and an empty one too; a missing file: None."""
+        key = key_of("digests")
+        files = {**SAMPLE_FILES, "large.bin": random.Random(3).randbytes(3 * 1024 * 1024 + 5)}
+        location, _ = self.publish(store, key, write_tree(tmp_path / "o", files))
+        for path, data in files.items():
+            assert store.file_sha256(location, path) == hashlib.sha256(data).hexdigest(), path
+        assert store.file_sha256(location, "not-there.txt") is None
+        assert store.file_sha256(store.location(key_of("never"), ATTEMPT), "a.txt") is None
+        put_raw(f"{key}/{ATTEMPT}/units.csv", b"changed behind the store's back")
+        changed = hashlib.sha256(b"changed behind the store's back").hexdigest()
+        assert store.file_sha256(location + "/", "units.csv") == changed
+
+    def test_file_sha256_of_another_kind_of_store_is_an_error(self, store: ResultStore) -> None:
+        """A location this kind of store cannot read: StoreError naming it."""
+        other = "gs://elsewhere/x" if not store.url.startswith("gs://") else "file:///x"
+        with pytest.raises(StoreError, match=r"elsewhere|file:///x"):
+            store.file_sha256(other, "a.txt")
+
+    def test_file_sha256_streams_and_serves_many_threads(
+        self, store: ResultStore, put_raw: PutRaw
+    ) -> None:
+        """A 24 MiB file is hashed with a few MiB in memory at most, from 6 threads at once."""
+        key = key_of("streamed")
+        data = random.Random(5).randbytes(24 * 1024 * 1024)
+        put_raw(f"{key}/{ATTEMPT}/big.bin", data)
+        put_raw(f"{key}/{ATTEMPT}/small.txt", b"small")
+        location = store.location(key, ATTEMPT)
+        expected = {"big.bin": hashlib.sha256(data).hexdigest(), "small.txt": None}
+        expected["small.txt"] = hashlib.sha256(b"small").hexdigest()
+        del data
+        store.file_sha256(location, "small.txt")  # the client made, outside the measure
+        tracemalloc.start()
+        try:
+            assert store.file_sha256(location, "big.bin") == expected["big.bin"]
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 8 * 1024 * 1024, f"{peak} bytes at once for a 24 MiB file"
+        paths = ["big.bin", "small.txt"] * 3
+        with ThreadPoolExecutor(6) as pool:
+            digests = list(pool.map(lambda path: store.file_sha256(location, path), paths))
+        assert digests == [expected[path] for path in paths]
 
     # --- pickling (a process pool or Dask worker gets a copy) -----------------------
 

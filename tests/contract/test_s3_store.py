@@ -49,11 +49,13 @@ from analysis_wrapper.run.runner import execute_run
 from analysis_wrapper.stores.factory import open_result_store
 from analysis_wrapper.stores.manifest import MANIFEST_NAME, build_manifest
 from analysis_wrapper.stores.s3 import client as client_module
+from analysis_wrapper.stores.s3 import contents as s3_contents
 from analysis_wrapper.stores.s3 import manifests as s3_manifests
 from analysis_wrapper.stores.s3.client import is_transient
 from analysis_wrapper.stores.s3.store import S3ResultStore, TransferSettings
 from analysis_wrapper.stores.s3.upload import ProgressSubscriber
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
+from analysis_wrapper.stores.verify import Target, verify_folders
 from conftest import CapsuleCopy
 from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
 from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process, on_each_s3_server
@@ -918,6 +920,75 @@ def test_has_manifests_of_an_unreachable_s3_is_one_transient_store_error(
     assert "manifest" in message and "\n" not in message
     assert "unreachable-s3cret-value" not in message
     assert len(sleeps.waits) == FAST.attempts - 1  # the first chunk failed alone
+
+
+# --- list_folder, file_sha256 and results verify: the requests they cost ------------------
+
+
+def test_list_folder_pages_through_a_folder_and_asks_nothing_else(
+    aws_test_env: dict[str, str], client: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of 3 keys: a folder of 10 objects is 4 LISTs, no HEAD and no GET."""
+    monkeypatch.setattr(s3_contents, "LIST_PAGE", 3)
+    store = S3ResultStore(bucket, "team/results")
+    location = store.location(key_of("paged"), ATTEMPT)
+    folder = f"team/results/{key_of('paged')}/{ATTEMPT}"
+    names = {f"part-{n:02d}/data.bin" if n % 2 else f"file-{n:02d}.txt": n for n in range(10)}
+    for name, size in names.items():
+        client.put_object(Bucket=bucket, Key=f"{folder}/{name}", Body=b"x" * size)
+    requests = Requests(store)
+    assert store.list_folder(location) == names
+    assert requests.counts == {"ListObjectsV2": 4}
+
+
+def test_list_folder_leaves_out_folder_marker_objects(
+    aws_test_env: dict[str, str], client: Any, bucket: str
+) -> None:
+    """Empty ``name/`` objects (as consoles make for folders) are not files of the folder."""
+    store = S3ResultStore(bucket, "")
+    folder = f"{key_of('markers')}/{ATTEMPT}"
+    for name in (f"{folder}/", f"{folder}/sub/", f"{folder}/sub/a.txt"):
+        client.put_object(Bucket=bucket, Key=name, Body=b"" if name.endswith("/") else b"a")
+    assert store.list_folder(store.location(key_of("markers"), ATTEMPT)) == {"sub/a.txt": 1}
+
+
+def test_verify_costs_a_list_and_a_manifest_get_per_folder(
+    aws_test_env: dict[str, str], bucket: str, tmp_path: Path
+) -> None:
+    """12 folders of 3 files: 12 LISTs and 12 GETs, no HEAD; deep adds one GET per file."""
+    store = S3ResultStore(bucket, "team/results")
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a", "b/c.txt": b"cc", "d.bin": b"\0" * 9})
+    targets = [
+        Target(key, store.publish(key, ATTEMPT, folder, build_manifest(key, folder)))
+        for key in (key_of(("verified", n)) for n in range(12))
+    ]
+    requests = Requests(store)
+    verdicts = verify_folders(store, targets)
+    assert [verdict.ok for verdict in verdicts] == [True] * 12
+    assert [verdict.target for verdict in verdicts] == targets
+    assert requests.counts == {"ListObjectsV2": 12, "GetObject": 12}
+    requests.counts.clear()
+    deep = verify_folders(store, targets, deep=True)
+    assert [(verdict.ok, verdict.hashed) for verdict in deep] == [(True, 3)] * 12
+    assert requests.counts == {"ListObjectsV2": 12, "GetObject": 12 + 36}
+
+
+def test_verify_reports_a_bucket_gone_and_stops_at_an_unreachable_store(
+    aws_test_env: dict[str, str], bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record's bucket deleted since: that record's row. No S3 at all: one error, no rows."""
+    store = S3ResultStore(bucket, "team/results", retry_policy=FAST)
+    folder = write_tree(tmp_path / "out", {"a.txt": b"a"})
+    kept = Target(key_of("kept"), store.publish(key_of("kept"), ATTEMPT, folder, {"files": []}))
+    gone = Target(key_of("gone"), f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/x/{ATTEMPT}")
+    verdicts = verify_folders(store, [gone, kept])
+    assert verdicts[0].problem is not None and "does not exist" in verdicts[0].problem
+    assert verdicts[1].problem is None and [f.path for f in verdicts[1].extra] == ["a.txt"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    unreachable = S3ResultStore(bucket, "team/results", retry_policy=FAST)
+    with pytest.raises(StoreError, match="cannot reach S3") as stopped:
+        verify_folders(unreachable, [kept] * 40)
+    assert stopped.value.transient
 
 
 # --- errors ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What every subcommand shares: a parser that raises, and the ``--capsule`` option."""
+"""What every subcommand shares: a parser that raises, the ``--capsule`` option, 0|1 flags."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 
 from ..config.command_line import CommandParser
 
-__all__ = ["CommandParser", "capsule_option"]
+__all__ = ["CommandParser", "capsule_option", "zero_or_one"]
 
 
 def capsule_option() -> argparse.ArgumentParser:
@@ -14,3 +14,10 @@ def capsule_option() -> argparse.ArgumentParser:
     parent = CommandParser(add_help=False)
     parent.add_argument("--capsule", help="the capsule folder (default: found from here)")
     return parent
+
+
+def zero_or_one(text: str) -> bool:
+    """Read a ``0|1`` flag's value (``--delete 1``, ``--deep 1``)."""
+    if text.strip() not in ("0", "1"):
+        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
+    return text.strip() == "1"

@@ -35,7 +35,7 @@ from ..record.query import locate_capsule
 from ..stores.base import Published, Record, RecordStore, ResultStore
 from ..stores.claims import ClaimStore
 from ..stores.factory import open_record_store, open_result_store
-from .common import capsule_option
+from .common import capsule_option, zero_or_one
 
 EXIT_OK = 0
 DEFAULT_OLDER_THAN = 3600.0
@@ -50,7 +50,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument(
         "--delete",
-        type=_zero_or_one,
+        type=zero_or_one,
         default=False,
         metavar="0|1",
         help="1: delete the folders listed (default 0: only list them)",
@@ -242,12 +242,6 @@ def _size(size: int) -> str:
     while value >= 1024 and unit < len(units) - 1:
         value, unit = value / 1024, unit + 1
     return f"{value:.1f} {units[unit]}"
-
-
-def _zero_or_one(text: str) -> bool:
-    if text.strip() not in ("0", "1"):
-        raise argparse.ArgumentTypeError(f"expected 0 or 1, got {text!r}")
-    return text.strip() == "1"
 
 
 def _seconds(text: str) -> float:

@@ -1,4 +1,4 @@
-"""``analysis-wrapper results``: find, show and download stored results."""
+"""``analysis-wrapper results``: find, show, download and verify stored results."""
 
 from __future__ import annotations
 
@@ -11,54 +11,30 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..config.app_panel import find_parameters_model
 from ..config.settings import StoreSettings
-from ..errors import ConfigError, StoreError, UsageError
-from ..job.parameters import known_names
+from ..errors import StoreError
 from ..record.fields import asset_name, record_process
 from ..record.query import (
-    find_records,
     get_record_by_prefix,
     locate_capsule,
-    parse_parameter_filter,
 )
-from ..stores.base import FILE_LOCATION_PARAMETER, Record, ResultStore, record_parameters
+from ..stores.base import Record, ResultStore, record_parameters
 from ..stores.factory import open_record_store, open_result_store
 from ..stores.manifest import file_sha256
-from . import reproduce
+from . import reproduce, verify
 from .common import CommandParser, capsule_option
+from .record_filters import add_record_filters, find_filtered
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
 def register(commands: Any) -> None:
-    """Add ``results find``, ``show``, ``download`` and ``reproduce``."""
+    """Add ``results find``, ``show``, ``download``, ``verify`` and ``reproduce``."""
     results = commands.add_parser("results", help="find stored results")
     actions = results.add_subparsers(dest="action", required=True, parser_class=CommandParser)
     find = actions.add_parser("find", parents=[capsule_option()], help="list records")
-    find.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="only records whose parameter KEY equals VALUE (JSON-typed); repeatable",
-    )
-    find.add_argument(
-        "--input",
-        action="append",
-        default=[],
-        metavar="LOCATION",
-        help="only records whose input data include LOCATION (s3:// URL or path); repeatable",
-    )
-    find.add_argument("--code-version", help="only records made by this exact code version")
-    find.add_argument("--analysis-name", help="only records with this analysis_name")
-    find.add_argument("--tag", help="only records with this analysis_tag")
-    find.add_argument(
-        "--latest",
-        action="store_true",
-        help="only the newest record (latest end_date_time) per input data and parameters",
-    )
+    add_record_filters(find)
     find.add_argument("--format", choices=("table", "json", "csv"), default="table")
     find.set_defaults(handler=find_command)
 
@@ -77,22 +53,13 @@ def register(commands: Any) -> None:
     download.add_argument("dir", type=Path, help="the folder to write the files into")
     download.set_defaults(handler=download_command)
 
+    verify.register(actions)
     reproduce.register(actions)
 
 
 def find_command(args: argparse.Namespace) -> int:
     """List the records matching every filter given."""
-    filters = dict(parse_parameter_filter(text) for text in args.param)
-    _check_parameter_names(filters, args.capsule)
-    records = find_records(
-        filters,
-        capsule=args.capsule,
-        input_data=args.input,
-        code_version=args.code_version,
-        analysis_name=args.analysis_name,
-        analysis_tag=args.tag,
-        latest=args.latest,
-    )
+    records = find_filtered(args)
     if args.format == "json":
         print(json.dumps(records, indent=2, ensure_ascii=False))
     elif args.format == "csv":
@@ -100,26 +67,6 @@ def find_command(args: argparse.Namespace) -> int:
     else:
         print(format_records_table(records))
     return EXIT_OK
-
-
-def _check_parameter_names(filters: dict[str, Any], capsule: str | None) -> None:
-    """Refuse a ``--param`` name the capsule's parameters model does not have.
-
-    A misspelt name would match no record and look like "no results". Without a
-    capsule whose model can be read, the names are not checked.
-    """
-    if not filters:
-        return
-    try:
-        model = find_parameters_model(locate_capsule(capsule))
-    except ConfigError:
-        return
-    names = {*model.model_fields, FILE_LOCATION_PARAMETER}
-    for name in filters:
-        if name not in names:
-            raise UsageError(
-                f"--param {name}: not a parameter of {model.__name__}; {known_names(name, names)}"
-            )
 
 
 def format_records_csv(records: list[Record]) -> str:

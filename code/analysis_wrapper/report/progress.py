@@ -23,7 +23,7 @@ PACKAGE_LOGGER = "analysis_wrapper"
 
 
 class JobProgress:
-    """Count finished jobs and show how far the run is.
+    """Count finished jobs (or other items) and show how far the run is.
 
     Parameters
     ----------
@@ -36,6 +36,10 @@ class JobProgress:
         Seconds between log lines when there is no terminal.
     clock : callable
         A monotonic clock, replaceable in tests.
+    unit : str
+        What is counted, in the bar and the lines (``record`` for ``results verify``).
+    done_word, failed_word : str
+        What a finished item and a failed one are called in the lines and the bar.
     """
 
     def __init__(
@@ -45,8 +49,14 @@ class JobProgress:
         stream: TextIO | None = None,
         interval_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        unit: str = "job",
+        done_word: str = "done",
+        failed_word: str = "failed",
     ) -> None:
         self.total = total
+        self.unit = unit
+        self.done_word = done_word
+        self.failed_word = failed_word
         self.done = 0
         self.failed = 0
         self.stream = stream or sys.stderr
@@ -67,7 +77,7 @@ class JobProgress:
                 logging_redirect_tqdm(loggers=[logging.getLogger(PACKAGE_LOGGER)])
             )
             self._bar = self._stack.enter_context(
-                tqdm(total=self.total, unit="job", file=self.stream, dynamic_ncols=True)
+                tqdm(total=self.total, unit=self.unit, file=self.stream, dynamic_ncols=True)
             )
         return self
 
@@ -78,7 +88,7 @@ class JobProgress:
         if self._bar is not None:
             self._bar.update(1)
             if self.failed:
-                self._bar.set_postfix(failed=self.failed, refresh=False)
+                self._bar.set_postfix({self.failed_word: self.failed}, refresh=False)
             return
         now = self.clock()
         if now - self._last_line >= self.interval_s and self.done < self.total:
@@ -88,9 +98,9 @@ class JobProgress:
     def line(self) -> str:
         """How far the run is, in words."""
         elapsed = self.clock() - self.started
-        text = f"progress: {self.done}/{self.total} job(s) done"
+        text = f"progress: {self.done}/{self.total} {self.unit}(s) {self.done_word}"
         if self.failed:
-            text += f" ({self.failed} failed)"
+            text += f" ({self.failed} {self.failed_word})"
         text += f", {elapsed:.0f} s elapsed"
         if 0 < self.done < self.total:
             text += f", about {elapsed / self.done * (self.total - self.done):.0f} s left"

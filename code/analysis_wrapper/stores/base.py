@@ -398,6 +398,48 @@ class ResultStore(Protocol):
         """
         ...
 
+    def list_folder(self, location: str) -> dict[str, int] | None:
+        """Every file under the folder at ``location``, with its size, from one listing.
+
+        ``location`` is a record's location (either layout), possibly in another store
+        of the same kind. S3 lists the prefix ``<location>/`` (paginated, up to 1,000
+        keys a request); a local folder is walked. Never a request per file.
+
+        Returns
+        -------
+        dict or None
+            Each file's POSIX path relative to the folder (its ``manifest.json``
+            included, when there) to its size in bytes; ``{}`` when nothing is there.
+            For an old-layout ``<url>/<key>``, the files of the attempt folders inside
+            it are listed too. ``None`` when this store cannot look there (another
+            kind of store).
+
+        Raises
+        ------
+        StoreError
+            If the folder cannot be listed.
+        """
+        ...
+
+    def file_sha256(self, location: str, relative_path: str) -> str | None:
+        """The sha256 hex digest of ``<location>/<relative_path>``, streamed.
+
+        The file is read in chunks, never whole into memory. Safe to call from several
+        threads at once, which is how many files are checked together.
+
+        Returns
+        -------
+        str or None
+            The digest, or ``None`` when no such file is there.
+
+        Raises
+        ------
+        StoreError
+            If the file cannot be read, ``relative_path`` leaves the folder, or
+            ``location`` is of another kind of store.
+        """
+        ...
+
     def list_published(self) -> Iterator[Published]:
         """Yield every published folder of this store, complete or not.
 

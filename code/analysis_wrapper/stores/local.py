@@ -32,6 +32,7 @@ from .layout import (
     group_folders,
 )
 from .manifest import MANIFEST_NAME
+from .manifest import file_sha256 as sha256_of_file
 
 _ABSENT_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
 
@@ -151,9 +152,7 @@ class LocalResultStore:
         folder = _local_path(location)
         if folder is None:
             return False
-        source = folder / relative_path
-        if ".." in Path(relative_path).parts or Path(relative_path).is_absolute():
-            raise StoreError(f"{location}: file {relative_path!r} is outside the result folder")
+        source = folder / _inside(location, relative_path)
         try:
             shutil.copyfile(source, target)
         except OSError as exc:
@@ -161,6 +160,63 @@ class LocalResultStore:
                 f"cannot read {source}: {exc.strerror or exc}", transient=is_transient_os_error(exc)
             ) from exc
         return True
+
+    def list_folder(self, location: str) -> dict[str, int] | None:
+        """Walk the ``file://`` folder at ``location``: every regular file and its size.
+
+        Links to folders are not followed; a file gone while the walk runs is left out.
+        ``None`` for another kind of URL, ``{}`` where no folder is.
+        """
+        folder = _file_url_path(location)
+        if folder is None:
+            return None
+        top = folder.rstrip("/") or "/"
+        files: dict[str, int] = {}
+        pending = [""]
+        while pending:
+            relative = pending.pop()
+            try:
+                entries = list(os.scandir(f"{top}/{relative}" if relative else top))
+            except OSError as exc:
+                if exc.errno in _ABSENT_ERRNOS:
+                    continue  # nothing there, or gone since its parent was listed
+                raise _listing_error(top, exc) from exc
+            for entry in entries:
+                name = f"{relative}/{entry.name}" if relative else entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(name)
+                    elif stat.S_ISREG((info := entry.stat()).st_mode):
+                        files[name] = info.st_size
+                except OSError as exc:
+                    if exc.errno not in _ABSENT_ERRNOS:  # else a broken link, or gone
+                        raise _listing_error(top, exc) from exc
+        return files
+
+    def file_sha256(self, location: str, relative_path: str) -> str | None:
+        """The sha256 of ``<location>/<relative_path>``, read 1 MiB at a time.
+
+        Raises
+        ------
+        StoreError
+            If the file cannot be read, ``relative_path`` leaves the folder, or
+            ``location`` is not a ``file://`` URL.
+        """
+        folder = _local_path(location)
+        if folder is None:
+            raise StoreError(
+                f"{location} is not in a store like {self.url}; set ANALYSIS_BUCKET to a "
+                "store of that kind"
+            )
+        path = folder / _inside(location, relative_path)
+        try:
+            return sha256_of_file(path)
+        except OSError as exc:
+            if exc.errno in _ABSENT_ERRNOS:
+                return None
+            raise StoreError(
+                f"cannot read {path}: {exc.strerror or exc}", transient=is_transient_os_error(exc)
+            ) from exc
 
     def list_published(self) -> Iterator[Published]:
         """Yield every attempt, old-layout result and staging leftover under the root.
@@ -288,6 +344,20 @@ def _refuse_if_holding_files(location: str, relative: str, folders: list[Folder]
         raise StoreError(f"{location} holds attempt folders only; delete each by its location")
     raise StoreError(
         f"{location} is part of the old-layout result in its parent folder; delete that one instead"
+    )
+
+
+def _inside(location: str, relative_path: str) -> str:
+    """``relative_path`` if it stays inside the folder at ``location``, else a StoreError."""
+    if ".." in Path(relative_path).parts or Path(relative_path).is_absolute():
+        raise StoreError(f"{location}: file {relative_path!r} is outside the result folder")
+    return relative_path
+
+
+def _listing_error(folder: str, exc: OSError) -> StoreError:
+    return StoreError(
+        f"cannot list {exc.filename or folder}: {exc.strerror or exc}",
+        transient=is_transient_os_error(exc),
     )
 
 

@@ -57,6 +57,7 @@ from .client import (
     is_transient,
     new_client,
 )
+from .contents import S3Contents
 from .folders import DELETE_BATCH, S3Folders, delete_objects
 from .manifests import find_manifests
 from .upload import TransferSettings, local_files, upload_files
@@ -72,7 +73,7 @@ T = TypeVar("T")
 _BUCKET_NAME = re.compile(r"^[A-Za-z0-9._-]{1,255}$")
 
 
-class S3ResultStore(S3Folders):
+class S3ResultStore(S3Folders, S3Contents):
     """A results store in an S3 bucket, under a prefix.
 
     Parameters
