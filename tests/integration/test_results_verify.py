@@ -32,7 +32,7 @@ from conftest import CapsuleCopy, isolated_environment, make_capsule_copy
 from servers import TEST_AWS_ENV, free_port
 
 JOB_COUNT = 6
-FILES_PER_JOB = 4
+FILES_PER_JOB = 5
 SESSION = "sessions/ecephys_612345_2025-03-14_10-02-11"
 BACKENDS = ("embedded", "moto", "seaweedfs")
 
@@ -269,7 +269,10 @@ def test_fresh_results_are_ok_by_size_and_by_sha256(posted: Posted) -> None:
         assert lines[0].split() == ["key", "files", "missing", "changed", "extra", "result"]
         table = rows(done.stdout)
         assert sorted(table) == sorted(key[:12] for key in posted.record_keys())
-        assert all(row[0].split()[1:] == ["4", "0", "0", "0", "ok"] for row in table.values())
+        assert all(
+            row[0].split()[1:] == [str(FILES_PER_JOB), "0", "0", "0", "ok"]
+            for row in table.values()
+        )
         assert summary(done.stdout) == (
             f"{JOB_COUNT} record(s), {JOB_COUNT * FILES_PER_JOB} file(s), checked {how}: "
             f"{JOB_COUNT} ok, 0 not"
@@ -284,7 +287,7 @@ def test_a_deleted_file_is_missing(posted: Posted) -> None:
     done = posted.verify()
     assert done.returncode == 1, done.stderr
     row = rows(done.stdout)[key[:12]]
-    assert row[0].split()[1:] == ["4", "1", "0", "0", "missing"]
+    assert row[0].split()[1:] == [str(FILES_PER_JOB), "1", "0", "0", "missing"]
     assert row[1:] == [
         f"missing  units.csv  ({entry['size']} bytes, sha256 {entry['sha256'][:12]})"
     ]
@@ -304,7 +307,7 @@ def test_a_changed_byte_of_the_same_size_is_found_only_by_deep(posted: Posted) -
     deep = posted.verify("--deep", "1")
     assert deep.returncode == 1, deep.stderr
     row = rows(deep.stdout)[key[:12]]
-    assert row[0].split()[1:] == ["4", "0", "1", "0", "changed"]
+    assert row[0].split()[1:] == [str(FILES_PER_JOB), "0", "1", "0", "changed"]
     size = len(original)
     assert row[1:] == [
         f"changed  units.png  (manifest {size} bytes, sha256 {sha(original)}; "
@@ -321,7 +324,7 @@ def test_a_file_of_another_size_is_found_without_deep(posted: Posted) -> None:
     done = posted.verify()
     assert done.returncode == 1, done.stderr
     row = rows(done.stdout)[key[:12]]
-    assert row[0].split()[1:] == ["4", "0", "1", "0", "changed"]
+    assert row[0].split()[1:] == [str(FILES_PER_JOB), "0", "1", "0", "changed"]
     assert row[1] == (
         f"changed  units.csv  (manifest {len(original)} bytes, sha256 {sha(original)}; "
         f"stored {len(original) + 17} bytes, sha256 not read (--deep 1 reads it))"
@@ -337,7 +340,7 @@ def test_an_extra_file_is_found(posted: Posted) -> None:
     done = posted.verify("--deep", "1")
     assert done.returncode == 1, done.stderr
     row = rows(done.stdout)[key[:12]]
-    assert row[0].split()[1:] == ["4", "0", "0", "1", "extra"]
+    assert row[0].split()[1:] == [str(FILES_PER_JOB), "0", "0", "1", "extra"]
     assert row[1:] == ["extra    notes/added later.txt  (23 bytes)"]
     assert summary(done.stdout).endswith("5 ok, 1 not: 1 file(s) extra")
 
@@ -352,8 +355,8 @@ def test_a_missing_or_unreadable_manifest_is_named_as_such(posted: Posted) -> No
     table = rows(done.stdout)
     assert table[gone[:12]][0].split()[1:5] == ["-", "-", "-", "-"]
     assert (
-        f"manifest.json missing at {posted.locations[gone]} (it holds 4 other file(s))"
-        in table[gone[:12]][0]
+        f"manifest.json missing at {posted.locations[gone]} "
+        f"(it holds {FILES_PER_JOB} other file(s))" in table[gone[:12]][0]
     )
     assert "manifest.json unreadable: " in table[broken[:12]][0]
     assert "not JSON" in table[broken[:12]][0] or "Expecting" in table[broken[:12]][0]
