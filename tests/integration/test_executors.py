@@ -87,6 +87,31 @@ def test_dask_local_cluster_posts_every_job(capsule: CapsuleCopy) -> None:
     assert_posted_every_job(capsule)
 
 
+def test_dask_local_cluster_keeps_dask_errors_off_the_terminal(capsule: CapsuleCopy) -> None:
+    """A worker's own ERROR lines (a heartbeat retried under load) do not reach a run's stderr."""
+    script = capsule.code / "run_capsule.py"
+    source = script.read_text()
+    marker = next(line for line in source.splitlines(True) if "session = load_session(" in line)
+    script.write_text(
+        source.replace(
+            marker,
+            marker + "    import logging\n"
+            "    try:\n"
+            '        raise OSError("Stream is closed")\n'
+            "    except OSError:\n"
+            '        logging.getLogger("distributed.worker").exception(\n'
+            '            "Failed to communicate with scheduler during heartbeat."\n'
+            "        )\n",
+        )
+    )
+    capsule.commit("a worker logs what Dask logs under load")
+    done = capsule.run("--dry_run", "0", "--executor", "dask", "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert_posted_every_job(capsule)
+    assert "heartbeat" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_external_dask_cluster_posts_every_job(
     capsule: CapsuleCopy, dask_cluster: DaskCluster
 ) -> None:

@@ -294,6 +294,12 @@ def _dask_client(
         "dashboard_address": ":0",  # a free port, never the shared default 8787
         "host": "127.0.0.1",
         "local_directory": scratch,
+        # Dask's own log lines in the run's terminal, from this process and from each
+        # worker's: only CRITICAL. Under load a worker logs tracebacks at ERROR for
+        # internal comms it retries ("Failed to communicate with scheduler during
+        # heartbeat"), on runs that succeed. What concerns a job, a worker that died
+        # with it included, the runner reports itself, once, on the job's line.
+        "silence_logs": logging.CRITICAL,
     }
     try:
         # A LocalCluster's workers are processes of this machine, started with this
