@@ -55,6 +55,18 @@ _ISOLATED_ENV = (
 )
 
 
+def without_retry_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the runner's tries of a step wait 0 s between them; each try is still real.
+
+    Not by patching ``time.sleep``: that is the one ``time`` module of the process, and
+    every thread that waits with it (pymongo's monitors, a claim's heartbeat) would spin.
+    """
+    from analysis_wrapper.common.retry import RetryPolicy
+
+    no_wait = RetryPolicy(attempts=1, base_delay_s=0.0, max_delay_s=0.0)
+    monkeypatch.setattr("analysis_wrapper.run.tries.TRANSIENT_RETRY_POLICY", no_wait)
+
+
 @pytest.fixture(autouse=True)
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """Start every test with no store or Code Ocean variables set."""

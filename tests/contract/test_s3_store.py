@@ -56,7 +56,7 @@ from analysis_wrapper.stores.s3.store import S3ResultStore, TransferSettings
 from analysis_wrapper.stores.s3.upload import ProgressSubscriber
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
 from analysis_wrapper.stores.verify import Target, verify_folders
-from conftest import CapsuleCopy
+from conftest import CapsuleCopy, without_retry_waits
 from contract.result_store_contract import ATTEMPT, ResultStoreContract, key_of, write_tree
 from servers import TEST_AWS_ENV, ServerProcess, free_port, moto_process, on_each_s3_server
 
@@ -1377,7 +1377,7 @@ def test_the_runner_tries_a_job_again_only_when_s3_failed_transiently(
 
     The tries are the publish's: the analysis, which succeeded, runs once.
     """
-    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
+    without_retry_waits(monkeypatch)
     missing = S3ResultStore(f"missing-{uuid.uuid4().hex[:16]}", "p", sleep=Sleeps())
     assert runs_of_one_job(tmp_path / "missing", missing) == (1, 1)
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")

@@ -27,6 +27,7 @@ from analysis_wrapper.stores.base import RecordStore, ResultStore
 from analysis_wrapper.stores.mongo.store import MongoRecordStore
 from analysis_wrapper.stores.s3.store import S3ResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
+from conftest import without_retry_waits
 
 CALLS: list[str] = []
 
@@ -74,7 +75,7 @@ def flaky_put(base: type[Any]) -> type[Any]:
 def _reset(monkeypatch: pytest.MonkeyPatch) -> None:
     CALLS.clear()
     FlakyS3.publishes = 0
-    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
+    without_retry_waits(monkeypatch)
 
 
 @pytest.fixture

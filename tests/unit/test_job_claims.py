@@ -29,6 +29,7 @@ from analysis_wrapper.run.runner import execute_run, plan_run
 from analysis_wrapper.stores.claims import Claims, Owner
 from analysis_wrapper.stores.local import LocalResultStore
 from analysis_wrapper.stores.sqlite import SqliteRecordStore
+from conftest import without_retry_waits
 
 
 class Parameters(AnalysisParameters):
@@ -154,7 +155,7 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """TransientError and ConnectionError get more tries, each in a fresh folder; then it fails."""
-    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
+    without_retry_waits(monkeypatch)
     context = context_for(tmp_path, jobs=2, transient_retries=2)
     BEHAVIOUR[0] = [TransientError("busy"), ConnectionError("reset")]  # third try succeeds
     BEHAVIOUR[1] = [TransientError("busy")] * 3  # every try fails
@@ -182,7 +183,7 @@ def test_a_store_error_is_tried_again_only_when_transient(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A store that refused fails the job at its first try; an unreachable one is retried."""
-    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
+    without_retry_waits(monkeypatch)
     context = context_for(tmp_path, jobs=2, transient_retries=2)
     BEHAVIOUR[0] = StoreError("results store s3://b: access denied (AccessDenied, HTTP 403)")
     BEHAVIOUR[1] = [StoreError("results store s3://b: cannot reach S3", transient=True)] * 3
@@ -203,7 +204,7 @@ def test_a_results_store_that_cannot_work_fails_the_job_at_its_first_try(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A results folder with a file in its way: the real store's error is not retried."""
-    monkeypatch.setattr("analysis_wrapper.run.tries.time.sleep", lambda _: None)
+    without_retry_waits(monkeypatch)
     in_the_way = tmp_path / "a-file"
     in_the_way.write_text("")
     context = dataclasses.replace(
