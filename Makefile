@@ -95,20 +95,23 @@ typecheck: $(VENV)/.installed-test
 chromium:
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
+# The suite in PYTEST_WORKERS processes (pytest-xdist), each with its own test servers.
+PYTEST_WORKERS ?= 2
 pytest: $(VENV)/.installed-test $(SERVERS_VENV)/.installed $(UPSTREAM_VENV)/.installed $(ROCRATE_CONTEXT)/.installed chromium
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" \
 	ANALYSIS_WRAPPER_UPSTREAM_BIN="$(abspath $(UPSTREAM_VENV))/bin" \
-	ANALYSIS_WRAPPER_ROCRATE_CONTEXT="$(abspath $(ROCRATE_CONTEXT))/rocrate/data/ro-crate.jsonld" $(BIN)/pytest
+	ANALYSIS_WRAPPER_ROCRATE_CONTEXT="$(abspath $(ROCRATE_CONTEXT))/rocrate/data/ro-crate.jsonld" $(BIN)/pytest -n $(PYTEST_WORKERS)
 
 format: $(VENV)/.installed-test
 	$(BIN)/ruff check --fix code tests scripts benchmarks
 	$(BIN)/ruff format code tests scripts benchmarks
 
-## bench: planning, per-job overhead, executors and uploads, side by side (see BENCHMARKS.md)
+## bench: planning, per-job overhead, executors, uploads and verify, side by side (see BENCHMARKS.md)
 .PHONY: bench
 bench: $(VENV)/.installed-test $(SERVERS_VENV)/.installed
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/scale.py --servers
 	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/upload.py
+	ANALYSIS_WRAPPER_SERVERS_BIN="$(abspath $(SERVERS_VENV))/bin" $(BIN)/python benchmarks/verify.py
 	$(BIN)/python benchmarks/cold_start.py
 
 clean:
