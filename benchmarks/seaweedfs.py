@@ -13,7 +13,7 @@ from __future__ import annotations
 import http.client
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -35,15 +35,27 @@ def weed_process(work: Path, bucket: str, region: str) -> ServerProcess:
     return _weed_process(work, bucket, credentials(), region)
 
 
-def seed(port: int, bucket: str, keys: Iterable[str], region: str, threads: int = 16) -> None:
-    """Put every key (body ``{}``) into ``bucket`` through the S3 API, ``threads`` at once."""
+def seed(
+    port: int,
+    bucket: str,
+    keys: Iterable[str],
+    region: str,
+    threads: int = 16,
+    body: Callable[[str], bytes] | None = None,
+) -> None:
+    """Put every key into ``bucket`` through the S3 API, ``threads`` at once.
+
+    Each object's body is ``body(key)``, or ``{}`` without ``body``.
+    """
     local = threading.local()
     signer = credentials()
 
     def put(key: str) -> None:
         if not hasattr(local, "connection"):
             local.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        signed_put(local.connection, bucket, key, BODY, signer, region)
+        signed_put(
+            local.connection, bucket, key, BODY if body is None else body(key), signer, region
+        )
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(put, keys))

@@ -1,16 +1,13 @@
 """moto's S3 server, started with a bucket already holding many small objects.
 
     <servers venv>/bin/python benchmarks/seeded_moto.py --port P --bucket B --objects FILE
-    <servers venv>/bin/python benchmarks/seeded_moto.py --port P --bucket B --tree DIR
 
 Putting 40,000 objects through the server's HTTP API takes a minute or more (moto
 spends about 1.5 ms of its one core on each PUT); put straight into moto's in-memory
 backend, in this process, before it serves, they take about two seconds. The objects
 are moto's own (the same as a PUT makes), so what the benchmark then asks of the
 server over HTTP is what it would ask of a store filled by uploads. ``FILE`` holds
-one object key a line; each object's body is ``{}``. With ``--tree``, every file under
-``DIR`` is an object, its key the file's POSIX path relative to ``DIR``, its body the
-file's bytes (a tree of result folders, to verify). Runs in the test servers'
+one object key a line; each object's body is ``{}``. Runs in the test servers'
 virtual environment (moto is not a dependency of the package).
 """
 
@@ -29,22 +26,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", required=True)
     parser.add_argument("--bucket", required=True)
-    given = parser.add_mutually_exclusive_group(required=True)
-    given.add_argument("--objects", type=Path, help="one key a line, each body {}")
-    given.add_argument("--tree", type=Path, help="a folder: each file an object, as it is")
+    parser.add_argument("--objects", type=Path, required=True)
     parser.add_argument("--region", default="us-west-2")
     args = parser.parse_args()
     backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
     backend.create_bucket(args.bucket, args.region)
-    if args.tree is not None:
-        for path in sorted(args.tree.rglob("*")):
-            if path.is_file():
-                key = path.relative_to(args.tree).as_posix()
-                backend.put_object(args.bucket, key, path.read_bytes())
-    else:
-        with args.objects.open(encoding="utf-8") as names:
-            for name in names:
-                backend.put_object(args.bucket, name.rstrip("\n"), b"{}")
+    with args.objects.open(encoding="utf-8") as names:
+        for name in names:
+            backend.put_object(args.bucket, name.rstrip("\n"), b"{}")
     serve(["-H", "127.0.0.1", "-p", str(args.port)])
 
 

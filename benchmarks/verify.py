@@ -1,4 +1,4 @@
-"""``results verify`` over many result folders: on a local folder and on moto's S3 server.
+"""``results verify`` over many result folders: on a local folder and on SeaweedFS's S3.
 
     python benchmarks/verify.py [--records 10000] [--deep-sample 500] [--serial-sample 1000]
 
@@ -8,10 +8,14 @@ deleted, a byte changed in place, a file added, a file grown), and checks them w
 the engine of ``analysis-wrapper results verify`` (``stores.verify.verify_folders``):
 
 1. on the local results store, by size, every folder; by sha256, a sample;
-2. on moto's S3 server (seeded in memory before it serves, as ``benchmarks/scale.py``
-   seeds it), by size, every folder, with the folders in flight the command uses and
-   one folder at a time on a sample (extrapolated), side by side; by sha256, a sample,
-   both ways.
+2. on SeaweedFS (a production S3 server, filled through its S3 API), by size, every
+   folder, with the folders in flight the command uses and one folder at a time on a
+   sample (extrapolated), side by side; by sha256, a sample, both ways;
+3. the same on a sample through a proxy that adds 10 ms each way, as to a bucket in
+   another region.
+
+Not on moto: its server scans every key of the bucket for each LIST of a prefix, so
+10,000 folders (60,000 objects) took more than 15 minutes of its CPU.
 
 Every pass must find exactly the broken folders it can see (a same-size change only
 by sha256); the script fails otherwise. Reading the records from the record store is
@@ -237,25 +241,27 @@ def _store_at(port: int) -> S3ResultStore:
 def s3_rows(
     work: Path, keys: list[str], broken: dict[str, str], args: argparse.Namespace
 ) -> list[Row]:
-    """The rows on moto's S3 server, seeded with the tree before it serves."""
+    """The rows on SeaweedFS, filled with the tree through its S3 API, near and far."""
+    import seaweedfs
     from latency_proxy import LatencyProxy
 
-    from servers import SERVERS_BIN, TEST_AWS_ENV, ServerProcess, moto_ready
+    from servers import TEST_AWS_ENV
 
     for name, value in TEST_AWS_ENV.items():
         os.environ.setdefault(name, value)
-    seeding = time.perf_counter()
-    server = ServerProcess(
-        "moto_server (seeded)",
-        lambda port: [str(SERVERS_BIN / "python"), str(REPO / "benchmarks" / "seeded_moto.py"),
-                      "--port", str(port), "--bucket", BUCKET, "--tree", str(work / "tree")],
-        moto_ready,
-        work / "moto-seeded.log",
-    )  # fmt: skip
-    server.start()
-    seeding = time.perf_counter() - seeding
     tree = work / "tree"
+    objects = sorted(
+        path.relative_to(tree).as_posix() for path in tree.rglob("*") if path.is_file()
+    )
+    server = seaweedfs.weed_process(work, BUCKET, os.environ["AWS_DEFAULT_REGION"])
+    server.start()
     try:
+        seeding = time.perf_counter()
+        seaweedfs.seed(
+            server.port, BUCKET, objects, os.environ["AWS_DEFAULT_REGION"],
+            body=lambda key: (tree / key).read_bytes(),
+        )  # fmt: skip
+        seeding = time.perf_counter() - seeding
         store = _store_at(server.port)
         requests: dict[str, int] = {}
         store._client().meta.events.register(
@@ -263,26 +269,25 @@ def s3_rows(
             lambda model, **_: requests.__setitem__(model.name, requests.get(model.name, 0) + 1),
         )
         rows = rows_on(
-            "moto S3", store, lambda key: store.location(key, ATTEMPT), keys, broken, tree, args,
-            requests,
+            "SeaweedFS", store, lambda key: store.location(key, ATTEMPT), keys, broken, tree,
+            args, requests,
         )  # fmt: skip
         with LatencyProxy(("127.0.0.1", server.port), one_way_s=REMOTE_ONE_WAY_S) as proxy:
             remote = _store_at(proxy.port)
             sample = [target.key for target in sample_of(
                 [Target(key, "") for key in keys], args.serial_sample, broken
             )]  # fmt: skip
-            label = f"moto S3 {REMOTE_ONE_WAY_S * 2000:.0f} ms away"
+            label = f"SeaweedFS {REMOTE_ONE_WAY_S * 2000:.0f} ms away"
             rows += rows_on(
                 label, remote, lambda key: remote.location(key, ATTEMPT), sample, broken, tree,
                 args,
             )  # fmt: skip
     finally:
         server.stop()
-    objects = sum(1 for path in (work / "tree").rglob("*") if path.is_file())
     rows[0] = (
         rows[0][0],
         rows[0][1],
-        f"{rows[0][2]}; seeding {objects:,} objects took {seeding:.1f} s",
+        f"{rows[0][2]}; seeding {len(objects):,} objects took {seeding:.1f} s",
     )
     return rows
 
