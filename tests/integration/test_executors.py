@@ -48,6 +48,14 @@ def assert_posted_every_job(capsule: CapsuleCopy) -> None:
         }
 
 
+def after_loading_the_session(capsule: CapsuleCopy, lines: str) -> None:
+    """Insert ``lines`` into the capsule's ``run_analysis``, after it loads the session."""
+    script = capsule.code / "run_capsule.py"
+    source = script.read_text()
+    marker = next(line for line in source.splitlines(True) if "session = load_session(" in line)
+    script.write_text(source.replace(marker, marker + lines))
+
+
 def test_process_pool_posts_every_job_then_skips(capsule: CapsuleCopy) -> None:
     """--executor process --workers 2 posts all six jobs; a second run skips them."""
     done = capsule.run("--dry_run", "0", "--executor", "process", "--workers", "2")
@@ -60,15 +68,9 @@ def test_process_pool_posts_every_job_then_skips(capsule: CapsuleCopy) -> None:
 
 def test_process_pool_isolates_a_failing_job(capsule: CapsuleCopy) -> None:
     """A job that raises in a pool worker fails alone; the others are posted; exit 1."""
-    script = capsule.code / "run_capsule.py"
-    source = script.read_text()
-    marker = next(line for line in source.splitlines(True) if "session = load_session(" in line)
-    script.write_text(
-        source.replace(
-            marker,
-            marker + '    if "654321" in session["subject_id"]:\n'
-            '        raise RuntimeError("bad probe")\n',
-        )
+    after_loading_the_session(
+        capsule,
+        '    if "654321" in session["subject_id"]:\n        raise RuntimeError("bad probe")\n',
     )
     capsule.commit("one session fails")
     done = capsule.run("--dry_run", "0", "--executor", "process", "--workers", "2")
@@ -89,20 +91,15 @@ def test_dask_local_cluster_posts_every_job(capsule: CapsuleCopy) -> None:
 
 def test_dask_local_cluster_keeps_dask_errors_off_the_terminal(capsule: CapsuleCopy) -> None:
     """A worker's own ERROR lines (a heartbeat retried under load) do not reach a run's stderr."""
-    script = capsule.code / "run_capsule.py"
-    source = script.read_text()
-    marker = next(line for line in source.splitlines(True) if "session = load_session(" in line)
-    script.write_text(
-        source.replace(
-            marker,
-            marker + "    import logging\n"
-            "    try:\n"
-            '        raise OSError("Stream is closed")\n'
-            "    except OSError:\n"
-            '        logging.getLogger("distributed.worker").exception(\n'
-            '            "Failed to communicate with scheduler during heartbeat."\n'
-            "        )\n",
-        )
+    after_loading_the_session(
+        capsule,
+        "    import logging\n"
+        "    try:\n"
+        '        raise OSError("Stream is closed")\n'
+        "    except OSError:\n"
+        '        logging.getLogger("distributed.worker").exception(\n'
+        '            "Failed to communicate with scheduler during heartbeat."\n'
+        "        )\n",
     )
     capsule.commit("a worker logs what Dask logs under load")
     done = capsule.run("--dry_run", "0", "--executor", "dask", "--workers", "2")
