@@ -3,7 +3,7 @@
 Starts, from the test servers' venv (made by ``make test`` or ``make bench``), moto's S3
 server (one Python process) and SeaweedFS's ``weed mini`` (a production S3 server
 written in Go), each on free loopback ports through the tests' own helpers, and times,
-side by side in one run, on each server, four ways of uploading a result folder:
+side by side in one run, on each server, five ways of uploading a result folder:
 
 - ``S3ResultStore.publish``: this package (boto3's transfer manager, many files at
   once, large files in parts; plus its manifest and bookkeeping requests);
@@ -11,7 +11,10 @@ side by side in one run, on each server, four ways of uploading a result folder:
 - ``fsspec``/``s3fs`` ``put(folder, target, recursive=True)``: the upstream way;
 - ``put_object`` from a pool of threads sharing one client (``--threads``, a
   connection each): the best plain boto3 client found (see BENCHMARKS.md for what
-  else was tried).
+  else was tried);
+- a PUT per file over ``http.client`` from the same number of threads, signed by
+  botocore's SigV4 signer with no boto3 client around it: the floor of a client's
+  cost, which says how much of a PUT's time is the server's.
 
 Three workloads: 200 files of 256 KiB, 2,000 files of 16 KiB, one file of 200 MiB.
 Each is run several rounds; within a round the methods take turns, and the objects
@@ -153,6 +156,39 @@ def threaded_put(threads: int) -> Upload:
     return upload
 
 
+def raw_signed_put(endpoint: str, threads: int) -> Upload:
+    """Each file one PUT over ``http.client``, signed by botocore's SigV4 signer alone.
+
+    No boto3 client (no request building, event hooks or response parsing): the floor
+    of what a client built on botocore's parts costs, with the CRC32 header boto3
+    sends. Whole files in memory, no retries: a measure, not a store.
+    """
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    from servers import signed_put
+
+    address = urlsplit(endpoint)
+    local = threading.local()
+    pool = ThreadPoolExecutor(threads)
+
+    def put(folder: Path, bucket: str, prefix: str, path: Path) -> None:
+        if not hasattr(local, "connection"):
+            local.connection = http.client.HTTPConnection(
+                str(address.hostname), address.port, timeout=120
+            )
+        key = f"{prefix}/{path.relative_to(folder).as_posix()}"
+        signed_put(local.connection, bucket, key, path.read_bytes(), TEST_CREDENTIALS, REGION)
+
+    def upload(folder: Path, bucket: str, prefix: str) -> float:
+        started = time.perf_counter()
+        list(pool.map(lambda path: put(folder, bucket, prefix, path), folder_files(folder)))
+        return time.perf_counter() - started
+
+    return upload
+
+
 def fsspec_put(endpoint: str) -> Upload:
     """``s3fs.S3FileSystem.put(folder, target, recursive=True)``, as upstream copies results."""
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": endpoint}, skip_instance_cache=True)
@@ -275,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                     "put_object loop": put_object_loop(client),
                     "fsspec put": fsspec_put(endpoint),
                     f"put_object, {args.threads} threads": threaded_put(args.threads),
+                    f"signed PUT over http.client, {args.threads} threads": raw_signed_put(
+                        endpoint, args.threads
+                    ),
                 }
                 # An untimed pass warms imports, each method's client, the server's code.
                 run_workload(kind, "warm-up", workloads[0][1], methods, 1, client, bucket)
