@@ -8,17 +8,11 @@ back as they were after it.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
-import pty
 import shutil
-import struct
 import subprocess
 import sys
-import termios
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +23,7 @@ import boto3
 import pytest
 
 from conftest import CapsuleCopy, isolated_environment, make_capsule_copy
+from pseudo_terminal import run_on_terminal
 from servers import TEST_AWS_ENV, free_port
 
 JOB_COUNT = 6
@@ -418,33 +413,4 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(embedded_posted: Pos
 
 def cli_on_terminal(capsule: CapsuleCopy, *args: str) -> tuple[int, str, str]:
     """Run `analysis-wrapper ARGS` with stderr on a pseudo-terminal: (code, stdout, terminal)."""
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [sys.executable, "-m", "analysis_wrapper", *args],
-        cwd=capsule.root,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        text=True,
-        env=dict(os.environ),
-    )
-    os.close(terminal)
-    seen: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(controller, 65536)
-            except OSError:  # EIO: the child closed the terminal
-                return
-            if not data:
-                return
-            seen.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    out, _ = process.communicate(timeout=300)
-    reader.join(timeout=60)
-    os.close(controller)
-    return process.returncode, out, b"".join(seen).decode("utf-8", "replace")
+    return run_on_terminal([sys.executable, "-m", "analysis_wrapper", *args], capsule.root)

@@ -6,50 +6,16 @@ shell; stdout stays a pipe, so the run's one summary line is read as usual.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import struct
-import subprocess
 import sys
-import termios
-import threading
 
 from conftest import CapsuleCopy
+from pseudo_terminal import run_on_terminal as on_terminal
 
 
 def run_on_terminal(capsule: CapsuleCopy, *args: str) -> tuple[int, str, str]:
     """Run the capsule with stderr on a pseudo-terminal; return (code, stdout, terminal)."""
-    controller, terminal = pty.openpty()
-    # A window 40 rows by 120 columns, as a terminal has (a new one has none).
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    process = subprocess.Popen(
-        [sys.executable, "-u", str(capsule.code / "run_capsule.py"), *args],
-        cwd=capsule.code,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=terminal,
-        text=True,
-    )
-    os.close(terminal)  # the child holds it now; its exit ends the reads below
-    seen: list[bytes] = []
-
-    def drain() -> None:  # a terminal's buffer is small: read while the run writes
-        while True:
-            try:
-                data = os.read(controller, 65536)
-            except OSError:  # EIO: every writer closed the terminal
-                return
-            if not data:
-                return
-            seen.append(data)
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
-    out, _ = process.communicate(timeout=300)
-    reader.join(timeout=60)
-    os.close(controller)
-    return process.returncode, out, b"".join(seen).decode("utf-8", "replace")
+    command = [sys.executable, "-u", str(capsule.code / "run_capsule.py"), *args]
+    return on_terminal(command, capsule.code)
 
 
 def test_per_job_lines_hide_behind_the_bar_and_show_with_v(capsule: CapsuleCopy) -> None:
