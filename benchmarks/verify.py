@@ -118,7 +118,7 @@ def timed(
     deep: bool,
     serial: bool = False,
 ) -> tuple[float, list[Verdict]]:
-    """Seconds to check ``targets`` (best of one: the folders are many), and the verdicts."""
+    """Seconds to check ``targets`` once (the folders are many), and the verdicts."""
     options: dict[str, Any] = {"folders_in_flight": 1, "digests_in_flight": 1} if serial else {}
     started = time.perf_counter()
     verdicts = verify_folders(store, targets, deep=deep, **options)
@@ -168,7 +168,7 @@ def rows_on(
 ) -> list[Row]:
     """Sizes over every folder and sha256 over a sample, each also one folder at a time."""
     targets = [Target(key, location(key)) for key in keys]
-    files = sum(len(FILE_SIZES) for _ in targets)
+    files = len(FILE_SIZES) * len(targets)
     rows: list[Row] = []
 
     if requests is not None:
