@@ -72,9 +72,9 @@ def arm_crash() -> None:
     """Wrap the stores' publish or put so the process dies at the chosen point.
 
     ``upload``: once the chosen job's publish starts, the process dies when S3 has
-    acknowledged its second object (botocore's after-call event), or, publishing to a
-    folder, after a random delay; at the latest when publish returns: never past the
-    record.
+    acknowledged its second object (botocore's after-call event, or a direct put's
+    return), or, publishing to a folder, after a random delay; at the latest when
+    publish returns: never past the record.
     ``record``: the process dies as the chosen job's record is handed to the store.
     """
     if CRASH_POINT not in ("upload", "record"):
@@ -88,13 +88,14 @@ def arm_crash() -> None:
         import boto3.session
 
         from analysis_wrapper.stores.mongo.store import MongoRecordStore
+        from analysis_wrapper.stores.s3.direct_put import DirectPuts
         from analysis_wrapper.stores.s3.store import S3ResultStore
     except ImportError:
         pass
     else:
         results.append(S3ResultStore)
         records.append(MongoRecordStore)
-        count_s3_uploads(boto3.session.Session)
+        count_s3_uploads(boto3.session.Session, DirectPuts)
     delay = float(os.environ.get("CRASH_DELAY", "0.05"))
     for cls in results if CRASH_POINT == "upload" else records:
         original = cls.publish if CRASH_POINT == "upload" else cls.put
@@ -168,9 +169,21 @@ ARMED = threading.Event()
 UPLOADED = []
 
 
-def count_s3_uploads(session_class: Any) -> None:
-    """Die once S3 has acknowledged two objects (or parts) of the armed publish."""
+def count_s3_uploads(session_class: Any, direct_puts: Any) -> None:
+    """Die once S3 has acknowledged two objects (or parts) of the armed publish.
+
+    An object goes up by boto3 (``put_object``, a multipart upload's parts) or as a
+    direct put (small files); each is counted once, when S3 has answered.
+    """
     original = session_class.client
+    original_put = direct_puts.put
+
+    def put(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_put(self, *args, **kwargs)
+        if not self.through_boto3:  # put_object's after-call event counted the others
+            on_upload()
+
+    direct_puts.put = put
 
     def client(self: Any, service: str, *args: Any, **kwargs: Any) -> Any:
         made = original(self, service, *args, **kwargs)

@@ -103,7 +103,7 @@ class DirectPuts:
             url, headers, _ = client._resolve_endpoint_ruleset(
                 operation, {"Bucket": bucket, "Key": "k"}, context
             )
-        except AttributeError:  # another botocore: boto3's own calls serve
+        except (AttributeError, TypeError):  # another botocore: boto3's own calls serve
             return None
         signing = context.get("signing", {})
         if headers or context.get("auth_type", "v4") != "v4":
@@ -129,7 +129,7 @@ class DirectPuts:
         """
         if not self._through_boto3:
             with path.open("rb") as file:
-                response = self._send(self.signed(key, file, content_type))
+                response = self._http.send(self.signed(key, file, content_type))
             if 200 <= response.status_code < 300:
                 return
             error = self._error(response)
@@ -165,10 +165,6 @@ class DirectPuts:
         auth = self._signer.get_auth_instance("s3", self.region, "s3v4")
         auth.add_auth(request)
         return request.prepare()
-
-    def _send(self, prepared: Any) -> Any:
-        """Send ``prepared`` on the client's HTTP session; its errors are botocore's."""
-        return self._http.send(prepared)
 
     def _error(self, response: Any) -> ClientError:
         """The ``ClientError`` boto3 would raise for ``response``, read by botocore's parser."""
