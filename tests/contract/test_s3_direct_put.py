@@ -183,13 +183,18 @@ def stand_in() -> Iterator[Any]:
     server.server_close()
 
 
+def puts_through(stand_in: Any, answer: tuple[int, str], client: Any, bucket: str) -> DirectPuts:
+    """Direct puts into ``bucket`` sent to ``stand_in``, which answers each with ``answer``."""
+    stand_in.answer = answer
+    url = f"http://127.0.0.1:{stand_in.server_address[1]}/{bucket}"
+    return DirectPuts(client, bucket, url, REGION)
+
+
 def test_a_throttled_direct_put_is_raised_for_retries_not_sent_again(
     client: Any, bucket: str, stand_in: Any, tmp_path: Path
 ) -> None:
     """503 SlowDown: the ClientError boto3 raises (transient); no ``put_object`` follows."""
-    stand_in.answer = (503, "SlowDown")
-    url = f"http://127.0.0.1:{stand_in.server_address[1]}/{bucket}"
-    puts = DirectPuts(client, bucket, url, REGION)
+    puts = puts_through(stand_in, (503, "SlowDown"), client, bucket)
     calls = put_object_calls(client)
     path = tmp_path / "a.txt"
     path.write_bytes(b"throttled")
@@ -208,9 +213,7 @@ def test_a_refused_direct_put_goes_to_put_object_and_the_rest_follow(
     client: Any, bucket: str, stand_in: Any, tmp_path: Path
 ) -> None:
     """301 PermanentRedirect: ``put_object`` sends it (to the real server) and the next too."""
-    stand_in.answer = (301, "PermanentRedirect")
-    url = f"http://127.0.0.1:{stand_in.server_address[1]}/{bucket}"
-    puts = DirectPuts(client, bucket, url, REGION)
+    puts = puts_through(stand_in, (301, "PermanentRedirect"), client, bucket)
     calls = put_object_calls(client)
     for name in ("first.txt", "second.txt"):
         (tmp_path / name).write_bytes(name.encode())
