@@ -71,6 +71,8 @@ from servers import (  # noqa: E402
 REGION = TEST_AWS_ENV["AWS_DEFAULT_REGION"]
 KiB, MiB = 1024, 1024 * 1024
 SERVERS = ("moto", "seaweedfs")
+PUBLISH = "S3ResultStore.publish"
+PUBLISH_BY_BOTO3 = f"{PUBLISH}, put_object for each file (direct_puts=False)"
 
 Upload = Callable[[Path, str, str], float]  # (folder, bucket, prefix) -> seconds
 
@@ -254,10 +256,6 @@ def run_workload(
             }
         )
     return rows
-
-
-PUBLISH = "S3ResultStore.publish"
-PUBLISH_BY_BOTO3 = f"{PUBLISH}, put_object for each file (direct_puts=False)"
 
 
 def server_version(kind: str) -> str:
